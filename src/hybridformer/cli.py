@@ -1,0 +1,60 @@
+"""The ``hybridformer`` command line.
+
+Each subcommand lives in ``hybridformer/commands/<name>.py`` and exposes ``add_arguments(parser)``
+and ``run(args) -> int``. Modules are imported lazily so ``hybridformer --help`` stays fast and a
+missing optional dependency only affects the subcommand that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hybridformer.config import ConfigError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "finetune": ("hybridformer.commands.finetune", "fine-tune a text encoder on a classification task"),
+    "evaluate": ("hybridformer.commands.evaluate", "evaluate a fine-tuned model on a task's test split"),
+    "pretrain": ("hybridformer.commands.pretrain", "pretrain with self-supervised objectives (MLM)"),
+    "train-tokenizer": ("hybridformer.commands.train_tokenizer", "train a byte-level BPE tokenizer"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybridformer",
+        description="Efficient multimodal transformer: hybrid attention, dynamic sparse activation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    # Unknown `--section.field value` pairs are config overrides, parsed by the subcommand.
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    args.overrides = extra
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except ConfigError as err:
+        print(f"hybridformer {args.command}: config error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"hybridformer {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``hybridformer`` CLI, one module each."""
