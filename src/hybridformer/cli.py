@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError) as err:
         print(f"hybridformer {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:
+        # TrainingDivergedError (NaN/inf loss) and similar run-time stops: one clear line.
+        if type(err).__name__ != "TrainingDivergedError":
+            raise
+        print(f"hybridformer {args.command}: training stopped: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

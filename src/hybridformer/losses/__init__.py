@@ -1,0 +1,5 @@
+"""Training objectives, each a function plus an ``nn.Module`` returning a typed output, outside the model."""
+
+from .mlm import IGNORE_INDEX, MaskedTokens, MLMLoss, MLMLossOutput, mask_tokens, mlm_loss
+
+__all__ = ["IGNORE_INDEX", "MaskedTokens", "MLMLoss", "MLMLossOutput", "mask_tokens", "mlm_loss"]

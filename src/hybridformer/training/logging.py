@@ -1,0 +1,113 @@
+"""Run logging: a JSON-lines record, TensorBoard scalars and a tqdm progress bar, behind one object.
+
+``<out_dir>/log.jsonl`` gets one JSON object per logged step (``{"step": 10, "loss": ..., "lr": ...,
+"tokens_per_s": ...}``) and per evaluation (keys prefixed ``eval/``). On resume, records past the
+resumed step (written by the interrupted run after its last checkpoint) are dropped, so the file
+reads as one clean run. The progress bar shows loss, tokens/s and ETA; tqdm hides it when stderr is
+not a terminal, and then each logged step goes to the ``hybridformer.training`` logger instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_write
+
+__all__ = ["LOG_FILE", "RunLogger", "read_log"]
+
+LOG_FILE = "log.jsonl"
+_log = logging.getLogger("hybridformer.training")
+
+
+def read_log(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``<out_dir>/log.jsonl`` (empty list if there is none)."""
+    path = Path(out_dir) / LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _plain(value: Any) -> Any:
+    """JSON has no NaN/inf; write them as strings so the file stays parseable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class RunLogger:
+    """Writes training metrics to JSON lines, TensorBoard and a progress bar.
+
+    Args:
+        out_dir: run folder (created if needed).
+        total_steps: optimizer steps in the run (for the bar's ETA).
+        start_step: steps already done (non-zero when resuming).
+        progress_bar: show a tqdm bar (tqdm still hides it when not on a terminal).
+        tensorboard: write event files to ``<out_dir>/tensorboard``.
+    """
+
+    def __init__(self, out_dir: str | Path, *, total_steps: int, start_step: int = 0, progress_bar: bool = True,
+                 tensorboard: bool = True):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / LOG_FILE
+        self._truncate_after(start_step)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events the interrupted run wrote after its last checkpoint.
+            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start_step or None)
+        self._bar = tqdm(
+            total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+            disable=None if progress_bar else True, desc="train",
+        )
+
+    def _truncate_after(self, step: int) -> None:
+        records = [r for r in read_log(self.out_dir) if r.get("step", 0) <= step]
+        if self.path.is_file():
+            text = "".join(json.dumps(r) + "\n" for r in records)
+            atomic_write(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    @property
+    def bar_visible(self) -> bool:
+        return not self._bar.disable
+
+    def advance(self, steps: int = 1) -> None:
+        """Move the progress bar by ``steps`` optimizer steps."""
+        self._bar.update(steps)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Record ``metrics`` at ``step`` everywhere; keys starting ``eval/`` are evaluation results."""
+        record = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    self._writer.add_scalar(key if "/" in key else f"train/{key}", value, step)
+        if self.bar_visible:
+            shown = {
+                k.removeprefix("eval/"): _fmt(v) for k, v in metrics.items() if k == "loss" or k.startswith("eval/")
+            }
+            if "tokens_per_s" in metrics:
+                shown["tok/s"] = f"{metrics['tokens_per_s']:,.0f}"
+            self._bar.set_postfix(shown, refresh=False)
+        else:
+            _log.info("step %d: %s", step, ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+
+    def close(self) -> None:
+        self._bar.close()
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,72 @@
+"""AdamW with the usual no-decay groups, and a linear-warmup + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from .config import TrainConfig
+
+__all__ = ["param_groups", "build_optimizer", "WarmupCosine", "build_scheduler"]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split trainable parameters into a decayed group (matrices, embeddings) and a non-decayed one.
+
+    Parameters with fewer than two dimensions (biases, LayerNorm/RMSNorm weights, scales,
+    temperatures) are not decayed: pulling them toward 0 only hurts (BERT, nanoGPT). Shared (tied)
+    parameters appear once.
+    """
+    decay, keep = [], []
+    for param in model.parameters():  # yields each shared parameter once
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else keep).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": keep, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` with ``config.lr``, ``betas``, ``eps`` and ``weight_decay``."""
+    groups = param_groups(model, config.weight_decay)
+    if not any(g["params"] for g in groups):
+        raise ValueError("model: has no trainable parameters (all have requires_grad=False)")
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+
+
+@dataclass
+class WarmupCosine:
+    """LR multiplier at step ``s``: ``s / warmup`` during warmup, then cosine from 1 to ``min_ratio``.
+
+    With ``warmup = W`` and ``total = T``: ``f(s) = s / W`` for ``s < W``; otherwise with
+    ``p = (s - W) / (T - W)`` (clamped to [0, 1]): ``f = min_ratio + (1 - min_ratio) * (1 + cos(pi p)) / 2``.
+    Step 0 therefore trains at lr 0 when warming up (as in Hugging Face's schedule) and the last step
+    ``T - 1`` sits just above the floor. A callable object (not a lambda) so ``LambdaLR.state_dict``
+    stores its fields.
+    """
+
+    warmup_steps: int
+    """Steps of linear warmup."""
+    total_steps: int
+    """Optimizer steps in the whole run."""
+    min_ratio: float = 0.0
+    """Floor of the cosine, as a fraction of the peak lr."""
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return step / self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int) -> LambdaLR:
+    """Warmup + cosine schedule over ``total_steps``; warmup from ``config.warmup_steps`` or, if 0,
+    ``round(config.warmup_ratio * total_steps)``."""
+    warmup = config.warmup_steps if config.warmup_steps > 0 else round(config.warmup_ratio * total_steps)
+    return LambdaLR(optimizer, WarmupCosine(warmup, total_steps, config.min_lr_ratio))

@@ -1,0 +1,392 @@
+"""A model-agnostic training loop with exact resume.
+
+Contract with the model: ``output = model(**batch)`` where ``batch`` is the dict the collate function
+returns, and ``output.loss`` (or ``output["loss"]``) is a scalar tensor that already includes any
+auxiliary losses (e.g. the sparse-gate loss). Any module of the model with a ``set_step(step)``
+method is told the current optimizer step before each step (temperature annealing, schedules).
+
+Exact resume: a checkpoint holds the weights, optimizer, scheduler, the torch/Python/NumPy RNG states,
+the epoch, the position inside it and the epoch's batch order itself. A run killed after checkpoint
+``k`` and resumed reproduces the uninterrupted run's losses bit for bit (with ``num_workers=0``,
+same device and library versions), dropout and MLM masking included.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import save_config
+from ..data.samplers import ShuffledBatchSampler
+from ..data.splits import stable_hash
+from .checkpoint import latest_checkpoint, load_training_state, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .device import autocast_dtype, peak_memory_mb, resolve_device
+from .logging import RunLogger
+from .optim import build_optimizer, build_scheduler
+
+__all__ = ["TrainingDivergedError", "TrainResult", "Callback", "Trainer"]
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradient norm became NaN/inf; the message names the step."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    final_step: int
+    """Optimizer steps completed (including those before a resume)."""
+    losses: list[float]
+    """Training loss of every step ``1..final_step`` (mean over its micro-batches)."""
+    tokens_per_s: float
+    """Training throughput of this process: real (non-pad) tokens per second of training time
+    (evaluation and checkpointing excluded); examples/s when batches carry no ``attention_mask``."""
+    examples_per_s: float
+    """Training examples per second of training time."""
+    peak_memory_mb: float
+    """CUDA: peak allocated tensor memory of the device. CPU: peak resident memory of the process."""
+    checkpoint_path: Path | None
+    """The last checkpoint written (None if none was)."""
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    """The last ``eval_fn`` result (empty without ``eval_fn``)."""
+    train_seconds: float = 0.0
+    """Wall time spent in training steps in this process."""
+    stopped_early: bool = False
+    """True when a callback called :meth:`Trainer.request_stop` before the planned last step."""
+
+
+class Callback:
+    """Hooks called by the Trainer; subclass and override what you need (all default to no-ops)."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first step (after any resume)."""
+
+    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        """After optimizer step ``step`` (1-based); ``metrics`` has ``loss`` and ``lr``."""
+
+    def on_evaluate(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        """After ``eval_fn`` ran at ``step``."""
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        """After the last step and the final checkpoint."""
+
+
+def _loss_of(output: Any) -> Tensor:
+    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
+    if not isinstance(loss, Tensor) or loss.dim() != 0:
+        raise ValueError(
+            f"model: the output of model(**batch) must carry a scalar tensor `loss`; got {type(output).__name__} "
+            f"with loss={loss if not isinstance(loss, Tensor) else tuple(loss.shape)}"
+        )
+    return loss
+
+
+def _count(batch: Mapping[str, Any]) -> tuple[int, int]:
+    """(real tokens, examples) in a CPU batch."""
+    mask = batch.get("attention_mask")
+    ids = batch.get("input_ids")
+    first = next((v for v in batch.values() if isinstance(v, Tensor)), None)
+    examples = int(first.shape[0]) if first is not None and first.dim() > 0 else 0
+    if isinstance(mask, Tensor):
+        return int(mask.sum()), examples
+    return (int(ids.numel()) if isinstance(ids, Tensor) else 0), examples
+
+
+class Trainer:
+    """Trains ``model`` on ``train_data`` as ``config`` says; see the module docstring for the contract.
+
+    Args:
+        model: ``model(**batch).loss`` is a scalar training loss.
+        train_data: any map-style dataset; ``train_data[i]`` goes to ``collate_fn``.
+        config: :class:`TrainConfig`.
+        collate_fn: list of examples -> dict of tensors (e.g. :class:`hybridformer.data.TextCollator`).
+        eval_fn: ``eval_fn(model) -> {"accuracy": ...}`` run every ``config.eval_every`` steps and
+            at the end, in eval mode; its randomness never disturbs the training RNG.
+        batch_sampler: yields lists of indices (e.g. :class:`hybridformer.data.LengthBucketBatchSampler`);
+            must define ``__len__`` and, for exact resume, ``set_epoch(epoch)`` with an order that
+            depends only on the epoch. Default: :class:`hybridformer.data.ShuffledBatchSampler`
+            with ``config.batch_size`` and ``config.seed``.
+        callbacks: :class:`Callback` objects.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Dataset | Sequence[Any],
+        config: TrainConfig,
+        collate_fn: Callable[[list[Any]], Mapping[str, Any]],
+        *,
+        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+        batch_sampler: Any | None = None,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.model = model
+        self.train_data = train_data
+        self.config = config
+        self.collate_fn = collate_fn
+        self.eval_fn = eval_fn
+        self.callbacks = list(callbacks)
+        n = len(train_data)  # type: ignore[arg-type]
+        self.batch_sampler = batch_sampler or ShuffledBatchSampler(
+            n, config.batch_size, shuffle=True, drop_last=config.drop_last, seed=config.seed
+        )
+        self.batches_per_epoch = len(self.batch_sampler)
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"train_data: {n} examples make no batch of batch_size={config.batch_size}")
+        self.total_steps = config.max_steps or math.floor(config.epochs * self.batches_per_epoch / config.grad_accum)
+        if self.total_steps < 1:
+            raise ValueError(
+                f"epochs: {config.epochs} epoch(s) of {self.batches_per_epoch} batches give no optimizer step "
+                f"with grad_accum={config.grad_accum}; raise epochs or set max_steps"
+            )
+        self.device = resolve_device(config.device)
+        self.amp_dtype = autocast_dtype(config.precision, self.device)
+        self.out_dir = Path(config.out_dir)
+        self.checkpoint_dir = self.out_dir / CHECKPOINT_DIR
+        self.step = 0
+        self._stop = False
+        # Data position: the epoch, its batch list (fixed when the epoch starts) and batches consumed.
+        self._epoch = 0
+        self._epoch_batches: list[list[int]] | None = None
+        self._batch_index = 0
+
+    def request_stop(self) -> None:
+        """Finish the current step, save a checkpoint and return (e.g. early stopping from a callback)."""
+        self._stop = True
+
+    def _seed(self) -> None:
+        seed = self.config.seed
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    def _state(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> dict[str, Any]:
+        batches = self._epoch_batches or []
+        return {
+            "step": self.step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "data": {
+                "epoch": self._epoch,
+                "batch_index": self._batch_index,
+                "batches": torch.tensor([i for b in batches for i in b], dtype=torch.int64),
+                "batch_sizes": torch.tensor([len(b) for b in batches], dtype=torch.int64),
+                "num_examples": len(self.train_data),  # type: ignore[arg-type]
+            },
+            "losses": torch.tensor(losses, dtype=torch.float64),
+        }
+
+    def _restore(self, path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> list[float]:
+        state = load_training_state(path, self.model)
+        data = state["data"]
+        n = len(self.train_data)  # type: ignore[arg-type]
+        if data["num_examples"] != n:
+            raise ValueError(
+                f"resume: checkpoint {path} was trained on {data['num_examples']} examples, this data has {n}"
+            )
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self._epoch = int(data["epoch"])
+        self._batch_index = int(data["batch_index"])
+        flat = data["batches"].tolist()
+        sizes = data["batch_sizes"].tolist()
+        offsets = np.cumsum([0] + sizes)
+        self._epoch_batches = [flat[offsets[i] : offsets[i + 1]] for i in range(len(sizes))] or None
+        return [float(x) for x in state["losses"].tolist()]
+
+    def _micro_batches(self) -> Iterator[Mapping[str, Any]]:
+        """Endless stream of collated batches, advancing the saved data position as they are consumed."""
+        cfg = self.config
+        while True:
+            if self._epoch_batches is None:
+                if hasattr(self.batch_sampler, "set_epoch"):
+                    self.batch_sampler.set_epoch(self._epoch)
+                self._epoch_batches = [list(b) for b in self.batch_sampler]
+                self._batch_index = 0
+            remaining = self._epoch_batches[self._batch_index :]
+            loader = DataLoader(
+                self.train_data,  # type: ignore[arg-type]
+                batch_sampler=remaining,
+                collate_fn=self.collate_fn,
+                num_workers=cfg.num_workers,
+                pin_memory=self.device.type == "cuda",
+                # Worker seeds come from this generator, not the global RNG the checkpoint restores.
+                generator=torch.Generator().manual_seed(stable_hash("loader", cfg.seed, self._epoch) & (2**63 - 1)),
+            )
+            for batch in loader:
+                self._batch_index += 1
+                yield batch
+            self._epoch += 1
+            self._epoch_batches = None
+
+    def _to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+    def _evaluate(self, logger: RunLogger) -> dict[str, float]:
+        if self.eval_fn is None:
+            return {}
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                metrics = {k: float(v) for k, v in self.eval_fn(self.model).items()}
+        finally:
+            self.model.train()
+        logger.log(self.step, {f"eval/{k}": v for k, v in metrics.items()})
+        for cb in self.callbacks:
+            cb.on_evaluate(self, self.step, metrics)
+        return metrics
+
+    def fit(self) -> TrainResult:
+        """Train to ``total_steps`` (or until a callback stops it) and return a :class:`TrainResult`.
+
+        Seeds the global torch/Python/NumPy RNGs with ``config.seed`` (or restores them from the
+        checkpoint when resuming), so build the model *before* calling ``fit`` under your own seed.
+        Writes ``train_config.yaml``, ``log.jsonl``, ``tensorboard/`` and ``checkpoints/step-*`` under
+        ``config.out_dir``. Call it once per Trainer.
+
+        Raises:
+            TrainingDivergedError: the loss or gradient norm became NaN/inf (the message names the
+                step; the weights of the last good step are in the last checkpoint).
+        """
+        cfg = self.config
+        self.model.to(self.device)
+        self._seed()
+        optimizer = build_optimizer(self.model, cfg)
+        scheduler = build_scheduler(optimizer, cfg, self.total_steps)
+        losses: list[float] = []
+        resume_path = Path(cfg.resume_from) if cfg.resume_from else None
+        if resume_path is None and cfg.resume:
+            resume_path = latest_checkpoint(self.checkpoint_dir)
+        elif resume_path is None and (existing := latest_checkpoint(self.checkpoint_dir)) is not None:
+            # A fresh run would interleave its checkpoints with the old run's and resume could pick either.
+            raise ValueError(
+                f"out_dir: {self.out_dir} already holds checkpoints of another run (latest: {existing.name}); "
+                "set resume=true to continue it or choose another out_dir"
+            )
+        if resume_path is not None:
+            losses = self._restore(resume_path, optimizer, scheduler)
+        save_config(cfg, self.out_dir / "train_config.yaml")
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        steppers = [m for m in self.model.modules() if callable(getattr(m, "set_step", None))]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+
+        logger = RunLogger(
+            self.out_dir, total_steps=self.total_steps, start_step=self.step,
+            progress_bar=cfg.progress_bar, tensorboard=cfg.tensorboard,
+        )
+        checkpoint: Path | None = resume_path
+        eval_metrics: dict[str, float] = {}
+        tokens = examples = 0
+        window_tokens, window_seconds = 0, 0.0  # throughput since the last log record, training time only
+        train_seconds = 0.0
+        saved_at = self.step if resume_path is not None else -1
+        evaluated_at = -1
+        stream = self._micro_batches()
+        self.model.train()
+        try:
+            for cb in self.callbacks:
+                cb.on_train_start(self)
+            while self.step < self.total_steps and not self._stop:
+                t0 = time.perf_counter()
+                for module in steppers:
+                    module.set_step(self.step)
+                optimizer.zero_grad(set_to_none=True)
+                micro_losses = []
+                for _ in range(cfg.grad_accum):
+                    batch = next(stream)
+                    n_tok, n_ex = _count(batch)
+                    tokens, examples, window_tokens = tokens + n_tok, examples + n_ex, window_tokens + n_tok
+                    with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                        enabled=self.amp_dtype is not None):
+                        loss = _loss_of(self.model(**self._to_device(batch)))
+                    (loss / cfg.grad_accum).backward()
+                    micro_losses.append(loss.detach().to(torch.float64))
+                stacked = torch.stack(micro_losses)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm) if cfg.clip_norm else None
+                loss_value = stacked.mean().item()
+                self._check_finite(stacked, grad_norm, losses)
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                self.step += 1
+                losses.append(loss_value)
+                step_seconds = time.perf_counter() - t0
+                train_seconds += step_seconds
+                window_seconds += step_seconds
+                logger.advance()
+
+                metrics = {"loss": loss_value, "lr": lr}
+                if grad_norm is not None:
+                    metrics["grad_norm"] = float(grad_norm)
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    metrics["tokens_per_s"] = window_tokens / max(window_seconds, 1e-9)
+                    metrics["epoch"] = self._epoch + self._batch_index / self.batches_per_epoch
+                    logger.log(self.step, metrics)
+                    window_tokens, window_seconds = 0, 0.0
+                for cb in self.callbacks:
+                    cb.on_step_end(self, self.step, metrics)
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    eval_metrics, evaluated_at = self._evaluate(logger), self.step
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    checkpoint = self._save(optimizer, scheduler, losses)
+                    saved_at = self.step
+            if evaluated_at != self.step:
+                eval_metrics = self._evaluate(logger) or eval_metrics
+            if saved_at != self.step and self.step > 0:
+                checkpoint = self._save(optimizer, scheduler, losses)
+        finally:
+            logger.close()
+        result = TrainResult(
+            final_step=self.step,
+            losses=losses,
+            tokens_per_s=(tokens or examples) / max(train_seconds, 1e-9),
+            examples_per_s=examples / max(train_seconds, 1e-9),
+            peak_memory_mb=peak_memory_mb(self.device),
+            checkpoint_path=checkpoint,
+            eval_metrics=eval_metrics,
+            train_seconds=train_seconds,
+            stopped_early=self._stop and self.step < self.total_steps,
+        )
+        for cb in self.callbacks:
+            cb.on_train_end(self, result)
+        return result
+
+    def _save(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> Path:
+        return save_checkpoint(
+            self.checkpoint_dir, self.step, self.model, self._state(optimizer, scheduler, losses), self.config.keep_last
+        )
+
+    def _check_finite(self, micro_losses: Tensor, grad_norm: Tensor | None, losses: list[float]) -> None:
+        step = self.step + 1
+        last = f"; last finite loss {losses[-1]:.4g} at step {step - 1}" if losses else ""
+        hint = "lower the learning rate, use precision=fp32 or set clip_norm"
+        bad = (~torch.isfinite(micro_losses)).nonzero()
+        if len(bad):
+            k = int(bad[0])
+            raise TrainingDivergedError(
+                f"loss is {micro_losses[k].item()} at step {step} (micro-batch {k + 1} of {len(micro_losses)}){last}. "
+                f"Stopped before updating the weights; {hint}."
+            )
+        if grad_norm is not None and not torch.isfinite(grad_norm):
+            raise TrainingDivergedError(
+                f"gradient norm is {grad_norm.item()} at step {step} though the loss is finite{last}. "
+                f"Stopped before updating the weights; {hint}."
+            )
