@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hybridformer {args.command}: error: {err}", file=sys.stderr)
         return 1
     except RuntimeError as err:
-        # TrainingDivergedError (NaN/inf loss) and similar run-time stops: one clear line.
-        if type(err).__name__ != "TrainingDivergedError":
+        from hybridformer.training import TrainingDivergedError
+
+        # A NaN/inf loss stops training with a message naming the step: print it, no stack trace.
+        if not isinstance(err, TrainingDivergedError):
             raise
         print(f"hybridformer {args.command}: training stopped: {err}", file=sys.stderr)
         return 1

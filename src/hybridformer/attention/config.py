@@ -36,6 +36,10 @@ class AttentionConfig:
     """Selected tokens also attend to every key (Longformer-style global queries)."""
     scorer_hidden: int = 0
     """Hidden width of the token scorer MLP; 0 means a single linear layer."""
+    selection_noise: float = 1.0
+    """Temperature of the Gumbel noise added to the token scores when selecting in training
+    (Gumbel-top-k sampling, so unselected tokens get explored); 0 = always the plain top-k. Eval and
+    cached decoding never add noise."""
     dropout: float = 0.0
     """Dropout on the attention probabilities (training only)."""
     bias: bool = True
@@ -54,6 +58,7 @@ class AttentionConfig:
         check(self.window >= 1, "window", f"must be >= 1, got {self.window}")
         check(self.global_k >= 0, "global_k", f"must be >= 0, got {self.global_k}")
         check(self.scorer_hidden >= 0, "scorer_hidden", f"must be >= 0, got {self.scorer_hidden}")
+        check(self.selection_noise >= 0, "selection_noise", f"must be >= 0, got {self.selection_noise}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
 
     @property
