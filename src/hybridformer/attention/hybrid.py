@@ -1,0 +1,317 @@
+"""`HybridAttention`: the self-attention layer of hybridformer (SPEC §2).
+
+Projections q/k/v/o around one of two attentions:
+
+- ``kind="full"``: ordinary dense attention through ``F.scaled_dot_product_attention`` with the padding
+  (and causal) mask — numerically BERT/RoBERTa's self-attention, so pretrained checkpoints load as is.
+- ``kind="hybrid"``: local windows plus the ``global_k`` tokens picked by a learned scorer
+  (``scorer.py``). ``combine="union"`` is one softmax over window ∪ selected, one call of the kernel
+  :func:`hybridformer.attention.hybrid_attention`. ``combine="gated"`` is NSA-style: a local branch
+  (the kernel without global keys) and a global branch (each query over only the selected keys,
+  ``selected.py``, O(N·K)), each with its own softmax, mixed per head by sigmoid gates read from the
+  token's hidden state.
+
+The scorer learns through score-weighted keys, straight-through (``scorer.py``): the selected keys'
+logits get a bias ``s_j - stopgrad(s_j)``, zero in value, so forward outputs are exactly those of the
+hard selection while ``d loss / d s_j`` is that of weighting key j by ``exp(s_j)``. In training the
+selection adds Gumbel noise (``AttentionConfig.selection_noise``) to explore; eval does not.
+
+Dropout on attention probabilities is applied for ``kind="full"`` only (SDPA's ``dropout_p``, training
+only). The hybrid kernel never materialises the probabilities, so ``kind="hybrid"`` with
+``dropout > 0`` is refused at construction rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridformer.attention.cache import KVCache, cached_attention
+from hybridformer.attention.config import AttentionConfig
+from hybridformer.attention.dispatch import hybrid_attention
+from hybridformer.attention.scorer import (
+    TokenScorer,
+    select_prefix_topk,
+    select_topk,
+    selected_mask,
+    selection_scores,
+    straight_through_bias,
+)
+from hybridformer.attention.selected import selected_attention
+from hybridformer.config import check
+
+__all__ = ["AttentionOutput", "HybridAttention"]
+
+
+@dataclass
+class AttentionOutput:
+    """What one `HybridAttention` layer returns."""
+
+    hidden_states: Tensor
+    """(B, N, d_model) attention output after `o_proj`."""
+    global_indices: Tensor | None
+    """Selected global tokens: (B, K) non-causal, (B, ceil(N / window), K) causal (with a cache: one
+    row per query block touched by the new tokens); -1 = empty slot. None for `kind="full"` or K = 0."""
+    scores: Tensor | None = None
+    """(B, N) token scores from the scorer (with gradient); None for `kind="full"`."""
+
+
+def _fold_key_bias(
+    q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Append one head dimension so the kernel adds `key_bias` (B, N) to the logits of key j:
+    ``[q_i, 1]·[k_j, b_j / scale]·scale = q_i·k_j·scale + b_j``.
+
+    v gets a zero column (the kernel takes q, k, v of one head size); drop it from the output. Used
+    only when the scorer needs a gradient (training), costing one extra head dimension.
+    """
+    batch, heads, n, _ = q.shape
+    bias = (key_bias / scale).to(k.dtype)[:, None, :, None].expand(batch, heads, n, 1)  # (B, H, N, 1)
+    return (
+        torch.cat([q, q.new_ones(batch, heads, n, 1)], dim=-1),
+        torch.cat([k, bias], dim=-1),
+        torch.cat([v, v.new_zeros(batch, heads, n, 1)], dim=-1),
+    )
+
+
+class HybridAttention(nn.Module):
+    """Multi-head self-attention, full or hybrid (local + learned global top-k), with a KV cache.
+
+    Args:
+        config: the layer's :class:`AttentionConfig`.
+
+    Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model), and for
+    `kind="hybrid"` the token `scorer` (:class:`TokenScorer`), plus `gate_proj` (d_model -> 2·n_heads,
+    local and global gate per head) for `combine="gated"`.
+    """
+
+    def __init__(self, config: AttentionConfig) -> None:
+        super().__init__()
+        hybrid = config.kind == "hybrid"
+        check(
+            not (hybrid and config.dropout > 0),
+            "dropout",
+            f"attention-probability dropout is only available with kind='full' (the hybrid kernel never "
+            f"materialises the probabilities); got dropout={config.dropout} with kind='hybrid'",
+        )
+        check(
+            not (config.causal and config.global_queries_attend_all),
+            "global_queries_attend_all",
+            "cannot be combined with causal=True: whether token i is selected depends on later tokens",
+        )
+        self.config = config
+        d = config.d_model
+        self.q_proj = nn.Linear(d, d, bias=config.bias)
+        self.k_proj = nn.Linear(d, d, bias=config.bias)
+        self.v_proj = nn.Linear(d, d, bias=config.bias)
+        self.o_proj = nn.Linear(d, d, bias=config.bias)
+        if hybrid:
+            self.scorer = TokenScorer(d, config.scorer_hidden)
+            if config.combine == "gated":
+                self.gate_proj = nn.Linear(d, 2 * config.n_heads)
+
+    @property
+    def scale(self) -> float:
+        return self.config.head_dim**-0.5
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        key_padding_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> AttentionOutput:
+        """Attend.
+
+        Args:
+            hidden_states: (B, N, d_model). With a cache: only the new tokens (N = 1 per decoding step,
+                or a whole prompt at once).
+            key_padding_mask: bool (B, N), True = real token; None = all real. With a cache it covers
+                the new tokens only (earlier ones are remembered).
+            cache: a :class:`KVCache` for step-by-step causal decoding, updated in place; None for a
+                plain forward over the whole sequence.
+
+        Returns:
+            :class:`AttentionOutput`.
+        """
+        self._check_inputs(hidden_states, key_padding_mask, cache)
+        q, k, v = (self._split_heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        cfg = self.config
+        if cache is not None:
+            return self._forward_cached(hidden_states, q, k, v, key_padding_mask, cache)
+        if cfg.kind == "full":
+            out = self._full(q, k, v, key_padding_mask)
+            return AttentionOutput(self.o_proj(self._merge_heads(out)), None)
+
+        scores = self.scorer(hidden_states)  # (B, N)
+        n = hidden_states.shape[1]
+        indices = None
+        if cfg.global_k > 0:
+            noise = cfg.selection_noise if self.training else 0.0
+            if cfg.causal:
+                indices = select_prefix_topk(scores, cfg.global_k, cfg.window, key_padding_mask, noise)
+            else:
+                indices = select_topk(scores, cfg.global_k, key_padding_mask, noise)
+        bias = None
+        if indices is not None and torch.is_grad_enabled() and scores.requires_grad:
+            bias = straight_through_bias(scores, selected_mask(indices, n))  # (B, N), zero in value
+        if cfg.combine == "union":
+            out = self._union(q, k, v, indices, bias, key_padding_mask)
+        else:
+            out = self._gated(hidden_states, q, k, v, indices, bias, key_padding_mask)
+        return AttentionOutput(self.o_proj(self._merge_heads(out)), indices, scores)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        batch, n, _ = x.shape
+        return x.view(batch, n, self.config.n_heads, self.config.head_dim).transpose(1, 2)  # (B, H, N, D)
+
+    def _merge_heads(self, x: Tensor) -> Tensor:
+        batch, _, n, _ = x.shape
+        return x.transpose(1, 2).reshape(batch, n, self.config.d_model)  # (B, N, d_model)
+
+    def _full(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+        """Dense SDPA attention; a query that sees no key (all its keys are padding) outputs zeros."""
+        dropout = self.config.dropout if self.training else 0.0
+        causal = self.config.causal
+        if key_padding_mask is None:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal)
+        n = q.shape[2]
+        sees = key_padding_mask[:, None, None, :]  # (B, 1, 1, N)
+        if causal:
+            sees = sees & torch.ones(n, n, dtype=torch.bool, device=q.device).tril()  # (B, 1, N, N)
+        sees_any = sees.any(dim=-1, keepdim=True)  # (B, 1, N|1, 1)
+        # SDPA returns NaN for a row that sees nothing: let it see everything, then zero it.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=sees | ~sees_any, dropout_p=dropout)
+        return out * sees_any
+
+    def _union(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        indices: Tensor | None,
+        bias: Tensor | None,
+        key_padding_mask: Tensor | None,
+    ) -> Tensor:
+        cfg = self.config
+        dim = q.shape[-1]
+        if bias is not None:
+            q, k, v = _fold_key_bias(q, k, v, bias, self.scale)
+        out = hybrid_attention(
+            q,
+            k,
+            v,
+            window=cfg.window,
+            local=cfg.local,
+            global_indices=indices,
+            causal=cfg.causal,
+            key_padding_mask=key_padding_mask,
+            global_queries_attend_all=cfg.global_queries_attend_all and indices is not None,
+            scale=self.scale,
+            backend=cfg.backend,
+        )
+        return out[..., :dim]
+
+    def _gated(
+        self,
+        hidden_states: Tensor,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        indices: Tensor | None,
+        bias: Tensor | None,
+        key_padding_mask: Tensor | None,
+    ) -> Tensor:
+        cfg = self.config
+        local = hybrid_attention(
+            q,
+            k,
+            v,
+            window=cfg.window,
+            local=cfg.local,
+            causal=cfg.causal,
+            key_padding_mask=key_padding_mask,
+            scale=self.scale,
+            backend=cfg.backend,
+        )
+        gates = self._gates(hidden_states)  # (B, H, N, 2)
+        out = gates[..., :1] * local
+        if indices is not None:
+            far = selected_attention(
+                q,
+                k,
+                v,
+                indices,
+                window=cfg.window,
+                scale=self.scale,
+                key_bias=bias,
+                key_padding_mask=key_padding_mask,
+                global_queries_attend_all=cfg.global_queries_attend_all,
+            )
+            out = out + gates[..., 1:] * far
+        return out
+
+    def _gates(self, hidden_states: Tensor) -> Tensor:
+        """Per-head sigmoid gates of the local and global branch: (B, H, N, 2)."""
+        batch, n, _ = hidden_states.shape
+        gates = torch.sigmoid(self.gate_proj(hidden_states)).view(batch, n, self.config.n_heads, 2)
+        return gates.transpose(1, 2)  # (B, H, N, 2)
+
+    def _forward_cached(
+        self,
+        hidden_states: Tensor,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_padding_mask: Tensor | None,
+        cache: KVCache,
+    ) -> AttentionOutput:
+        cfg = self.config
+        scores = ranked = None
+        if cfg.kind == "hybrid":
+            scores = self.scorer(hidden_states)  # (B, T)
+            ranked = selection_scores(scores, key_padding_mask)
+        gates = self._gates(hidden_states) if cfg.kind == "hybrid" and cfg.combine == "gated" else None
+        result = cached_attention(
+            cache,
+            q,
+            k,
+            v,
+            key_padding_mask=key_padding_mask,
+            selection_scores=ranked,
+            gates=gates,
+            kind=cfg.kind,
+            window=cfg.window,
+            local=cfg.local,
+            global_k=cfg.global_k,
+            scale=self.scale,
+        )
+        hidden = self.o_proj(self._merge_heads(result.output))
+        return AttentionOutput(hidden, result.global_indices, scores)
+
+    def _check_inputs(
+        self, hidden_states: Tensor, key_padding_mask: Tensor | None, cache: KVCache | None
+    ) -> None:
+        d = self.config.d_model
+        if not isinstance(hidden_states, Tensor):
+            seen = type(hidden_states).__name__
+            raise ValueError(f"hidden_states: expected a Tensor (B, N, d_model={d}), got {seen}")
+        shape = tuple(hidden_states.shape)
+        if hidden_states.dim() != 3 or shape[-1] != d or shape[1] == 0:
+            raise ValueError(f"hidden_states: expected shape (B, N >= 1, d_model={d}), got {shape}")
+        batch, n, _ = shape
+        if key_padding_mask is not None:
+            if not isinstance(key_padding_mask, Tensor) or key_padding_mask.dtype != torch.bool:
+                seen = getattr(key_padding_mask, "dtype", type(key_padding_mask).__name__)
+                raise ValueError(f"key_padding_mask: expected a bool tensor (True = real token), got {seen}")
+            if tuple(key_padding_mask.shape) != (batch, n):
+                raise ValueError(
+                    f"key_padding_mask: expected shape (B, N) = {(batch, n)} to match hidden_states {shape}, "
+                    f"got {tuple(key_padding_mask.shape)}"
+                )
+        if cache is not None:
+            if not self.config.causal:
+                raise ValueError("cache: step-by-step decoding needs a causal layer (config causal=True)")
+            cache.check_batch(batch)
