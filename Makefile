@@ -31,11 +31,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
+# For now the demo is the attention benchmark in quick mode (table printed, JSON under outputs/).
 demo: $(STAMP)
-	$(BIN)/hybridformer demo
+	$(BIN)/python benchmarks/attention.py --quick --out outputs/demo/attention.json
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention.py --out results/attention.json
+	$(BIN)/python benchmarks/sparse_ffn.py --out results/sparse_ffn.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

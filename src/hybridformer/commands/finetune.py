@@ -1,0 +1,36 @@
+"""``hybridformer finetune``: fine-tune a pretrained text encoder on a classification task.
+
+    hybridformer finetune --config configs/finetune_sentiment.yaml --out-dir runs/sentiment
+    hybridformer finetune --data.task bbc --model.attention.kind hybrid --model.attention.window 64
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from hybridformer.commands._common import add_config_arguments, overrides_of
+from hybridformer.config import load_config
+
+OUT_DIR_FIELD = "train.out_dir"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "configs/finetune_sentiment.yaml", OUT_DIR_FIELD)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hybridformer.recipes import FinetuneConfig, finetune
+
+    config = load_config(FinetuneConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
+    result = finetune(config)
+    for split, metrics in result.unpruned_metrics.items():
+        print(f"{split} accuracy before pruning: {metrics.accuracy:.4f}")
+    if result.prune_report is not None:
+        print(f"pruned {100 * result.prune_report.ffn_params_removed:.1f}% of the FFN parameters")
+    for split, metrics in result.metrics.items():
+        print(f"{split} accuracy: {metrics.accuracy:.4f} ({metrics.n_examples} examples, "
+              f"{metrics.tokens_per_s:,.0f} tokens/s)")
+    print(f"model saved to {result.model_dir}")
+    print(f"metrics written to {result.metrics_path}")
+    print(f"training logs in {config.out_dir}")
+    return 0

@@ -1,0 +1,183 @@
+"""Fine-tune a pretrained text encoder on a classification task, evaluate it, optionally prune it, save it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from hybridformer.config import check, save_config, to_dict
+from hybridformer.data import LengthBucketBatchSampler, TextCollator, token_lengths
+from hybridformer.heads import TextClassifier
+from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
+from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
+from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
+from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
+from hybridformer.sparsity import GatedFFN, PruneReport
+from hybridformer.training import Trainer, TrainConfig, TrainResult
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "ffn_parameters"]
+
+MODEL_DIR = "model"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "finetune_config.yaml"
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(lr=5e-5, epochs=1.0, batch_size=16, out_dir="runs/finetune")
+
+
+@dataclass
+class FinetuneConfig:
+    """A fine-tuning run: model, data, training, optional pruning. Outputs go to ``train.out_dir``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The pretrained encoder and its attention/FFN-gate changes."""
+    data: TaskDataConfig = field(default_factory=TaskDataConfig)
+    """The task, its files and the input length."""
+    train: TrainConfig = field(default_factory=_default_train)
+    """Optimisation; ``train.out_dir`` is the run folder (logs, checkpoints, ``model/``, ``metrics.json``)."""
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    """Pruning of the gated FFNs after training (needs ``model.sparsity.enabled``)."""
+    eval_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
+    """Splits evaluated after training (and again after pruning)."""
+    keep_checkpoints: bool = True
+    """Keep the training checkpoints (weights and optimizer state, for resuming) once the final model
+    is saved; false deletes them to save disk space (experiments with many runs)."""
+
+    def __post_init__(self) -> None:
+        for split in self.eval_splits:
+            check(split in ("validation", "test"), "eval_splits", f"each must be 'validation' or 'test', got {split!r}")
+        check(
+            not self.prune.enabled or self.model.gates().enabled,
+            "prune.enabled",
+            "pruning needs gated FFNs; also set model.sparsity.enabled=true",
+        )
+
+    @property
+    def out_dir(self) -> Path:
+        """The run folder."""
+        return Path(self.train.out_dir)
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` returns."""
+
+    model_dir: Path
+    """The saved classifier (``TextClassifier.from_pretrained`` reloads it) with its tokenizer."""
+    model: TextClassifier
+    """The trained (and pruned, when pruning) classifier itself, in eval mode."""
+    metrics_path: Path
+    """``metrics.json``: training figures, evaluation per split, pruning report, the config."""
+    metrics: dict[str, ClassificationMetrics]
+    """Evaluation of the saved (pruned, when pruning) model per split."""
+    unpruned_metrics: dict[str, ClassificationMetrics]
+    """Evaluation before pruning per split; empty without pruning."""
+    train: TrainResult
+    """The trainer's result (losses, tokens/s, peak memory)."""
+    prune_report: PruneReport | None
+    """What pruning removed; None without pruning."""
+    ffn_params: int
+    """Parameters of all FFN sublayers (gates included) of the saved model."""
+
+
+def ffn_parameters(model: nn.Module) -> int:
+    """Parameters of every FFN sublayer of ``model`` (dense or gated, gates included)."""
+    return sum(p.numel() for m in model.modules() if isinstance(m, GatedFFN) for p in m.parameters())
+
+
+def _train_summary(result: TrainResult, n_examples: int) -> dict[str, Any]:
+    return {
+        "examples": n_examples,
+        "steps": result.final_step,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "tokens_per_s": result.tokens_per_s,
+        "examples_per_s": result.examples_per_s,
+        "seconds": result.train_seconds,
+        "peak_memory_mb": result.peak_memory_mb,
+    }
+
+
+def finetune(config: FinetuneConfig) -> FinetuneResult:
+    """Run ``config``: train, evaluate on ``eval_splits``, prune and re-evaluate if asked, save.
+
+    Raises:
+        ConfigError: a bad override (unknown field, bad value, a field the checkpoint fixes).
+        ValueError: bad data (missing column, unknown label, ...) or a diverged training run.
+        FileNotFoundError: a missing file, folder or data package.
+    """
+    splits = load_task_data(config.data)
+    tokenizer = resolve_tokenizer(config.model.tokenizer, config.model.init_path())
+    model = build_classifier(config.model, splits.train.label_names)
+    collate = TextCollator(tokenizer, max_length=config.data.max_length)
+    train_cfg = config.train
+    sampler = LengthBucketBatchSampler(
+        token_lengths(splits.train, tokenizer, config.data.max_length),
+        train_cfg.batch_size,
+        drop_last=train_cfg.drop_last,
+        seed=train_cfg.seed,
+    )
+    eval_batch = config.data.eval_batch_size
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        return {"validation_accuracy": evaluate_classifier(m, splits.validation, collate, eval_batch).accuracy}
+
+    trainer = Trainer(
+        model,
+        splits.train,
+        train_cfg,
+        collate,
+        eval_fn=eval_fn if train_cfg.eval_every else None,
+        batch_sampler=sampler,
+    )
+    train_result = trainer.fit()
+
+    def evaluate_all() -> dict[str, ClassificationMetrics]:
+        return {s: evaluate_classifier(model, splits[s], collate, eval_batch) for s in config.eval_splits}
+
+    metrics = evaluate_all()
+    unpruned: dict[str, ClassificationMetrics] = {}
+    report = None
+    if config.prune.enabled:
+        batches = calibration_batches(
+            splits.train, collate, train_cfg.batch_size, config.prune.calibration_batches, train_cfg.seed
+        )
+        report = prune_classifier(model, batches, config.prune)
+        unpruned, metrics = metrics, evaluate_all()
+
+    out = config.out_dir
+    model_dir = out / MODEL_DIR
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(str(model_dir))
+    if not config.keep_checkpoints:
+        shutil.rmtree(trainer.checkpoint_dir, ignore_errors=True)
+    save_config(config, out / CONFIG_FILE)
+    ffn_params = ffn_parameters(model)
+    record = {
+        "task": config.data.task,
+        "label_names": splits.train.label_names,
+        "train": _train_summary(train_result, len(splits.train)),
+        **{split: m.to_dict() for split, m in metrics.items()},
+        "unpruned": {split: m.to_dict() for split, m in unpruned.items()},
+        "ffn_params": ffn_params,
+        "prune": report.to_dict() if report is not None else None,
+        "model_dir": str(model_dir),
+        "config": to_dict(config),
+    }
+    metrics_path = out / METRICS_FILE
+    metrics_path.write_text(json.dumps(record, indent=2) + "\n")
+    return FinetuneResult(
+        model_dir=model_dir,
+        model=model.eval(),
+        metrics_path=metrics_path,
+        metrics=metrics,
+        unpruned_metrics=unpruned,
+        train=train_result,
+        prune_report=report,
+        ffn_params=ffn_params,
+    )

