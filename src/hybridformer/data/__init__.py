@@ -2,15 +2,14 @@
 
 Quick start::
 
-    from hybridformer.data import DataConfig, load_splits, minilm_tokenizer, TextCollator
-    splits = load_splits(DataConfig(dataset="sentiment"))  # DatasetSplits(train, validation, test)
+    from hybridformer.data import load_builtin, minilm_tokenizer, TextCollator
+    splits = load_builtin("sentiment")                 # DatasetSplits(train, validation, test)
     tokenizer = minilm_tokenizer()
     collate = TextCollator(tokenizer, max_length=128)      # -> {"input_ids", "attention_mask", "labels", ...}
     sampler = LengthBucketBatchSampler(token_lengths(splits.train, tokenizer, 128), batch_size=32)
 """
 
 from .collate import MLMCollator, TextCollator, token_lengths
-from .config import DataConfig, load_splits
 from .dataset import DatasetSplits, TextDataset, TextExample
 from .files import DataFileError, load_text_file
 from .samplers import LengthBucketBatchSampler, ShuffledBatchSampler
@@ -33,7 +32,6 @@ from .tokenizer import load_tokenizer, minilm_tokenizer, train_bpe_tokenizer
 __all__ = [
     "BBC_LABELS",
     "BUILTIN_DATASETS",
-    "DataConfig",
     "DataFileError",
     "DatasetSplits",
     "LengthBucketBatchSampler",
@@ -51,7 +49,6 @@ __all__ = [
     "load_bbc",
     "load_builtin",
     "load_sentiment",
-    "load_splits",
     "load_text_file",
     "load_tokenizer",
     "minilm_path",
