@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["build_rows", "check_targets", "write_markdown", "write_plot"]
 
 PRUNED, PRUNED_BASE = "hybrid-pruned", "hybrid-w64"
-HYBRIDS = ("hybrid-w64", "hybrid-w128")
+HYBRIDS = ("hybrid-w64", "hybrid-w128", "hybrid-w64-cls")
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:

@@ -63,13 +63,18 @@ from hybridformer.recipes import (  # noqa: E402
 from hybridformer.training import TrainConfig  # noqa: E402
 
 CASES = ("sentiment", "bbc")
-VARIANTS = ("full", "hybrid-w64", "hybrid-w128", "hybrid-pruned")
+VARIANTS = ("full", "hybrid-w64", "hybrid-w128", "hybrid-pruned", "hybrid-w64-cls")
 GLOBAL_K = 32
 ATTENTION = {
     "full": {},
     "hybrid-w64": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K},
     "hybrid-w128": {"kind": "hybrid", "window": 128, "global_k": GLOBAL_K},
     "hybrid-pruned": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K},
+    # Longformer's classification recipe: [CLS] is always global and its query reads every token
+    # (the 31 scorer-picked tokens too), so the pooled token sees the whole document.
+    "hybrid-w64-cls": {
+        "kind": "hybrid", "window": 64, "global_k": GLOBAL_K, "pinned_global": 1, "global_queries_attend_all": True,
+    },
 }
 # At inference each token opens its 6 most probable of 8 groups, matching the 0.75 open fraction the
 # gates are trained to (threshold gates at p ~ 0.75 would open every group).

@@ -53,6 +53,37 @@ def test_select_prefix_topk_matches_brute_force(n, window, k):
             assert as_set(sets[b, block]) == brute_force_top(scores[b], eligible, k)
 
 
+def test_pinned_positions_are_always_selected_and_the_rest_by_score():
+    torch.manual_seed(0)
+    scores = torch.randn(3, 12)
+    scores[:, 0] = -10.0  # the lowest score: only pinning can select it
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[2, :2] = False  # left padding: a pinned position that is padding stays unselected
+    indices = select_topk(scores, 4, mask, pinned=1)
+    for b in range(2):
+        assert int(indices[b, 0]) == 0
+        assert as_set(indices[b, 1:]) == brute_force_top(scores[b], mask[b] & (torch.arange(12) > 0), 3)
+    assert 0 not in as_set(indices[2]) and as_set(indices[2]) == brute_force_top(scores[2], mask[2], 4)
+
+
+def test_pinned_cls_with_global_queries_reads_the_whole_sequence():
+    torch.manual_seed(0)
+    cfg = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=2, pinned_global=1,
+                          global_queries_attend_all=True)
+    layer = HybridAttention(cfg).eval()
+    full = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, kind="full")).eval()
+    full.load_state_dict(layer.state_dict(), strict=False)  # same projections; full has no scorer
+    x = torch.randn(2, 16, D_MODEL)
+    out = layer(x)
+    assert out.global_indices[:, 0].tolist() == [0, 0]
+    # [CLS]'s row is dense attention over all 16 keys, though its window holds only 4 of them.
+    torch.testing.assert_close(out.hidden_states[:, 0], full(x).hidden_states[:, 0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="pinned_global: must be in"):
+        AttentionConfig(global_k=2, pinned_global=3)
+    with pytest.raises(ValueError, match="pinned_global: needs causal=false"):
+        AttentionConfig(global_k=2, pinned_global=1, causal=True)
+
+
 def test_selection_noise_explores_in_training_only():
     torch.manual_seed(0)
     layer = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=2))

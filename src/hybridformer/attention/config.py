@@ -34,6 +34,10 @@ class AttentionConfig:
     """Decoder-style attention: query i only sees keys j <= i, selection is prefix-consistent."""
     global_queries_attend_all: bool = False
     """Selected tokens also attend to every key (Longformer-style global queries)."""
+    pinned_global: int = 0
+    """The first `pinned_global` positions (e.g. [CLS]) are always among the selected tokens, the
+    scorer picking the other global_k − pinned_global (Longformer's recipe for classification:
+    with `global_queries_attend_all` the [CLS] query then reads the whole sequence). Non-causal only."""
     scorer_hidden: int = 0
     """Hidden width of the token scorer MLP; 0 means a single linear layer."""
     selection_noise: float = 1.0
@@ -57,6 +61,16 @@ class AttentionConfig:
         )
         check(self.window >= 1, "window", f"must be >= 1, got {self.window}")
         check(self.global_k >= 0, "global_k", f"must be >= 0, got {self.global_k}")
+        check(
+            0 <= self.pinned_global <= self.global_k,
+            "pinned_global",
+            f"must be in [0, global_k={self.global_k}], got {self.pinned_global}",
+        )
+        check(
+            not (self.causal and self.pinned_global),
+            "pinned_global",
+            "needs causal=false (causal selection is per query block among earlier positions)",
+        )
         check(self.scorer_hidden >= 0, "scorer_hidden", f"must be >= 0, got {self.scorer_hidden}")
         check(self.selection_noise >= 0, "selection_noise", f"must be >= 0, got {self.selection_noise}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")

@@ -153,7 +153,7 @@ class HybridAttention(nn.Module):
             if cfg.causal:
                 indices = select_prefix_topk(scores, cfg.global_k, cfg.window, key_padding_mask, noise)
             else:
-                indices = select_topk(scores, cfg.global_k, key_padding_mask, noise)
+                indices = select_topk(scores, cfg.global_k, key_padding_mask, noise, cfg.pinned_global)
         bias = None
         if indices is not None and torch.is_grad_enabled() and scores.requires_grad:
             bias = straight_through_bias(scores, selected_mask(indices, n))  # (B, N), zero in value

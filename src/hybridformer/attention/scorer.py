@@ -111,7 +111,7 @@ def _empty_slots_to_minus_one(values: Tensor, indices: Tensor) -> Tensor:
 
 
 def select_topk(
-    scores: Tensor, k: int, key_padding_mask: Tensor | None = None, noise: float = 0.0
+    scores: Tensor, k: int, key_padding_mask: Tensor | None = None, noise: float = 0.0, pinned: int = 0
 ) -> Tensor:
     """Top-k tokens of each sequence (non-causal selection).
 
@@ -120,12 +120,17 @@ def select_topk(
         k: number of slots K.
         key_padding_mask: bool (B, N), True = real token, or None.
         noise: Gumbel temperature for exploration in training (:func:`selection_scores`).
+        pinned: the first ``pinned`` positions are always selected (when they are real tokens).
 
     Returns:
-        LongTensor (B, K) of token positions, sorted by decreasing score; -1 in slots left empty when
-        a sequence has fewer than K real tokens.
+        LongTensor (B, K) of token positions, sorted by decreasing score (pinned positions first); -1
+        in slots left empty when a sequence has fewer than K real tokens.
     """
     ranked = selection_scores(scores, key_padding_mask, noise)
+    if pinned:
+        # +inf ranks them first; padding keeps its -inf (selection_scores applied the mask already).
+        head = ranked[:, :pinned]
+        ranked = torch.cat([head.masked_fill(head > float("-inf"), float("inf")), ranked[:, pinned:]], dim=-1)
     batch, n = ranked.shape
     take = min(k, n)
     values, indices = ranked.topk(take, dim=-1)  # (B, take)
