@@ -122,4 +122,4 @@ def test_quick_covers_every_case_and_variant(tmp_path: Path) -> None:
     proc = run_script("--quick", "--out", str(tmp_path / "text.json"), "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     _check_rows(tmp_path / "text.json", {"sentiment", "bbc"},
-                {"full", "hybrid-w64", "hybrid-w128", "hybrid-pruned"})
+                {"full", "hybrid-w64", "hybrid-w128", "hybrid-pruned", "hybrid-w64-cls"})
