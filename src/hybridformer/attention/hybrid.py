@@ -186,20 +186,15 @@ class HybridAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=sees | ~sees_any, dropout_p=dropout)
         return out * sees_any
 
-    def _union(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        indices: Tensor | None,
-        bias: Tensor | None,
-        key_padding_mask: Tensor | None,
+    def _kernel(
+        self, q: Tensor, k: Tensor, v: Tensor, indices: Tensor | None, key_padding_mask: Tensor | None
     ) -> Tensor:
+        """`hybrid_attention` with this layer's window, locality, causality, scale and backend.
+
+        indices None runs the local branch alone (the gated mode's first branch).
+        """
         cfg = self.config
-        dim = q.shape[-1]
-        if bias is not None:
-            q, k, v = _fold_key_bias(q, k, v, bias, self.scale)
-        out = hybrid_attention(
+        return hybrid_attention(
             q,
             k,
             v,
@@ -212,6 +207,20 @@ class HybridAttention(nn.Module):
             scale=self.scale,
             backend=cfg.backend,
         )
+
+    def _union(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        indices: Tensor | None,
+        bias: Tensor | None,
+        key_padding_mask: Tensor | None,
+    ) -> Tensor:
+        dim = q.shape[-1]
+        if bias is not None:
+            q, k, v = _fold_key_bias(q, k, v, bias, self.scale)
+        out = self._kernel(q, k, v, indices, key_padding_mask)
         return out[..., :dim]
 
     def _gated(
@@ -225,17 +234,7 @@ class HybridAttention(nn.Module):
         key_padding_mask: Tensor | None,
     ) -> Tensor:
         cfg = self.config
-        local = hybrid_attention(
-            q,
-            k,
-            v,
-            window=cfg.window,
-            local=cfg.local,
-            causal=cfg.causal,
-            key_padding_mask=key_padding_mask,
-            scale=self.scale,
-            backend=cfg.backend,
-        )
+        local = self._kernel(q, k, v, None, key_padding_mask)
         gates = self._gates(hidden_states)  # (B, H, N, 2)
         out = gates[..., :1] * local
         if indices is not None:
