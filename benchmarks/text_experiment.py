@@ -99,6 +99,10 @@ class Budget:
     speed_inputs: int = 4
     calibration_batches: int = 8
     target_active: float = 0.75
+    pooling: str = "cls"
+    scorer_lr_scale: float = 1.0
+    gate_lr_scale: float = 1.0
+    rewire_ffn: bool = True
 
     def steps(self, case: str) -> int:
         """Optimizer steps of one run (what the Trainer will do)."""
@@ -110,9 +114,16 @@ class Budget:
 def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir: Path) -> FinetuneConfig:
     """The FinetuneConfig of one run."""
     pruned = variant == "hybrid-pruned"
+    multipliers = {}
+    if ATTENTION[variant].get("kind") == "hybrid" and budget.scorer_lr_scale != 1.0:
+        multipliers["attention.scorer"] = budget.scorer_lr_scale
+    if pruned and budget.gate_lr_scale != 1.0:
+        multipliers["ffn.gate"] = budget.gate_lr_scale
     return FinetuneConfig(
         model=ModelConfig(
             attention=dict(ATTENTION[variant]),
+            pooling=budget.pooling,
+            rewire_ffn=budget.rewire_ffn,
             sparsity={**GATES, "target_active": budget.target_active, "anneal_steps": budget.steps(case)}
             if pruned
             else {},
@@ -126,7 +137,7 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
         ),
         train=TrainConfig(
             lr=budget.lr, epochs=budget.epochs, max_steps=budget.max_steps, batch_size=budget.batch_size[case],
-            warmup_ratio=0.1, seed=seed, out_dir=str(run_dir), tensorboard=False, progress_bar=False,
+            warmup_ratio=0.1, seed=seed, lr_multipliers=multipliers, out_dir=str(run_dir), tensorboard=False, progress_bar=False,
             log_every=10,
         ),
         prune=PruneConfig(
@@ -351,6 +362,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed-rounds", type=int, default=5, help="interleaved rounds of the speed phase")
     parser.add_argument("--target-active", type=float, default=0.75,
                         help="hybrid-pruned: fraction of FFN groups the gates keep open while training")
+    parser.add_argument("--pooling", default="cls", choices=["cls", "mean"],
+                        help="classification head input: [CLS] or the mean of the real tokens")
+    parser.add_argument("--scorer-lr-scale", type=float, default=1.0,
+                        help="lr factor of the hybrid variants' token scorers (new, untrained modules)")
+    parser.add_argument("--gate-lr-scale", type=float, default=1.0,
+                        help="lr factor of hybrid-pruned's FFN gates (new, untrained modules)")
+    parser.add_argument("--no-rewire", action="store_true",
+                        help="hybrid-pruned: keep the checkpoint's neuron order (no importance rewiring)")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     return parser.parse_args(argv)
@@ -369,7 +388,8 @@ def budget_of(args: argparse.Namespace) -> Budget:
         max_length={"sentiment": args.sentiment_max_length, "bbc": args.bbc_max_length},
         batch_size={"sentiment": args.sentiment_batch_size, "bbc": args.bbc_batch_size},
         long_length=args.long_length, eval_subset=args.eval_subset, speed_rounds=args.speed_rounds,
-        target_active=args.target_active,
+        target_active=args.target_active, pooling=args.pooling,
+        scorer_lr_scale=args.scorer_lr_scale, gate_lr_scale=args.gate_lr_scale, rewire_ffn=not args.no_rewire,
     )
 
 

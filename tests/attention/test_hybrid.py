@@ -66,6 +66,9 @@ UNION_CASES = [
     (10, 4, "block", True, 20, "holes", False),  # K larger than the valid tokens
     (9, 3, "sliding", False, 20, "holes", False),
     (11, 4, "sliding", True, 0, "none", False),  # no global tokens at all
+    # One block holds the whole sequence: inference takes the dense SDPA fast path.
+    (7, 8, "block", False, 3, "holes", True),
+    (8, 8, "block", True, 2, "holes", False),
 ]
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from hybridformer.config import ConfigError
 from hybridformer.training import TrainConfig, WarmupCosine, build_optimizer, build_scheduler, param_groups
 
 
@@ -42,6 +43,7 @@ def test_no_decay_on_biases_and_norms_and_tied_weights_once():
     model = nn.Sequential(emb, nn.LayerNorm(4), nn.Linear(4, 10))
     model[2].weight = emb.weight  # tied decoder
     decay, keep = param_groups(model, 0.1)
+    assert decay["lr_scale"] == keep["lr_scale"] == 1.0
     assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
     assert [tuple(p.shape) for p in decay["params"]] == [(10, 4)]  # the tied matrix, once
     assert sorted(tuple(p.shape) for p in keep["params"]) == [(4,), (4,), (10,)]
@@ -62,3 +64,28 @@ def test_adamw_weight_decay_is_applied_only_to_matrices():
     # Zero gradient: only decoupled decay moves weights, by lr * wd = 5%.
     torch.testing.assert_close(model.weight, torch.full((2, 2), 0.95))
     torch.testing.assert_close(model.bias, torch.ones(2))
+
+
+def test_lr_multipliers_scale_matching_parameters_and_follow_the_schedule():
+    model = nn.ModuleDict({"body": nn.Linear(3, 3), "scorer": nn.Linear(3, 1), "gate": nn.Linear(3, 2)})
+    cfg = TrainConfig(lr=1e-3, warmup_steps=1, lr_multipliers={"scorer": 10.0, "scorer.bias": 2.0, "gate.": 50.0})
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, total_steps=4)
+    lr_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    for _ in range(1):  # step 0 is lr 0 (warmup); step 1 is the peak
+        opt.step()
+        sched.step()
+    peak = {name: lr_of[id(p)]["lr"] for name, p in model.named_parameters()}
+    assert peak["body.weight"] == pytest.approx(1e-3) and peak["body.bias"] == pytest.approx(1e-3)
+    assert peak["scorer.weight"] == pytest.approx(1e-2)
+    assert peak["scorer.bias"] == pytest.approx(2e-3)  # the longest matching key wins
+    assert peak["gate.weight"] == pytest.approx(5e-2) and peak["gate.bias"] == pytest.approx(5e-2)
+    assert lr_of[id(model["gate"].weight)]["weight_decay"] == cfg.weight_decay
+    assert lr_of[id(model["gate"].bias)]["weight_decay"] == 0.0
+
+
+def test_lr_multipliers_reject_a_key_matching_nothing():
+    with pytest.raises(ValueError, match="lr_multipliers: 'scorer' matches no trainable parameter"):
+        build_optimizer(nn.Linear(2, 2), TrainConfig(lr_multipliers={"scorer": 10.0}))
+    with pytest.raises(ConfigError, match=r"lr_multipliers\.gate"):
+        TrainConfig(lr_multipliers={"gate": 0.0})

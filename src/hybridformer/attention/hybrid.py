@@ -218,6 +218,12 @@ class HybridAttention(nn.Module):
         key_padding_mask: Tensor | None,
     ) -> Tensor:
         dim = q.shape[-1]
+        if bias is None and self.config.local == "block" and q.shape[2] <= self.config.window:
+            # One block holds the whole sequence: every query already sees every key (causal: every
+            # earlier key), so the union is dense attention; fused SDPA computes it with less overhead.
+            # Only without the scorer's straight-through bias (inference): training keeps the kernel,
+            # whose folded bias gives the scorer its gradient.
+            return self._full(q, k, v, key_padding_mask)
         if bias is not None:
             q, k, v = _fold_key_bias(q, k, v, bias, self.scale)
         out = self._kernel(q, k, v, indices, key_padding_mask)

@@ -17,7 +17,7 @@ from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classif
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
-from hybridformer.sparsity import GatedFFN, PruneReport
+from hybridformer.sparsity import GatedFFN, PruneReport, rewire_by_importance
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "ffn_parameters"]
@@ -123,6 +123,13 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         seed=train_cfg.seed,
     )
     eval_batch = config.data.eval_batch_size
+    if config.model.rewire_ffn and config.model.gates().enabled:
+        rewire_by_importance(
+            model,
+            calibration_batches(
+                splits.train, collate, train_cfg.batch_size, config.prune.calibration_batches, train_cfg.seed
+            ),
+        )
 
     def eval_fn(m: nn.Module) -> dict[str, float]:
         return {"validation_accuracy": evaluate_classifier(m, splits.validation, collate, eval_batch).accuracy}

@@ -55,6 +55,11 @@ class ModelConfig:
     """Overrides of the attention config of every block (``kind``, ``window``, ``global_k``, ...)."""
     sparsity: dict[str, Any] = field(default_factory=dict)
     """Overrides of the FFN-gate config of every block (``enabled``, ``n_groups``, ``target_active``, ...)."""
+    rewire_ffn: bool = True
+    """With FFN gates on: before training, sort each FFN's neurons by importance on calibration
+    training batches (``prune.calibration_batches`` of them), so group 0 holds the most important
+    neurons and the last group the least (DynaBERT's rewiring; the dense function is unchanged).
+    The gates then have cheap groups to close, and pruning removes the least needed neurons."""
     pooling: Literal["cls", "mean"] = "cls"
     """Classification head input: the first token, or the mean of the real tokens."""
     head_dropout: float | None = None

@@ -7,6 +7,7 @@ Public API::
     ffn = GatedFFN(512, 2048, SparsityConfig(enabled=True, n_groups=8, target_active=0.5))
     out = ffn(x, key_padding_mask)          # FFNOutput(hidden_states, aux_loss, stats)
     set_sparsity_step(model, step)          # anneal the Gumbel temperature (Trainer: ffn.set_step)
+    rewire_by_importance(model, batches)    # before training the gates: group 0 = most important neurons
     report = prune(model, batches, 0.05)    # PruneReport: params and active FLOPs/token before/after
 """
 
@@ -16,6 +17,7 @@ from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
 from hybridformer.sparsity.gating import GateDecision, SparseGate, gumbel_sigmoid_st
 from hybridformer.sparsity.loss import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity.prune import prune
+from hybridformer.sparsity.rewire import neuron_importance, rewire_by_importance
 from hybridformer.sparsity.report import (
     LayerPruneReport,
     PruneReport,
@@ -48,7 +50,9 @@ __all__ = [
     "gumbel_sigmoid_st",
     "masked_ffn",
     "measure_group_usage",
+    "neuron_importance",
     "prune",
+    "rewire_by_importance",
     "set_sparsity_step",
     "set_temperature",
     "target_rate_loss",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ..config import check
@@ -26,6 +26,12 @@ class TrainConfig:
     """Linear warmup length in optimizer steps; when 0, ``warmup_ratio`` decides."""
     warmup_ratio: float = 0.06
     """Warmup as a fraction of the total steps, used when ``warmup_steps`` is 0."""
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
+    """Learning-rate factors by parameter name: a parameter whose dotted name contains a key (e.g.
+    ``scorer``, ``gate.``) trains at ``lr * factor`` (the longest matching key wins). Modules added
+    to a pretrained checkpoint (the attention scorer, FFN gates) start from scratch, and at a
+    fine-tuning lr they barely move in a few hundred steps; L0/CoFi-style pruning trains its masks
+    at a larger lr for the same reason. Every key must match some parameter."""
     min_lr_ratio: float = 0.0
     """Cosine decay floor as a fraction of ``lr`` (0: decay to zero at the last step)."""
     max_steps: int | None = None
@@ -77,6 +83,9 @@ class TrainConfig:
         check(self.eps > 0, "eps", f"must be > 0, got {self.eps}")
         check(self.warmup_steps >= 0, "warmup_steps", f"must be >= 0, got {self.warmup_steps}")
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        for key, factor in self.lr_multipliers.items():
+            check(bool(key), "lr_multipliers", "keys must be non-empty parameter-name patterns")
+            check(factor > 0, f"lr_multipliers.{key}", f"must be > 0, got {factor}")
         check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         check(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1 or None, got {self.max_steps}")
         check(self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
