@@ -129,7 +129,6 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
             calibration_batches(
                 splits.train, collate, train_cfg.batch_size, config.prune.calibration_batches, train_cfg.seed
             ),
-            gate_prior=config.model.gate_prior,
         )
 
     def eval_fn(m: nn.Module) -> dict[str, float]:

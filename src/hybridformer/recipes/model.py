@@ -60,10 +60,6 @@ class ModelConfig:
     training batches (``prune.calibration_batches`` of them), so group 0 holds the most important
     neurons and the last group the least (DynaBERT's rewiring; the dense function is unchanged).
     The gates then have cheap groups to close, and pruning removes the least needed neurons."""
-    gate_prior: float = 0.0
-    """With ``rewire_ffn``: start the gates' open logits ranked like the rewired groups, the most
-    important group ``gate_prior`` above ``logit(target_active)`` and the least important as far
-    below (see :func:`~hybridformer.sparsity.rewire_by_importance`). 0: every group starts alike."""
     pooling: Literal["cls", "mean"] = "cls"
     """Classification head input: the first token, or the mean of the real tokens."""
     head_dropout: float | None = None
@@ -73,7 +69,6 @@ class ModelConfig:
         check_section_keys("attention", AttentionConfig, self.attention)
         check_section_keys("sparsity", SparsityConfig, self.sparsity)
         self.gates()  # the sparsity section depends on nothing the checkpoint fixes: check it all now
-        check(self.gate_prior >= 0, "gate_prior", f"must be >= 0, got {self.gate_prior}")
         check(
             self.max_positions is None or self.max_positions >= 2,
             "max_positions",

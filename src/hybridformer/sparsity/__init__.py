@@ -15,12 +15,7 @@ from hybridformer.sparsity.calibration import GroupUsage, gated_ffns, measure_gr
 from hybridformer.sparsity.config import SparsityConfig
 from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
 from hybridformer.sparsity.gating import GateDecision, SparseGate, gumbel_sigmoid_st
-from hybridformer.sparsity.loss import (
-    expected_active_fraction,
-    expected_group_usage,
-    polarization_loss,
-    target_rate_loss,
-)
+from hybridformer.sparsity.loss import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity.prune import prune
 from hybridformer.sparsity.rewire import neuron_importance, rewire_by_importance
 from hybridformer.sparsity.report import (
@@ -48,7 +43,6 @@ __all__ = [
     "count_parameters",
     "dense_ffn_flops",
     "expected_active_fraction",
-    "expected_group_usage",
     "gate_stats",
     "gated_ffn_flops",
     "gated_ffns",
@@ -56,7 +50,6 @@ __all__ = [
     "gumbel_sigmoid_st",
     "masked_ffn",
     "measure_group_usage",
-    "polarization_loss",
     "neuron_importance",
     "prune",
     "rewire_by_importance",

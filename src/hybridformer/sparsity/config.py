@@ -48,11 +48,6 @@ class SparsityConfig:
     FFN output is exactly zero, so the block's residual passes it through unchanged."""
     loss_weight: float = 1.0
     """Weight of the target-rate loss ``(expected active fraction - target_active)**2``."""
-    polarization: float = 0.0
-    """Weight of the polarization loss on the groups' expected usage: pushes the
-    ``round(target_active * n_groups)`` most used groups toward always-open and the others toward
-    never-open, so that pruning removes groups the model has learnt to do without. 0 disables it.
-    Pair it with ``inference="top_g"`` and ``top_g = round(target_active * n_groups)``."""
     gate_hidden: int = 0
     """Hidden width of the gate MLP; 0 makes the gate a single linear layer."""
 
@@ -83,5 +78,4 @@ class SparsityConfig:
             f"must be <= n_groups={self.n_groups} with inference='top_g', got {self.top_g}",
         )
         check(self.loss_weight >= 0, "loss_weight", f"must be >= 0, got {self.loss_weight}")
-        check(self.polarization >= 0, "polarization", f"must be >= 0, got {self.polarization}")
         check(self.gate_hidden >= 0, "gate_hidden", f"must be >= 0, got {self.gate_hidden}")

@@ -15,7 +15,6 @@ FFN's function unchanged; gates are per group, so rewire before the gates are tr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -102,22 +101,12 @@ def neuron_importance(model: nn.Module, calibration_batches: Iterable[Any]) -> d
 
 
 @torch.no_grad()
-def rewire_by_importance(
-    model: nn.Module, calibration_batches: Iterable[Any], gate_prior: float = 0.0
-) -> dict[str, Tensor]:
+def rewire_by_importance(model: nn.Module, calibration_batches: Iterable[Any]) -> dict[str, Tensor]:
     """Permute every GatedFFN's hidden neurons in place, most important first (see module doc).
 
     Call it on a model whose gates are not trained yet (e.g. right after loading a dense checkpoint
     with gates switched on): a trained gate's group logits would then read other neurons. The dense
     function of each FFN is unchanged.
-
-    Args:
-        model: any module containing GatedFFN layers.
-        calibration_batches: batches as :func:`~hybridformer.sparsity.measure_group_usage` takes them.
-        gate_prior: with gates on, start group g's open logit at ``logit(target_active) +
-            gate_prior * (1 - 2 g / (G - 1))``: the ranked groups start ranked, the most important
-            most open and the least important least open, around the target. 0 keeps the gate's
-            own initialisation (every group alike).
 
     Returns:
         The permutation applied per FFN (new neuron i is old neuron ``perm[i]``), keyed by name.
@@ -136,9 +125,4 @@ def rewire_by_importance(
             ffn.fc_in.bias.copy_(ffn.fc_in.bias[perm])
         ffn.fc_out.weight.copy_(ffn.fc_out.weight[:, perm])
         perms[name] = perm.cpu()
-        if gate_prior and ffn.gate is not None and ffn.n_groups > 1:
-            bias = ffn.gate.groups.bias
-            target = min(max(ffn.config.target_active, 0.01), 0.99)
-            ramp = torch.linspace(1.0, -1.0, ffn.n_groups, dtype=bias.dtype, device=bias.device)
-            bias.copy_(math.log(target / (1.0 - target)) + gate_prior * ramp)
     return perms

@@ -33,12 +33,7 @@ from hybridformer.config import check
 from hybridformer.sparsity.config import SparsityConfig
 from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
 from hybridformer.sparsity.gating import SparseGate
-from hybridformer.sparsity.loss import (
-    expected_active_fraction,
-    expected_group_usage,
-    polarization_loss,
-    target_rate_loss,
-)
+from hybridformer.sparsity.loss import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity.schedule import temperature_at
 from hybridformer.sparsity.stats import GateStats, gate_stats
 
@@ -61,8 +56,7 @@ class FFNOutput:
     """(B, N, d_model) the FFN branch's output (before the block's residual add). Zero for tokens the
     layer-skip gate skips and for padding when gates are on."""
     aux_loss: Tensor
-    """Scalar gate loss (target rate, plus polarization when configured; already weighted); 0 when
-    gates are off."""
+    """Scalar target-rate loss of the gates (already weighted); 0 when gates are off."""
     stats: GateStats | None
     """Gate statistics of this call; None when gates are off."""
 
@@ -150,10 +144,6 @@ class GatedFFN(nn.Module):
         decision = self.gate(x, valid)
         expected = expected_active_fraction(decision)
         aux_loss = target_rate_loss(expected, self.config.target_active, self.config.loss_weight)
-        if self.config.polarization > 0:
-            aux_loss = aux_loss + polarization_loss(
-                expected_group_usage(decision), self.config.target_active, self.config.polarization
-            )
         if self.training or self._needs_grad(x) or not self._kernel_fits(x):
             y = masked_ffn(x, decision.group_gates, decision.run_gates, self.fc_in, self.fc_out, self.act)
         else:
