@@ -103,6 +103,7 @@ class Budget:
     scorer_lr_scale: float = 1.0
     gate_lr_scale: float = 1.0
     rewire_ffn: bool = True
+    gate_groups: int = 8
 
     def steps(self, case: str) -> int:
         """Optimizer steps of one run (what the Trainer will do)."""
@@ -124,7 +125,10 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
             attention=dict(ATTENTION[variant]),
             pooling=budget.pooling,
             rewire_ffn=budget.rewire_ffn,
-            sparsity={**GATES, "target_active": budget.target_active, "anneal_steps": budget.steps(case)}
+            sparsity={
+                **GATES, "n_groups": budget.gate_groups, "target_active": budget.target_active,
+                "top_g": round(budget.target_active * budget.gate_groups), "anneal_steps": budget.steps(case),
+            }
             if pruned
             else {},
         ),
@@ -370,6 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="lr factor of hybrid-pruned's FFN gates (new, untrained modules)")
     parser.add_argument("--no-rewire", action="store_true",
                         help="hybrid-pruned: keep the checkpoint's neuron order (no importance rewiring)")
+    parser.add_argument("--gate-groups", type=int, default=8, help="hybrid-pruned: FFN neuron groups per layer")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     return parser.parse_args(argv)
@@ -390,6 +395,7 @@ def budget_of(args: argparse.Namespace) -> Budget:
         long_length=args.long_length, eval_subset=args.eval_subset, speed_rounds=args.speed_rounds,
         target_active=args.target_active, pooling=args.pooling,
         scorer_lr_scale=args.scorer_lr_scale, gate_lr_scale=args.gate_lr_scale, rewire_ffn=not args.no_rewire,
+        gate_groups=args.gate_groups,
     )
 
 
