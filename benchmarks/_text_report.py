@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["build_rows", "check_targets", "write_markdown", "write_plot"]
 
 PRUNED, PRUNED_BASE = "hybrid-pruned", "hybrid-w64"
-HYBRIDS = ("hybrid-w64", "hybrid-w128", "hybrid-w64-cls")
+HYBRIDS = ("hybrid-w64", "hybrid-w128", "hybrid-w64-nocls")
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -139,22 +139,24 @@ def write_markdown(
         "",
         "- `full`: the checkpoint's dense attention, with its attention-probability dropout (0.1) in training; "
         "the hybrid kernel never forms the probabilities, so the hybrid variants train without that dropout.",
-        "- `hybrid-w64`, `hybrid-w128`: block-local windows of 64 / 128 tokens plus K=32 global tokens chosen by the "
-        "learned scorer (trained through the straight-through selection gradient). K=32 sits in the 16-64 range: at "
-        "2,048 tokens a query then reads at most window + 32 keys (96 for w64, under 5% of full attention), while 32 "
-        "document-wide tokens per sequence carry the topic words across blocks; a larger K buys little on "
-        "classification and costs speed (attention work grows with window + K).",
-        f"- `hybrid-pruned`: `hybrid-w64` with gated FFNs (8 neuron groups per layer, trained with Gumbel gates "
-        f"held at a {budget['target_active']} open fraction, temperature annealed over the run; at inference each "
-        "token opens its 6 most probable groups), trained with the same budget, then pruned on "
-        f"{budget['calibration_batches']} training batches: the open-rate threshold is the lowest that removes >= 30% "
-        "of the FFN parameters (groups opened least often go first). A layer left with at most 6 groups runs them "
-        "all, as a narrower dense FFN.",
-        "- `hybrid-w64-cls`: `hybrid-w64` with Longformer's classification recipe: [CLS] is always one of the 32 "
-        "global tokens (`pinned_global=1`) and the global tokens' queries read every key "
-        "(`global_queries_attend_all`), so the pooled [CLS] sees the whole document in every layer. Added after the "
-        "first run showed `hybrid-w64` 4 points under `full` on BBC, where [CLS] otherwise reads only its own "
-        "64-token block and the 32 selected tokens.",
+        "- `hybrid-w64`, `hybrid-w128`: block-local windows of 64 / 128 tokens plus K=32 global tokens: [CLS], "
+        "pinned (`pinned_global=1`) with its query reading every key (`global_queries_attend_all`, Longformer's "
+        "classification recipe, so the pooled token sees the whole document in every layer), and 31 chosen by the "
+        "learned scorer (trained through the straight-through selection gradient at "
+        f"{budget['scorer_lr_scale']:g}x the lr, since it starts from scratch while the checkpoint only adapts). "
+        "K=32 sits in the 16-64 range: at 2,048 tokens a query then reads at most window + 32 keys (96 for w64, "
+        "under 5% of full attention); a larger K buys little on classification and costs speed.",
+        f"- `hybrid-pruned`: `hybrid-w64` with gated FFNs: {budget['gate_groups']} neuron groups per layer, the "
+        "neurons first sorted by importance on the calibration batches (mean |activation| x output-weight norm; "
+        "DynaBERT's rewiring, which leaves the dense function unchanged) so each group holds neurons of like "
+        f"importance; Gumbel gates trained at {budget['gate_lr_scale']:g}x the lr to keep a "
+        f"{budget['target_active']} open fraction, temperature annealed over the run; at inference each token opens "
+        f"its {round(budget['target_active'] * budget['gate_groups'])} most probable groups. Trained with the same "
+        f"budget, then pruned on {budget['calibration_batches']} training batches: the open-rate threshold is the "
+        "lowest that removes >= 31% of the gated FFNs' parameters (>= 30% of the dense FFN's; groups opened least "
+        "often go first). Layers left with no more groups than a token opens run them all (a narrower dense FFN).",
+        "- `hybrid-w64-nocls` (ablation, when run): `hybrid-w64` without [CLS] pinned, all 32 global tokens "
+        "picked by the scorer.",
         "",
         "## Results",
         "",

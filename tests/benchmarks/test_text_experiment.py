@@ -75,11 +75,12 @@ def test_rows_and_targets_from_saved_results(tmp_path: Path) -> None:
               "max_length": {"sentiment": 64, "bbc": 256}, "long_length": 2048, "lr": 1e-4,
               "batch_size": {"sentiment": 16, "bbc": 8},
               "eval_subset": None, "max_steps": None, "calibration_batches": 8,
-              "target_active": 0.75}
+              "target_active": 0.6875, "gate_groups": 16, "scorer_lr_scale": 100.0, "gate_lr_scale": 100.0}
     write_plot(rows, tmp_path / "text.png")
     write_markdown(rows, budget, tmp_path / "text.md", "text.png", speed)
     text = (tmp_path / "text.md").read_text()
     assert "2000 training reviews" in text and "400 training articles" in text and "**missed**" in text
+    assert "16 neuron groups" in text and "100x the lr" in text and "its 11 most probable groups" in text
     assert (tmp_path / "text.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -122,4 +123,4 @@ def test_quick_covers_every_case_and_variant(tmp_path: Path) -> None:
     proc = run_script("--quick", "--out", str(tmp_path / "text.json"), "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     _check_rows(tmp_path / "text.json", {"sentiment", "bbc"},
-                {"full", "hybrid-w64", "hybrid-w128", "hybrid-pruned", "hybrid-w64-cls"})
+                {"full", "hybrid-w64", "hybrid-w128", "hybrid-pruned"})
