@@ -218,4 +218,5 @@ def test_example_configs_load(name: str) -> None:
     config = load_config(cls, CONFIGS / name, ["--train.lr", "3e-5"])
     assert config.train.lr == 3e-5
     if name == "finetune_bbc.yaml":
-        assert config.prune.enabled and config.model.gates().enabled and config.model.gates().top_g == 6
+        assert config.prune.enabled and config.model.gates().enabled and config.model.gates().top_g == 11
+        assert config.train.lr_multipliers == {"attention.scorer": 100.0, "ffn.gate": 100.0}
