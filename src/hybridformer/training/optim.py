@@ -45,7 +45,7 @@ def param_groups(
     if unmatched:
         raise ValueError(
             f"train.lr_multipliers: {unmatched[0]!r} matches no trainable parameter name of the model "
-            f"(names look like {next(n for n, _ in model.named_parameters())!r})"
+            f"(names look like {next((n for n, _ in model.named_parameters()), '<none>')!r})"
         )
     return [
         {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": factor}
