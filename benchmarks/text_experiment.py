@@ -111,6 +111,7 @@ class Budget:
     gate_lr_scale: float = 100.0
     rewire_ffn: bool = True
     gate_groups: int = 16
+    target_start: float | None = None
 
     def steps(self, case: str) -> int:
         """Optimizer steps of one run (what the Trainer will do)."""
@@ -135,6 +136,7 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
             sparsity={
                 **GATES, "n_groups": budget.gate_groups, "target_active": budget.target_active,
                 "top_g": round(budget.target_active * budget.gate_groups), "anneal_steps": budget.steps(case),
+                "target_start": budget.target_start,
             }
             if pruned
             else {},
@@ -382,6 +384,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-rewire", action="store_true",
                         help="hybrid-pruned: keep the checkpoint's neuron order (no importance rewiring)")
     parser.add_argument("--gate-groups", type=int, default=16, help="hybrid-pruned: FFN neuron groups per layer")
+    parser.add_argument("--target-start", type=float, default=None,
+                        help="hybrid-pruned: open fraction asked at step 0, falling to --target-active "
+                             "over the run on the cubic gradual-pruning schedule (default: constant)")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     return parser.parse_args(argv)
@@ -402,7 +407,7 @@ def budget_of(args: argparse.Namespace) -> Budget:
         long_length=args.long_length, eval_subset=args.eval_subset, speed_rounds=args.speed_rounds,
         target_active=args.target_active, pooling=args.pooling,
         scorer_lr_scale=args.scorer_lr_scale, gate_lr_scale=args.gate_lr_scale, rewire_ffn=not args.no_rewire,
-        gate_groups=args.gate_groups,
+        gate_groups=args.gate_groups, target_start=args.target_start,
     )
 
 

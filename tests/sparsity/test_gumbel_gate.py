@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from hybridformer.config import ConfigError
 from hybridformer.sparsity import (
     GatedFFN,
     SparseGate,
@@ -12,6 +13,7 @@ from hybridformer.sparsity import (
     gumbel_sigmoid_st,
     set_sparsity_step,
     set_temperature,
+    target_at,
     temperature_at,
 )
 
@@ -80,6 +82,27 @@ def test_temperature_decays_exponentially_then_holds():
     assert temperature_at(SparsityConfig(tau_end=0.3, anneal_steps=0), 0) == 0.3
     with pytest.raises(ValueError, match="step"):
         temperature_at(cfg, -1)
+
+
+def test_target_falls_on_the_cubic_schedule_and_drives_the_rate_loss():
+    cfg = SparsityConfig(enabled=True, n_groups=2, target_active=0.5, target_start=0.9, anneal_steps=10)
+    assert target_at(cfg, 0) == pytest.approx(0.9)
+    assert target_at(cfg, 5) == pytest.approx(0.5 + 0.4 * 0.5**3)
+    assert target_at(cfg, 10) == target_at(cfg, 99) == 0.5
+    assert target_at(SparsityConfig(target_active=0.3), 0) == 0.3  # no target_start: constant
+    ffn = GatedFFN(4, 8, cfg).train()
+    assert torch.sigmoid(ffn.gate.groups.bias).tolist() == pytest.approx([0.9, 0.9])  # starts at target_start
+    with torch.no_grad():
+        ffn.gate.groups.weight.zero_()
+        ffn.gate.groups.bias.zero_()  # p = 0.5 for every group and token
+    x = torch.randn(2, 3, 4)
+    assert ffn(x).aux_loss.item() == pytest.approx((0.5 - 0.9) ** 2)
+    ffn.set_step(5)
+    assert ffn(x).aux_loss.item() == pytest.approx((0.5 - target_at(cfg, 5)) ** 2)
+    ffn.set_step(10)
+    assert ffn(x).aux_loss.item() == pytest.approx(0.0)
+    with pytest.raises(ConfigError, match="target_start"):
+        SparsityConfig(target_active=0.5, target_start=0.4)
 
 
 def test_step_and_temperature_setters_walk_the_model():

@@ -25,7 +25,7 @@ from hybridformer.sparsity.report import (
     dense_ffn_flops,
     gated_ffn_flops,
 )
-from hybridformer.sparsity.schedule import set_sparsity_step, set_temperature, temperature_at
+from hybridformer.sparsity.schedule import set_sparsity_step, set_temperature, target_at, temperature_at
 from hybridformer.sparsity.sparse_ffn import ACTIVATIONS, FFNOutput, GatedFFN
 from hybridformer.sparsity.stats import GateStats, gate_stats
 
@@ -55,6 +55,7 @@ __all__ = [
     "rewire_by_importance",
     "set_sparsity_step",
     "set_temperature",
+    "target_at",
     "target_rate_loss",
     "temperature_at",
 ]

@@ -29,12 +29,18 @@ class SparsityConfig:
     target_active: float = 0.5
     """Fraction of (token, group) pairs that should be open, in (0, 1]; the target-rate loss holds
     the expected active fraction here. With ``layer_skip`` a skipped token counts as all closed."""
+    target_start: float | None = None
+    """Open fraction the target-rate loss asks for at step 0. It falls to ``target_active`` over
+    ``anneal_steps`` on the cubic schedule of gradual pruning (Zhu & Gupta, 2017): the gates close
+    progressively, fast at first and slowly at the end, while the model adapts. None: the target is
+    ``target_active`` from the start."""
     tau_start: float = 1.0
     """Gumbel-Softmax temperature at training step 0."""
     tau_end: float = 0.2
     """Temperature reached after ``anneal_steps`` (then held); must be in (0, tau_start]."""
     anneal_steps: int = 10_000
-    """Steps of the exponential decay from ``tau_start`` to ``tau_end``; 0 starts at ``tau_end``."""
+    """Steps of the exponential decay from ``tau_start`` to ``tau_end`` (and of the fall from
+    ``target_start`` to ``target_active``); 0 starts at ``tau_end`` (and ``target_active``)."""
     inference: Literal["threshold", "top_g"] = "threshold"
     """Deterministic gates at eval time: open groups whose probability exceeds ``threshold``, or
     the ``top_g`` most probable groups of each token."""
@@ -57,6 +63,11 @@ class SparsityConfig:
             0.0 < self.target_active <= 1.0,
             "target_active",
             f"must be in (0, 1], got {self.target_active}",
+        )
+        check(
+            self.target_start is None or self.target_active <= self.target_start <= 1.0,
+            "target_start",
+            f"must be in [target_active={self.target_active}, 1] or None, got {self.target_start}",
         )
         check(self.tau_start > 0, "tau_start", f"must be > 0, got {self.tau_start}")
         check(

@@ -82,12 +82,15 @@ class SparseGate(nn.Module):
         self.groups = nn.Linear(width, n_groups)
         self.skip = nn.Linear(width, 1) if config.layer_skip else None
         self.temperature = config.tau_start
+        self.target = config.target_start if config.target_start is not None else config.target_active
+        """The open fraction the target-rate loss asks for now (``set_step`` follows the schedule)."""
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Small random weights, and biases that start every group near the target open rate."""
+        """Small random weights, and biases that start every group near the (starting) target open rate."""
         run_p = 1.0 / (1.0 + math.exp(-_SKIP_INIT_LOGIT)) if self.skip is not None else 1.0
-        p = min(max(self.config.target_active / run_p, 0.01), 0.99)
+        start = self.config.target_start if self.config.target_start is not None else self.config.target_active
+        p = min(max(start / run_p, 0.01), 0.99)
         for layer in (self.hidden, self.groups, self.skip):
             if layer is not None:
                 nn.init.normal_(layer.weight, std=0.02)

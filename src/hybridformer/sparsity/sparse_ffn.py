@@ -34,7 +34,7 @@ from hybridformer.sparsity.config import SparsityConfig
 from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
 from hybridformer.sparsity.gating import SparseGate
 from hybridformer.sparsity.loss import expected_active_fraction, target_rate_loss
-from hybridformer.sparsity.schedule import temperature_at
+from hybridformer.sparsity.schedule import target_at, temperature_at
 from hybridformer.sparsity.stats import GateStats, gate_stats
 
 __all__ = ["ACTIVATIONS", "FFNOutput", "GatedFFN"]
@@ -110,12 +110,14 @@ class GatedFFN(nn.Module):
         return 0 if self.gate is None else self.kept_groups.numel()
 
     def set_step(self, step: int) -> None:
-        """Set the Gumbel-Softmax temperature of training step ``step`` (see ``temperature_at``).
+        """Set the Gumbel-Softmax temperature and the open target of training step ``step``
+        (see ``temperature_at`` and ``target_at``).
 
         The Trainer calls this before every step on each module that has it.
         """
         if self.gate is not None:
             self.gate.temperature = temperature_at(self.config, step)
+            self.gate.target = target_at(self.config, step)
 
     def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> FFNOutput:
         """Run the FFN.
@@ -143,7 +145,7 @@ class GatedFFN(nn.Module):
         valid = key_padding_mask if key_padding_mask is not None else x.new_ones(x.shape[:2], dtype=torch.bool)
         decision = self.gate(x, valid)
         expected = expected_active_fraction(decision)
-        aux_loss = target_rate_loss(expected, self.config.target_active, self.config.loss_weight)
+        aux_loss = target_rate_loss(expected, self.gate.target, self.config.loss_weight)
         if self.training or self._needs_grad(x) or not self._kernel_fits(x):
             y = masked_ffn(x, decision.group_gates, decision.run_gates, self.fc_in, self.fc_out, self.act)
         else:
