@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from hybridformer.sparsity.sparse_ffn import FFNOutput, GatedFFN
 
-__all__ = ["GroupUsage", "call_model", "gated_ffns", "measure_group_usage"]
+__all__ = ["GroupUsage", "call_model", "gated_ffns", "measure_group_usage", "run_calibration"]
 
 
 @dataclass
@@ -78,6 +78,20 @@ def measure_group_usage(model: nn.Module, calibration_batches: Iterable[Any]) ->
         return hook
 
     handles = [ffn.register_forward_hook(record(name)) for name, ffn in ffns.items()]
+    run_calibration(model, calibration_batches, handles, "pruning")
+    return usage
+
+
+def run_calibration(model: nn.Module, calibration_batches: Iterable[Any], handles: list[Any], purpose: str) -> int:
+    """Run ``model`` in eval mode without gradients over the batches (its hooks record what they
+    measure), then restore its train/eval mode and remove the hook ``handles``.
+
+    Returns:
+        The number of batches run.
+
+    Raises:
+        ValueError: no batches (the message names ``purpose``), or a batch of a bad type.
+    """
     was_training = model.training
     model.eval()
     n_batches = 0
@@ -91,5 +105,5 @@ def measure_group_usage(model: nn.Module, calibration_batches: Iterable[Any]) ->
         for handle in handles:
             handle.remove()
     if n_batches == 0:
-        raise ValueError("calibration_batches: is empty; pruning needs at least one batch")
-    return usage
+        raise ValueError(f"calibration_batches: is empty; {purpose} needs at least one batch")
+    return n_batches

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hybridformer.sparsity.calibration import call_model
+from hybridformer.sparsity.calibration import run_calibration
 from hybridformer.sparsity.sparse_ffn import GatedFFN
 
 __all__ = ["neuron_importance", "rewire_by_importance"]
@@ -80,20 +80,8 @@ def neuron_importance(model: nn.Module, calibration_batches: Iterable[Any]) -> d
         return hook
 
     handles = [ffn.register_forward_pre_hook(record(n, ffn), with_kwargs=True) for n, ffn in ffns.items()]
-    was_training = model.training
-    model.eval()
-    n_batches = 0
-    try:
-        with _dense(ffns.values()):
-            for batch in calibration_batches:
-                call_model(model, batch)
-                n_batches += 1
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    if n_batches == 0:
-        raise ValueError("calibration_batches: is empty; rewiring needs at least one batch")
+    with _dense(ffns.values()):
+        run_calibration(model, calibration_batches, handles, "rewiring")
     return {
         name: sums[name] / max(counts[name], 1) * ffn.fc_out.weight.detach().double().norm(dim=0).cpu()
         for name, ffn in ffns.items()
