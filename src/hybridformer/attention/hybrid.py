@@ -221,8 +221,8 @@ class HybridAttention(nn.Module):
         if bias is None and self.config.local == "block" and q.shape[2] <= self.config.window:
             # One block holds the whole sequence: every query already sees every key (causal: every
             # earlier key), so the union is dense attention; fused SDPA computes it with less overhead.
-            # Only without the scorer's straight-through bias (inference): training keeps the kernel,
-            # whose folded bias gives the scorer its gradient.
+            # Only without the scorer's straight-through bias, i.e. at inference; training keeps
+            # the kernel path unchanged.
             return self._full(q, k, v, key_padding_mask)
         if bias is not None:
             q, k, v = _fold_key_bias(q, k, v, bias, self.scale)

@@ -116,20 +116,22 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     model = build_classifier(config.model, splits.train.label_names)
     collate = TextCollator(tokenizer, max_length=config.data.max_length)
     train_cfg = config.train
+    lengths = token_lengths(splits.train, tokenizer, config.data.max_length)
     sampler = LengthBucketBatchSampler(
-        token_lengths(splits.train, tokenizer, config.data.max_length),
-        train_cfg.batch_size,
-        drop_last=train_cfg.drop_last,
-        seed=train_cfg.seed,
+        lengths, train_cfg.batch_size, drop_last=train_cfg.drop_last, seed=train_cfg.seed
     )
     eval_batch = config.data.eval_batch_size
-    if config.model.rewire_ffn and config.model.gates().enabled:
-        rewire_by_importance(
-            model,
-            calibration_batches(
-                splits.train, collate, train_cfg.batch_size, config.prune.calibration_batches, train_cfg.seed
-            ),
+    rewire = config.model.rewire_ffn and config.model.gates().enabled
+    # Rewiring (before training) and pruning (after) measure on the same training batches.
+    calibration = (
+        calibration_batches(
+            splits.train, collate, lengths, train_cfg.batch_size, config.prune.calibration_batches, train_cfg.seed
         )
+        if rewire or config.prune.enabled
+        else []
+    )
+    if rewire:
+        rewire_by_importance(model, calibration)
 
     def eval_fn(m: nn.Module) -> dict[str, float]:
         return {"validation_accuracy": evaluate_classifier(m, splits.validation, collate, eval_batch).accuracy}
@@ -151,10 +153,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     unpruned: dict[str, ClassificationMetrics] = {}
     report = None
     if config.prune.enabled:
-        batches = calibration_batches(
-            splits.train, collate, train_cfg.batch_size, config.prune.calibration_batches, train_cfg.seed
-        )
-        report = prune_classifier(model, batches, config.prune)
+        report = prune_classifier(model, calibration, config.prune)
         unpruned, metrics = metrics, evaluate_all()
 
     out = config.out_dir

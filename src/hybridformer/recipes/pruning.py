@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hybridformer.config import check
-from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset, token_lengths
+from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset
 from hybridformer.sparsity import GroupUsage, PruneReport, gated_ffns, measure_group_usage, prune
 
 __all__ = ["PruneConfig", "calibration_batches", "threshold_for_fraction", "prune_classifier"]
@@ -41,10 +41,13 @@ class PruneConfig:
 
 
 def calibration_batches(
-    dataset: TextDataset, collate: TextCollator, batch_size: int, n_batches: int, seed: int
+    dataset: TextDataset, collate: TextCollator, lengths: list[int], batch_size: int, n_batches: int, seed: int
 ) -> list[dict[str, torch.Tensor]]:
-    """The first ``n_batches`` length-bucketed training batches of a ``seed``-fixed order."""
-    lengths = token_lengths(dataset, collate.tokenizer, collate.max_length)
+    """The first ``n_batches`` length-bucketed training batches of a ``seed``-fixed order.
+
+    ``lengths`` are the examples' token lengths (:func:`~hybridformer.data.token_lengths`), which the
+    training sampler has already computed.
+    """
     sampler = LengthBucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
     return [collate([dataset[i] for i in indices]) for indices in itertools.islice(sampler, n_batches)]
 
