@@ -59,6 +59,7 @@ from hybridformer.recipes import (  # noqa: E402
     FinetuneConfig,
     ModelConfig,
     PruneConfig,
+    SelfDistillConfig,
     TaskDataConfig,
     evaluate,
     finetune,
@@ -112,6 +113,7 @@ class Budget:
     rewire_ffn: bool = True
     gate_groups: int = 16
     target_start: float | None = None
+    self_distill: bool = False
 
     def steps(self, case: str) -> int:
         """Optimizer steps of one run (what the Trainer will do)."""
@@ -153,6 +155,7 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
             warmup_ratio=0.1, seed=seed, lr_multipliers=multipliers, out_dir=str(run_dir), tensorboard=False,
             progress_bar=False, log_every=10,
         ),
+        self_distill=SelfDistillConfig(enabled=pruned and budget.self_distill),
         prune=PruneConfig(
             enabled=pruned, target_removed=PRUNE_TARGET, calibration_batches=budget.calibration_batches
         ),
@@ -387,6 +390,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target-start", type=float, default=None,
                         help="hybrid-pruned: open fraction asked at step 0, falling to --target-active "
                              "over the run on the cubic gradual-pruning schedule (default: constant)")
+    parser.add_argument("--self-distill", action="store_true",
+                        help="hybrid-pruned: each step, train the full-width network on the labels and the "
+                             "gated one on its predictions (in-place distillation; 2 passes per step)")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     return parser.parse_args(argv)
@@ -407,7 +413,7 @@ def budget_of(args: argparse.Namespace) -> Budget:
         long_length=args.long_length, eval_subset=args.eval_subset, speed_rounds=args.speed_rounds,
         target_active=args.target_active, pooling=args.pooling,
         scorer_lr_scale=args.scorer_lr_scale, gate_lr_scale=args.gate_lr_scale, rewire_ffn=not args.no_rewire,
-        gate_groups=args.gate_groups, target_start=args.target_start,
+        gate_groups=args.gate_groups, target_start=args.target_start, self_distill=args.self_distill,
     )
 
 

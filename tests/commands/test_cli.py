@@ -30,6 +30,7 @@ HYBRID_GATED = [
     "--model.attention.kind", "hybrid", "--model.attention.window", "16", "--model.attention.global_k", "8",
     "--model.sparsity.enabled", "true", "--model.sparsity.anneal_steps", "2",
     "--prune.enabled", "true", "--prune.target_removed", "0.3", "--prune.calibration_batches", "2",
+    "--self_distill.enabled", "true",
 ]
 
 
@@ -41,7 +42,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory: pytest.TempPathFactory) -> FinetuneResult:
-    """A hybrid-attention, gated, pruned sentiment classifier fine-tuned for 2 steps.
+    """A hybrid-attention, gated, self-distilled, pruned sentiment classifier fine-tuned for 2 steps.
 
     Built by the recipe the command runs (``test_finetune_prints_where_outputs_went`` runs the
     command itself), so the trained model is at hand to compare with what was saved.
@@ -60,6 +61,7 @@ def test_finetune_writes_model_metrics_and_prunes(finetuned: FinetuneResult) -> 
         assert 0.0 <= metrics["unpruned"][split]["accuracy"] <= 1.0
     assert metrics["train"]["steps"] == 2 and math.isfinite(metrics["train"]["final_loss"])
     assert metrics["prune"]["ffn_params_removed"] >= 0.3
+    assert metrics["config"]["self_distill"]["enabled"] is True
     # The saved model is the pruned one: its FFN parameter count is the report's "after".
     model = TextClassifier.from_pretrained(finetuned.model_dir)
     ffn = sum(p.numel() for b in model.encoder.blocks for p in b.ffn.parameters())

@@ -16,6 +16,7 @@ from hybridformer.heads import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
+from hybridformer.recipes.self_distill import SelfDistillation, SelfDistillConfig
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.sparsity import GatedFFN, PruneReport, rewire_by_importance
 from hybridformer.training import Trainer, TrainConfig, TrainResult
@@ -43,6 +44,9 @@ class FinetuneConfig:
     """Optimisation; ``train.out_dir`` is the run folder (logs, checkpoints, ``model/``, ``metrics.json``)."""
     prune: PruneConfig = field(default_factory=PruneConfig)
     """Pruning of the gated FFNs after training (needs ``model.sparsity.enabled``)."""
+    self_distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
+    """In-place distillation of the gated network from the full-width one while training (needs
+    ``model.sparsity.enabled``)."""
     eval_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
     """Splits evaluated after training (and again after pruning)."""
     keep_checkpoints: bool = True
@@ -56,6 +60,11 @@ class FinetuneConfig:
             not self.prune.enabled or self.model.gates().enabled,
             "prune.enabled",
             "pruning needs gated FFNs; also set model.sparsity.enabled=true",
+        )
+        check(
+            not self.self_distill.enabled or self.model.gates().enabled,
+            "self_distill.enabled",
+            "self-distillation needs gated FFNs; also set model.sparsity.enabled=true",
         )
 
     @property
@@ -133,11 +142,11 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     if rewire:
         rewire_by_importance(model, calibration)
 
-    def eval_fn(m: nn.Module) -> dict[str, float]:
-        return {"validation_accuracy": evaluate_classifier(m, splits.validation, collate, eval_batch).accuracy}
+    def eval_fn(_: nn.Module) -> dict[str, float]:
+        return {"validation_accuracy": evaluate_classifier(model, splits.validation, collate, eval_batch).accuracy}
 
     trainer = Trainer(
-        model,
+        SelfDistillation(model, config.self_distill) if config.self_distill.enabled else model,
         splits.train,
         train_cfg,
         collate,

@@ -8,12 +8,14 @@ Public API::
     out = ffn(x, key_padding_mask)          # FFNOutput(hidden_states, aux_loss, stats)
     set_sparsity_step(model, step)          # anneal the Gumbel temperature (Trainer: ffn.set_step)
     rewire_by_importance(model, batches)    # before training the gates: group 0 = most important neurons
+    with full_width(model): ...             # every FFN dense (gates bypassed), autograd on
     report = prune(model, batches, 0.05)    # PruneReport: params and active FLOPs/token before/after
 """
 
 from hybridformer.sparsity.calibration import GroupUsage, gated_ffns, measure_group_usage
 from hybridformer.sparsity.config import SparsityConfig
 from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
+from hybridformer.sparsity.full_width import full_width
 from hybridformer.sparsity.gating import GateDecision, SparseGate, gumbel_sigmoid_st
 from hybridformer.sparsity.loss import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity.prune import prune
@@ -43,6 +45,7 @@ __all__ = [
     "count_parameters",
     "dense_ffn_flops",
     "expected_active_fraction",
+    "full_width",
     "gate_stats",
     "gated_ffn_flops",
     "gated_ffns",

@@ -15,14 +15,14 @@ FFN's function unchanged; gates are per group, so rewire before the gates are tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from hybridformer.sparsity.calibration import run_calibration
+from hybridformer.sparsity.full_width import full_width
 from hybridformer.sparsity.sparse_ffn import GatedFFN
 
 __all__ = ["neuron_importance", "rewire_by_importance"]
@@ -33,19 +33,6 @@ def _ffns(model: nn.Module) -> dict[str, GatedFFN]:
     if not ffns:
         raise ValueError("model: contains no GatedFFN to rewire")
     return ffns
-
-
-@contextmanager
-def _dense(ffns: Iterable[GatedFFN]) -> Iterator[None]:
-    """Run the FFNs without their gates (the dense ``fc_out(act(fc_in(x)))``) inside the block."""
-    saved = [(ffn, ffn.gate) for ffn in ffns]
-    try:
-        for ffn, _ in saved:
-            ffn.gate = None
-        yield
-    finally:
-        for ffn, gate in saved:
-            ffn.gate = gate
 
 
 @torch.no_grad()
@@ -80,7 +67,7 @@ def neuron_importance(model: nn.Module, calibration_batches: Iterable[Any]) -> d
         return hook
 
     handles = [ffn.register_forward_pre_hook(record(n, ffn), with_kwargs=True) for n, ffn in ffns.items()]
-    with _dense(ffns.values()):
+    with full_width(model):
         run_calibration(model, calibration_batches, handles, "rewiring")
     return {
         name: sums[name] / max(counts[name], 1) * ffn.fc_out.weight.detach().double().norm(dim=0).cpu()

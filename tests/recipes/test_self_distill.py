@@ -1,0 +1,85 @@
+"""In-place self-distillation: the step loss against the two passes computed separately, and its errors."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybridformer.config import ConfigError
+from hybridformer.encoders import TextEncoder, TextEncoderConfig
+from hybridformer.heads import TextClassifier
+from hybridformer.recipes import FinetuneConfig, ModelConfig, SelfDistillConfig, SelfDistillation
+from hybridformer.sparsity import SparsityConfig, full_width
+
+
+def _classifier(gates: bool = True) -> TextClassifier:
+    torch.manual_seed(0)
+    config = TextEncoderConfig(
+        vocab_size=50, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_positions=16, dropout=0.0,
+        sparsity=SparsityConfig(enabled=gates, n_groups=8, target_active=0.5),
+    )
+    return TextClassifier(TextEncoder(config), 3).train()
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(4, 16, dtype=torch.long)
+    mask[1, 10:] = 0
+    return {"input_ids": torch.randint(1, 50, (4, 16), generator=g), "attention_mask": mask,
+            "labels": torch.tensor([0, 2, 1, 2])}
+
+
+def _kl(student: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
+    p = torch.softmax(teacher.double() / t, -1)
+    return t * t * (p * (p.log() - torch.log_softmax(student.double() / t, -1))).sum(-1).mean()
+
+
+@pytest.mark.parametrize("label_weight,temperature", [(0.0, 1.0), (0.3, 2.0)])
+def test_loss_is_full_width_ce_plus_distillation_plus_gate_loss(label_weight: float, temperature: float) -> None:
+    model, batch = _classifier(), _batch()
+    wrapper = SelfDistillation(model, SelfDistillConfig(enabled=True, temperature=temperature,
+                                                        label_weight=label_weight))
+    torch.manual_seed(7)
+    out = wrapper(**batch)
+    # The same two passes by hand; dropout is 0, so only the gated pass draws random numbers.
+    torch.manual_seed(7)
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with full_width(model):
+        full = model(**inputs).logits
+    gated = model(**inputs)
+    want_full = F.cross_entropy(full.double(), labels)
+    want_gated = (1 - label_weight) * _kl(gated.logits, full, temperature) + label_weight * F.cross_entropy(
+        gated.logits.double(), labels
+    )
+    assert out.full_loss.item() == pytest.approx(want_full.item(), rel=1e-5)
+    assert out.gated_loss.item() == pytest.approx(want_gated.item(), rel=1e-4)
+    assert out.aux_loss.item() == pytest.approx(gated.aux_loss.item(), rel=1e-6) and out.aux_loss.item() > 0
+    assert out.loss.item() == pytest.approx((want_full + want_gated + gated.aux_loss.double()).item(), rel=1e-5)
+    torch.testing.assert_close(out.logits, gated.logits)
+    torch.testing.assert_close(out.full_logits, full)
+    assert not torch.allclose(out.logits, out.full_logits)  # half the groups closed: different networks
+
+
+def test_gradients_reach_the_weights_and_the_gates_and_the_gates_come_back() -> None:
+    model = _classifier()
+    gates = [block.ffn.gate for block in model.encoder.blocks]
+    SelfDistillation(model, SelfDistillConfig(enabled=True))(**_batch()).loss.backward()
+    assert [block.ffn.gate for block in model.encoder.blocks] == gates
+    ffn = model.encoder.blocks[0].ffn
+    assert ffn.fc_in.weight.grad.abs().sum() > 0 and ffn.gate.groups.weight.grad.abs().sum() > 0
+    assert model.head.out_proj.weight.grad.abs().sum() > 0
+
+
+def test_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="no gated FFN"):
+        SelfDistillation(_classifier(gates=False), SelfDistillConfig(enabled=True))
+    batch = _batch()
+    del batch["labels"]
+    with pytest.raises(ValueError, match="labels are required"):
+        SelfDistillation(_classifier(), SelfDistillConfig(enabled=True))(**batch)
+    with pytest.raises(ConfigError, match="label_weight"):
+        SelfDistillConfig(label_weight=1.5)
+    with pytest.raises(ConfigError, match="temperature"):
+        SelfDistillConfig(temperature=0)
+    with pytest.raises(ConfigError, match="self_distill.enabled"):
+        FinetuneConfig(model=ModelConfig(), self_distill=SelfDistillConfig(enabled=True))
