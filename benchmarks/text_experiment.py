@@ -68,7 +68,7 @@ from hybridformer.recipes import (  # noqa: E402
     FinetuneConfig,
     ModelConfig,
     PruneConfig,
-    SelfDistillConfig,
+    GateDistillConfig,
     TaskDataConfig,
     evaluate,
     finetune,
@@ -175,7 +175,7 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
             warmup_ratio=0.1, seed=seed, lr_multipliers=multipliers, out_dir=str(run_dir), tensorboard=False,
             progress_bar=False, log_every=10,
         ),
-        self_distill=SelfDistillConfig(
+        gate_distill=GateDistillConfig(
             enabled=compress or variant == "hybrid-pruned-inplace",
             teacher=str(teacher_dir(run_dir)) if compress else None,
         ),

@@ -116,7 +116,7 @@ def test_quick_runs_resumes_and_guards_its_budget(tmp_path: Path) -> None:
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
     config = json.loads((runs / "sentiment" / "hybrid-pruned" / "seed0" / "metrics.json").read_text())["config"]
     teacher = str(runs / "sentiment" / "hybrid-w64" / "seed0" / "model")
-    assert config["model"]["init_from"] == teacher and config["self_distill"]["teacher"] == teacher
+    assert config["model"]["init_from"] == teacher and config["gate_distill"]["teacher"] == teacher
 
     again = run_script(*args, "--phase", "train")
     assert again.returncode == 0 and again.stdout.count("done before, skipped") == 2

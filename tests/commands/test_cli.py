@@ -30,7 +30,7 @@ HYBRID_GATED = [
     "--model.attention.kind", "hybrid", "--model.attention.window", "16", "--model.attention.global_k", "8",
     "--model.sparsity.enabled", "true", "--model.sparsity.anneal_steps", "2",
     "--prune.enabled", "true", "--prune.target_removed", "0.3", "--prune.calibration_batches", "2",
-    "--self_distill.enabled", "true",
+    "--gate_distill.enabled", "true",
 ]
 
 
@@ -42,7 +42,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory: pytest.TempPathFactory) -> FinetuneResult:
-    """A hybrid-attention, gated, self-distilled, pruned sentiment classifier fine-tuned for 2 steps.
+    """A hybrid-attention, gated, distilled (in place), pruned sentiment classifier fine-tuned for 2 steps.
 
     Built by the recipe the command runs (``test_finetune_prints_where_outputs_went`` runs the
     command itself), so the trained model is at hand to compare with what was saved.
@@ -61,7 +61,7 @@ def test_finetune_writes_model_metrics_and_prunes(finetuned: FinetuneResult) -> 
         assert 0.0 <= metrics["unpruned"][split]["accuracy"] <= 1.0
     assert metrics["train"]["steps"] == 2 and math.isfinite(metrics["train"]["final_loss"])
     assert metrics["prune"]["ffn_params_removed"] >= 0.3
-    assert metrics["config"]["self_distill"]["enabled"] is True
+    assert metrics["config"]["gate_distill"]["enabled"] is True
     # The saved model is the pruned one: its FFN parameter count is the report's "after".
     model = TextClassifier.from_pretrained(finetuned.model_dir)
     ffn = sum(p.numel() for b in model.encoder.blocks for p in b.ffn.parameters())
@@ -212,7 +212,9 @@ def test_console_script_reports_unknown_objective() -> None:
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["finetune_sentiment.yaml", "finetune_bbc.yaml", "pretrain_mlm.yaml"])
+@pytest.mark.parametrize(
+    "name", ["finetune_sentiment.yaml", "finetune_bbc.yaml", "compress_bbc.yaml", "pretrain_mlm.yaml"]
+)
 def test_example_configs_load(name: str) -> None:
     from hybridformer.recipes import PretrainConfig
 
@@ -220,5 +222,11 @@ def test_example_configs_load(name: str) -> None:
     config = load_config(cls, CONFIGS / name, ["--train.lr", "3e-5"])
     assert config.train.lr == 3e-5
     if name == "finetune_bbc.yaml":
+        assert not config.model.gates().enabled and config.model.attention["kind"] == "hybrid"
+        assert config.train.out_dir == "runs/finetune_bbc"
+    if name == "compress_bbc.yaml":
+        # It compresses what finetune_bbc.yaml saves.
+        assert config.model.init_from == config.gate_distill.teacher == "runs/finetune_bbc/model"
         assert config.prune.enabled and config.model.gates().enabled and config.model.gates().top_g == 11
+        assert config.gate_distill.enabled
         assert config.train.lr_multipliers == {"attention.scorer": 100.0, "ffn.gate": 100.0}

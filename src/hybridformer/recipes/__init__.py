@@ -16,7 +16,7 @@ from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classif
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pretrain import PretrainConfig, PretrainResult, pretrain
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
-from hybridformer.recipes.self_distill import SelfDistillConfig, SelfDistillation, SelfDistillOutput
+from hybridformer.recipes.gate_distill import GateDistillConfig, GateDistillation, GateDistillOutput
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.recipes.tokenizer import TokenizerConfig, TokenizerResult, train_tokenizer
 
@@ -31,9 +31,9 @@ __all__ = [
     "PretrainConfig",
     "PretrainResult",
     "PruneConfig",
-    "SelfDistillConfig",
-    "SelfDistillOutput",
-    "SelfDistillation",
+    "GateDistillConfig",
+    "GateDistillOutput",
+    "GateDistillation",
     "TaskDataConfig",
     "TokenizerConfig",
     "TokenizerResult",

@@ -16,7 +16,7 @@ from hybridformer.heads import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
-from hybridformer.recipes.self_distill import SelfDistillation, SelfDistillConfig
+from hybridformer.recipes.gate_distill import GateDistillation, GateDistillConfig
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.sparsity import GatedFFN, PruneReport, rewire_by_importance
 from hybridformer.training import Trainer, TrainConfig, TrainResult
@@ -44,9 +44,9 @@ class FinetuneConfig:
     """Optimisation; ``train.out_dir`` is the run folder (logs, checkpoints, ``model/``, ``metrics.json``)."""
     prune: PruneConfig = field(default_factory=PruneConfig)
     """Pruning of the gated FFNs after training (needs ``model.sparsity.enabled``)."""
-    self_distill: SelfDistillConfig = field(default_factory=SelfDistillConfig)
-    """In-place distillation of the gated network from the full-width one while training (needs
-    ``model.sparsity.enabled``)."""
+    gate_distill: GateDistillConfig = field(default_factory=GateDistillConfig)
+    """Distillation of the gated network while training, from its own full-width network or a frozen
+    teacher (needs ``model.sparsity.enabled``)."""
     eval_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
     """Splits evaluated after training (and again after pruning)."""
     keep_checkpoints: bool = True
@@ -62,9 +62,9 @@ class FinetuneConfig:
             "pruning needs gated FFNs; also set model.sparsity.enabled=true",
         )
         check(
-            not self.self_distill.enabled or self.model.gates().enabled,
-            "self_distill.enabled",
-            "self-distillation needs gated FFNs; also set model.sparsity.enabled=true",
+            not self.gate_distill.enabled or self.model.gates().enabled,
+            "gate_distill.enabled",
+            "distillation into gated FFNs needs them; also set model.sparsity.enabled=true",
         )
 
     @property
@@ -112,12 +112,12 @@ def _train_summary(result: TrainResult, n_examples: int) -> dict[str, Any]:
     }
 
 
-def _training_model(model: TextClassifier, config: SelfDistillConfig) -> nn.Module:
-    """What the Trainer optimises: the classifier, or its self-distillation wrapper."""
+def _training_model(model: TextClassifier, config: GateDistillConfig) -> nn.Module:
+    """What the Trainer optimises: the classifier, or its gate-distillation wrapper."""
     if not config.enabled:
         return model
     teacher = TextClassifier.from_pretrained(config.teacher) if config.teacher is not None else None
-    return SelfDistillation(model, config, teacher)
+    return GateDistillation(model, config, teacher)
 
 
 def finetune(config: FinetuneConfig) -> FinetuneResult:
@@ -154,7 +154,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         return {"validation_accuracy": evaluate_classifier(model, splits.validation, collate, eval_batch).accuracy}
 
     trainer = Trainer(
-        _training_model(model, config.self_distill),
+        _training_model(model, config.gate_distill),
         splits.train,
         train_cfg,
         collate,

@@ -1,4 +1,4 @@
-"""In-place distillation of a gated classifier from its own full-width network (slimmable networks).
+"""Distillation into a gated classifier: from its own full-width network (in place) or a frozen teacher.
 
 Gated FFNs give each token a sub-network (the open groups). Trained on the labels alone, that
 sub-network learns less per step than the dense model does, and loses accuracy. Universally
@@ -32,21 +32,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridformer.blocks import BlockOutput, TransformerBlock
-
 from hybridformer.config import check
 from hybridformer.heads import TextClassifier
 from hybridformer.losses import distillation_loss
 from hybridformer.sparsity import full_width, gated_ffns
 
-__all__ = ["SelfDistillConfig", "SelfDistillOutput", "SelfDistillation"]
+__all__ = ["GateDistillConfig", "GateDistillOutput", "GateDistillation"]
 
 
 @dataclass
-class SelfDistillConfig:
-    """In-place distillation of the gated network from the full-width one (needs gated FFNs)."""
+class GateDistillConfig:
+    """Distillation into the gated network, in place or from a teacher (needs gated FFNs)."""
 
     enabled: bool = False
-    """Train the full-width network on the labels and the gated one on its predictions, each step."""
+    """Train the gated network on the full-width network's (or the teacher's) predictions, each step;
+    in place, the full-width network trains on the labels in the same step."""
     temperature: float = 1.0
     """Softening of both distributions in the distillation term (Hinton's T)."""
     label_weight: float = 0.0
@@ -67,7 +67,7 @@ class SelfDistillConfig:
 
 
 @dataclass
-class SelfDistillOutput:
+class GateDistillOutput:
     """One training step's losses (the Trainer optimises ``loss``)."""
 
     loss: Tensor
@@ -87,8 +87,8 @@ class SelfDistillOutput:
     """Scalar target-rate loss of the gates (gated pass)."""
 
 
-class SelfDistillation(nn.Module):
-    """Training wrapper: ``SelfDistillation(classifier, config)(**batch).loss`` (see the module doc).
+class GateDistillation(nn.Module):
+    """Training wrapper: ``GateDistillation(classifier, config)(**batch).loss`` (see the module doc).
 
     Save, evaluate and prune ``classifier`` itself; this module only defines the training loss.
 
@@ -105,13 +105,13 @@ class SelfDistillation(nn.Module):
     """
 
     def __init__(
-        self, classifier: TextClassifier, config: SelfDistillConfig, teacher: TextClassifier | None = None
+        self, classifier: TextClassifier, config: GateDistillConfig, teacher: TextClassifier | None = None
     ) -> None:
         super().__init__()
         if not gated_ffns(classifier):
             raise ValueError(
-                "SelfDistillation: the classifier has no gated FFN; switch the gates on "
-                "(model.sparsity.enabled=true) or turn self-distillation off"
+                "GateDistillation: the classifier has no gated FFN; switch the gates on "
+                "(model.sparsity.enabled=true) or turn gate_distill off"
             )
         self.classifier = classifier
         self.config = config
@@ -120,13 +120,13 @@ class SelfDistillation(nn.Module):
         if teacher is not None:
             if teacher.num_labels != classifier.num_labels:
                 raise ValueError(
-                    f"self_distill.teacher: has {teacher.num_labels} labels, the model {classifier.num_labels}"
+                    f"gate_distill.teacher: has {teacher.num_labels} labels, the model {classifier.num_labels}"
                 )
             blocks = _blocks(teacher)
             widths = [b.config.d_model for b in blocks]
             if config.hidden_weight > 0 and widths != [b.config.d_model for b in self._blocks]:
                 raise ValueError(
-                    f"self_distill.hidden_weight: the teacher's blocks (widths {widths}) do not match the "
+                    f"gate_distill.hidden_weight: the teacher's blocks (widths {widths}) do not match the "
                     f"model's ({[b.config.d_model for b in self._blocks]}); set hidden_weight=0"
                 )
             teacher.eval().requires_grad_(False)
@@ -138,16 +138,18 @@ class SelfDistillation(nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         labels: Tensor | None = None,
-    ) -> SelfDistillOutput:
+    ) -> GateDistillOutput:
         """Both passes over one batch; ``labels`` (B,) are required."""
         if labels is None:
-            raise ValueError("SelfDistillation: labels are required (it defines a training loss)")
+            raise ValueError("GateDistillation: labels are required (it defines a training loss)")
         if self._teacher is None:
             with full_width(self.classifier), self._block_outputs(self._blocks) as full_states:
                 full = self.classifier(input_ids, attention_mask, token_type_ids)
             full_loss = F.cross_entropy(full.logits, labels)
         else:
             teacher, blocks = self._teacher
+            if next(teacher.parameters()).device != input_ids.device:
+                teacher.to(input_ids.device)  # not a submodule, so the Trainer did not move it
             with torch.no_grad(), self._block_outputs(blocks) as full_states:
                 full = teacher.eval()(input_ids, attention_mask, token_type_ids)
             full_loss = full.logits.new_zeros(())
@@ -162,7 +164,7 @@ class SelfDistillation(nn.Module):
             hidden_loss = torch.stack(
                 [F.mse_loss(g[real], f.detach()[real]) for g, f in zip(gated_states, full_states)]
             ).mean()
-        return SelfDistillOutput(
+        return GateDistillOutput(
             loss=full_loss + gated_loss + self.config.hidden_weight * hidden_loss + gated.aux_loss,
             logits=gated.logits,
             full_logits=full.logits,

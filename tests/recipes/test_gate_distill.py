@@ -1,4 +1,4 @@
-"""In-place self-distillation: the step loss against the two passes computed separately, and its errors."""
+"""Distillation into gated FFNs (in place or from a teacher): the step loss against the passes computed separately."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hybridformer.config import ConfigError
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.heads import TextClassifier
-from hybridformer.recipes import FinetuneConfig, ModelConfig, SelfDistillConfig, SelfDistillation
+from hybridformer.recipes import FinetuneConfig, ModelConfig, GateDistillConfig, GateDistillation
 from hybridformer.sparsity import SparsityConfig, full_width
 
 
@@ -36,7 +36,7 @@ def _kl(student: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:
 @pytest.mark.parametrize("label_weight,temperature", [(0.0, 1.0), (0.3, 2.0)])
 def test_loss_is_full_width_ce_plus_distillation_plus_gate_loss(label_weight: float, temperature: float) -> None:
     model, batch = _classifier(), _batch()
-    wrapper = SelfDistillation(model, SelfDistillConfig(enabled=True, temperature=temperature,
+    wrapper = GateDistillation(model, GateDistillConfig(enabled=True, temperature=temperature,
                                                         label_weight=label_weight))
     torch.manual_seed(7)
     out = wrapper(**batch)
@@ -62,7 +62,7 @@ def test_loss_is_full_width_ce_plus_distillation_plus_gate_loss(label_weight: fl
 
 def test_hidden_state_term_is_the_mse_of_the_encoder_outputs_over_real_tokens() -> None:
     model, batch = _classifier(n_layers=1), _batch()
-    wrapper = SelfDistillation(model, SelfDistillConfig(enabled=True, hidden_weight=0.5))
+    wrapper = GateDistillation(model, GateDistillConfig(enabled=True, hidden_weight=0.5))
     torch.manual_seed(3)
     out = wrapper(**batch)
     torch.manual_seed(3)
@@ -77,7 +77,7 @@ def test_hidden_state_term_is_the_mse_of_the_encoder_outputs_over_real_tokens() 
     assert (out.loss - rest).item() == pytest.approx(0.5 * want.item(), rel=1e-4)
     # Off by default: no hooks left behind, and the term is exactly 0.
     assert all(not block._forward_hooks for block in model.encoder.blocks)
-    assert SelfDistillation(model, SelfDistillConfig(enabled=True))(**batch).hidden_loss.item() == 0
+    assert GateDistillation(model, GateDistillConfig(enabled=True))(**batch).hidden_loss.item() == 0
 
 
 def test_frozen_teacher_replaces_the_full_width_pass_and_is_not_trained_or_saved() -> None:
@@ -86,7 +86,7 @@ def test_frozen_teacher_replaces_the_full_width_pass_and_is_not_trained_or_saved
     teacher = TextClassifier(TextEncoder(TextEncoderConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=2,
                                                            d_ff=64, max_positions=16)), 3)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    wrapper = SelfDistillation(model, SelfDistillConfig(enabled=True, temperature=2.0, hidden_weight=1.0), teacher)
+    wrapper = GateDistillation(model, GateDistillConfig(enabled=True, temperature=2.0, hidden_weight=1.0), teacher)
     assert not any(k.startswith("_teacher") for k in wrapper.state_dict())
     assert sum(p.numel() for p in wrapper.parameters()) == sum(p.numel() for p in model.parameters())
     torch.manual_seed(7)
@@ -104,13 +104,13 @@ def test_frozen_teacher_replaces_the_full_width_pass_and_is_not_trained_or_saved
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
     assert all(p.grad is None for p in teacher.parameters())
     with pytest.raises(ValueError, match="teacher: has 2 labels"):
-        SelfDistillation(model, SelfDistillConfig(enabled=True), TextClassifier(teacher.encoder, 2))
+        GateDistillation(model, GateDistillConfig(enabled=True), TextClassifier(teacher.encoder, 2))
 
 
 def test_gradients_reach_the_weights_and_the_gates_and_the_gates_come_back() -> None:
     model = _classifier()
     gates = [block.ffn.gate for block in model.encoder.blocks]
-    SelfDistillation(model, SelfDistillConfig(enabled=True))(**_batch()).loss.backward()
+    GateDistillation(model, GateDistillConfig(enabled=True))(**_batch()).loss.backward()
     assert [block.ffn.gate for block in model.encoder.blocks] == gates
     ffn = model.encoder.blocks[0].ffn
     assert ffn.fc_in.weight.grad.abs().sum() > 0 and ffn.gate.groups.weight.grad.abs().sum() > 0
@@ -119,16 +119,16 @@ def test_gradients_reach_the_weights_and_the_gates_and_the_gates_come_back() -> 
 
 def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="no gated FFN"):
-        SelfDistillation(_classifier(gates=False), SelfDistillConfig(enabled=True))
+        GateDistillation(_classifier(gates=False), GateDistillConfig(enabled=True))
     batch = _batch()
     del batch["labels"]
     with pytest.raises(ValueError, match="labels are required"):
-        SelfDistillation(_classifier(), SelfDistillConfig(enabled=True))(**batch)
+        GateDistillation(_classifier(), GateDistillConfig(enabled=True))(**batch)
     with pytest.raises(ConfigError, match="label_weight"):
-        SelfDistillConfig(label_weight=1.5)
+        GateDistillConfig(label_weight=1.5)
     with pytest.raises(ConfigError, match="hidden_weight"):
-        SelfDistillConfig(hidden_weight=-1)
+        GateDistillConfig(hidden_weight=-1)
     with pytest.raises(ConfigError, match="temperature"):
-        SelfDistillConfig(temperature=0)
-    with pytest.raises(ConfigError, match="self_distill.enabled"):
-        FinetuneConfig(model=ModelConfig(), self_distill=SelfDistillConfig(enabled=True))
+        GateDistillConfig(temperature=0)
+    with pytest.raises(ConfigError, match="gate_distill.enabled"):
+        FinetuneConfig(model=ModelConfig(), gate_distill=GateDistillConfig(enabled=True))
