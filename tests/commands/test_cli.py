@@ -83,6 +83,28 @@ def test_finetune_prints_where_outputs_went(tmp_path: Path, capsys: pytest.Captu
     assert metrics["prune"] is None
 
 
+def test_the_example_configs_fine_tune_then_compress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """configs/finetune_bbc.yaml, then configs/compress_bbc.yaml on what it saved (tiny budgets)."""
+    base, small = tmp_path / "base", tmp_path / "small"
+    tiny = [*TINY, "--train.max_steps", "1", "--eval_splits", "test", "--data.eval_batch_size", "16"]
+    code, _, _ = run_cli(capsys, "finetune", "--config", str(CONFIGS / "finetune_bbc.yaml"), "--out-dir", str(base),
+                         *tiny)
+    assert code == 0
+    model = str(base / "model")
+    code, out, _ = run_cli(
+        capsys, "finetune", "--config", str(CONFIGS / "compress_bbc.yaml"), "--out-dir", str(small), *tiny,
+        "--model.init_from", model, "--gate_distill.teacher", model, "--prune.calibration_batches", "2",
+    )
+    assert code == 0, out
+    metrics = json.loads((small / "metrics.json").read_text())
+    assert metrics["prune"]["ffn_params_removed"] >= 0.3
+    assert metrics["config"]["gate_distill"]["teacher"] == model
+    compressed = TextClassifier.from_pretrained(small / "model")
+    original = TextClassifier.from_pretrained(base / "model")
+    assert compressed.label_names == original.label_names and compressed.encoder.config.attention.kind == "hybrid"
+    assert not torch.equal(compressed.head.out_proj.weight, original.head.out_proj.weight)  # trained further
+
+
 def test_evaluate_reproduces_finetune_accuracy(finetuned: FinetuneResult, capsys: pytest.CaptureFixture[str]) -> None:
     """Reloading from disk and evaluating again gives the accuracy finetune measured in memory."""
     report = finetuned.model_dir.parent / "eval.json"
