@@ -66,9 +66,9 @@ from hybridformer.heads import TextClassifier  # noqa: E402
 from hybridformer.recipes import (  # noqa: E402
     EvaluateConfig,
     FinetuneConfig,
+    GateDistillConfig,
     ModelConfig,
     PruneConfig,
-    GateDistillConfig,
     TaskDataConfig,
     evaluate,
     finetune,

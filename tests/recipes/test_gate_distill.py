@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hybridformer.config import ConfigError
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.heads import TextClassifier
-from hybridformer.recipes import FinetuneConfig, ModelConfig, GateDistillConfig, GateDistillation
+from hybridformer.recipes import FinetuneConfig, GateDistillation, GateDistillConfig, ModelConfig
 from hybridformer.sparsity import SparsityConfig, full_width
 
 

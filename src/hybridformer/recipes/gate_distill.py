@@ -17,7 +17,9 @@ backward passes.
 
 With a ``teacher`` (a trained classifier, e.g. the same model fine-tuned without gates), the gated
 network distils from the frozen teacher instead, and the full-width pass is skipped: one forward
-pass of the teacher and one forward and backward of the student per step.
+pass of the teacher and one forward and backward of the student per step. Starting the gated
+model from the teacher's own weights (``ModelConfig.init_from``) and distilling from it is the
+recipe that kept pruned MiniLM within a point of its dense hybrid model (``results/text.md``).
 """
 
 from __future__ import annotations
