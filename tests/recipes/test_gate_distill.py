@@ -9,6 +9,22 @@ from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.heads import TextClassifier
 from hybridformer.recipes import FinetuneConfig, GateDistillation, GateDistillConfig, ModelConfig
 from hybridformer.sparsity import SparsityConfig, full_width
+from hybridformer.training import Callback, Trainer, TrainConfig
+
+
+def _examples(n: int = 24) -> list[dict]:
+    g = torch.Generator().manual_seed(2)
+    return [{"input_ids": torch.randint(1, 50, (int(torch.randint(4, 16, (1,), generator=g)),), generator=g),
+             "label": i % 3} for i in range(n)]
+
+
+def _collate(examples: list[dict]) -> dict[str, torch.Tensor]:
+    longest = max(len(e["input_ids"]) for e in examples)
+    ids = torch.zeros(len(examples), longest, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, e in enumerate(examples):
+        ids[i, : len(e["input_ids"])], mask[i, : len(e["input_ids"])] = e["input_ids"], 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([e["label"] for e in examples])}
 
 
 def _classifier(gates: bool = True, n_layers: int = 2) -> TextClassifier:
@@ -115,6 +131,32 @@ def test_gradients_reach_the_weights_and_the_gates_and_the_gates_come_back() -> 
     ffn = model.encoder.blocks[0].ffn
     assert ffn.fc_in.weight.grad.abs().sum() > 0 and ffn.gate.groups.weight.grad.abs().sum() > 0
     assert model.head.out_proj.weight.grad.abs().sum() > 0
+
+
+class _Kill(Callback):
+    def on_step_end(self, trainer, step, metrics):
+        if step == 5:
+            raise KeyboardInterrupt
+
+
+def test_training_with_it_resumes_exactly(tmp_path) -> None:
+    """Killed after step 5 (checkpoint at 4) and resumed into a differently initialised model: the
+    losses equal an uninterrupted run's (gate sampling and dropout come back with the RNG state)."""
+
+    def run(out, seed, callbacks=(), **kw):
+        torch.manual_seed(seed)
+        config = TextEncoderConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_positions=16,
+                                   sparsity=SparsityConfig(enabled=True, n_groups=8, target_active=0.5))
+        wrapper = GateDistillation(TextClassifier(TextEncoder(config), 3), GateDistillConfig(enabled=True))
+        train = TrainConfig(lr=1e-3, batch_size=8, max_steps=8, save_every=2, out_dir=str(out), progress_bar=False,
+                            tensorboard=False, device="cpu", precision="fp32", seed=3, **kw)
+        return Trainer(wrapper, _examples(), train, _collate, callbacks=callbacks).fit()
+
+    full = run(tmp_path / "full", 0)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", 0, callbacks=[_Kill()])
+    resumed = run(tmp_path / "cut", 7, resume=True)
+    assert resumed.final_step == 8 and resumed.losses == full.losses and len(set(full.losses)) > 4
 
 
 def test_errors_name_the_problem() -> None:
