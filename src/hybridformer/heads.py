@@ -17,7 +17,12 @@ from torch import Tensor, nn
 
 from hybridformer.encoders.hf_bert import convert_hf_mlm_head
 from hybridformer.encoders.text import TextEncoder
-from hybridformer.encoders.text_checkpoint import load_weights, read_text_checkpoint, write_text_checkpoint
+from hybridformer.encoders.text_checkpoint import (
+    TextCheckpoint,
+    load_weights,
+    read_text_checkpoint,
+    write_text_checkpoint,
+)
 from hybridformer.losses.mlm import IGNORE_INDEX, mlm_loss
 from hybridformer.sparsity import ACTIVATIONS, GateStats
 
@@ -191,10 +196,14 @@ class TextClassifier(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides: Any) -> TextClassifier:
         """Reload a classifier written by :meth:`save_pretrained`; overrides as in TextEncoder's."""
-        checkpoint = read_text_checkpoint(path)
+        return cls.from_checkpoint(read_text_checkpoint(path), **overrides)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: TextCheckpoint, **overrides: Any) -> TextClassifier:
+        """Build the classifier of an already-read folder (see :meth:`from_pretrained`)."""
         if checkpoint.meta.get("architecture") != "TextClassifier":
             raise ValueError(
-                f"{path}: holds a {checkpoint.meta.get('architecture', 'Hugging Face')} model, not a "
+                f"{checkpoint.source}: holds a {checkpoint.meta.get('architecture', 'Hugging Face')} model, not a "
                 f"TextClassifier; build one with TextClassifier(TextEncoder.from_pretrained(path), num_labels)"
             )
         meta = checkpoint.meta

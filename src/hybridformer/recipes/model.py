@@ -11,7 +11,7 @@ from hybridformer.attention import AttentionConfig
 from hybridformer.config import ConfigError, apply_overrides, check
 from hybridformer.data import load_tokenizer, minilm_path
 from hybridformer.encoders import TextEncoder
-from hybridformer.encoders.text_checkpoint import read_text_checkpoint
+from hybridformer.encoders.text_checkpoint import TextCheckpoint, read_text_checkpoint
 from hybridformer.heads import TextClassifier
 from hybridformer.sparsity import SparsityConfig
 
@@ -119,10 +119,11 @@ def build_classifier(config: ModelConfig, label_names: Sequence[str]) -> TextCla
             weights fix (its message is prefixed ``model.``).
     """
     path = config.init_path()
+    checkpoint = read_text_checkpoint(path)
     try:
-        if read_text_checkpoint(path).meta.get("architecture") == "TextClassifier":
-            return _continue_classifier(config, path, label_names)
-        encoder = TextEncoder.from_pretrained(path, **config.encoder_overrides())
+        if checkpoint.meta.get("architecture") == "TextClassifier":
+            return _continue_classifier(config, checkpoint, label_names)
+        encoder = TextEncoder.from_checkpoint(checkpoint, **config.encoder_overrides())
     except ConfigError as err:
         raise ConfigError(f"model.{err}") from None
     return TextClassifier(
@@ -130,9 +131,12 @@ def build_classifier(config: ModelConfig, label_names: Sequence[str]) -> TextCla
     )
 
 
-def _continue_classifier(config: ModelConfig, path: Path, label_names: Sequence[str]) -> TextClassifier:
+def _continue_classifier(
+    config: ModelConfig, checkpoint: TextCheckpoint, label_names: Sequence[str]
+) -> TextClassifier:
     """A fine-tuned classifier (head included) to train further, e.g. with gates switched on."""
-    model = TextClassifier.from_pretrained(path, **config.encoder_overrides())
+    path = checkpoint.source
+    model = TextClassifier.from_checkpoint(checkpoint, **config.encoder_overrides())
     if model.label_names != list(label_names):
         raise ConfigError(
             f"init_from: {path} classifies {model.label_names}, the task's labels are {list(label_names)}"

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-from hybridformer.sparsity.sparse_ffn import GatedFFN
+from hybridformer.sparsity.calibration import gated_ffns
 
 __all__ = ["full_width"]
 
@@ -22,7 +22,7 @@ def full_width(model: nn.Module) -> Iterator[None]:
     distillation of slimmable networks; see :class:`hybridformer.recipes.GateDistillation`).
     A pruned FFN runs the neurons it has left.
     """
-    saved = [(ffn, ffn.gate) for ffn in model.modules() if isinstance(ffn, GatedFFN) and ffn.gate is not None]
+    saved = [(ffn, ffn.gate) for ffn in gated_ffns(model).values()]
     try:
         for ffn, _ in saved:
             ffn.gate = None
