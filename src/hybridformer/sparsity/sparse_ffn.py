@@ -98,6 +98,11 @@ class GatedFFN(nn.Module):
             self.gate = SparseGate(d_model, config.n_groups, config)
             # Original indices of the groups still present; shrinks when pruned, saved with the weights.
             self.register_buffer("kept_groups", torch.arange(config.n_groups))
+        self.sparse_kernel: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
+        """Inference kernel used instead of ``grouped_ffn`` once a transform has swapped ``fc_in``/
+        ``fc_out`` for other modules (e.g. int8 ones: ``hybridformer.deploy.quantize`` sets one):
+        ``kernel(x (T, d), group_mask (T, G) bool, run (T,) bool) -> (T, d)``, computing only the open
+        groups. None: the float kernel when the layers fit it, else the dense masked form."""
 
     @property
     def d_ff(self) -> int:
@@ -146,7 +151,8 @@ class GatedFFN(nn.Module):
         decision = self.gate(x, valid)
         expected = expected_active_fraction(decision)
         aux_loss = target_rate_loss(expected, self.gate.target, self.config.loss_weight)
-        if self.training or self._needs_grad(x) or not self._kernel_fits(x):
+        fits = self._kernel_fits(x) or self.sparse_kernel is not None
+        if self.training or self._needs_grad(x) or not fits:
             y = masked_ffn(x, decision.group_gates, decision.run_gates, self.fc_in, self.fc_out, self.act)
         else:
             y = self._sparse_forward(x, decision.group_gates, decision.run_gates)
@@ -173,6 +179,9 @@ class GatedFFN(nn.Module):
         batch, seq, d_model = x.shape
         run = run_gates.bool()  # (B, N)
         mask = group_gates.bool() & run.unsqueeze(-1)  # (B, N, G)
+        if self.sparse_kernel is not None:
+            y = self.sparse_kernel(x.reshape(batch * seq, d_model), mask.reshape(batch * seq, -1), run.reshape(-1))
+            return y.view(batch, seq, -1)  # (B, N, d_model)
         y = grouped_ffn(
             x.reshape(batch * seq, d_model),
             mask.reshape(batch * seq, -1),
@@ -208,6 +217,7 @@ class GatedFFN(nn.Module):
         self.fc_in.out_features = self.fc_out.in_features = neurons.numel()
         self.gate.groups.out_features = keep.numel()
         self.kept_groups = self.kept_groups[keep]
+        self.sparse_kernel = None  # built on the old weights
 
     @torch.no_grad()
     def _resize(self, n_groups: int) -> None:
@@ -221,6 +231,7 @@ class GatedFFN(nn.Module):
         self.fc_in.out_features = self.fc_out.in_features = d_ff
         self.gate.groups.out_features = n_groups
         self.kept_groups = torch.arange(n_groups, device=self.kept_groups.device)
+        self.sparse_kernel = None  # built on the old weights
 
     def _load_from_state_dict(
         self,

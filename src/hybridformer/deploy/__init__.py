@@ -1,0 +1,26 @@
+"""Deployment transforms of trained models (SPEC §8): int8 quantization and distillation.
+
+    from hybridformer.deploy import quantize, save_quantized
+    q = quantize(model, mode="dynamic")      # or mode="weight"; backend="ao" | "torchao"
+    save_quantized(q, "runs/int8")           # TextClassifier.from_pretrained("runs/int8") loads it
+"""
+
+from hybridformer.deploy.int8_backends import BACKENDS, Int8Weight
+from hybridformer.deploy.int8_format import INT8_WEIGHTS_FILE, is_quantized_folder, load_quantized, save_quantized
+from hybridformer.deploy.int8_sparse import Int8GroupKernel, attach_group_kernels
+from hybridformer.deploy.quantize import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKENDS",
+    "INT8_WEIGHTS_FILE",
+    "Int8GroupKernel",
+    "Int8Weight",
+    "QuantizationSpec",
+    "attach_group_kernels",
+    "is_quantized_folder",
+    "load_quantized",
+    "quantization_of",
+    "quantize",
+    "save_quantized",
+]

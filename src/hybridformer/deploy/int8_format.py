@@ -1,0 +1,168 @@
+"""Saving and loading int8 classifiers: int8 values, scales and the float config, in safetensors.
+
+A quantized folder holds ``hybridformer.json`` (the classifier's usual config plus a
+``quantization`` entry: mode, backend, the quantized layers) and ``model.int8.safetensors``:
+
+- per quantized Linear ``<name>.weight.int8`` (out, in) int8, ``<name>.weight.scale`` (out,) and
+  ``<name>.bias``;
+- for the word embeddings ``<name>.weight.uint8``, ``<name>.weight.scale``, ``<name>.weight.zero_point``;
+- every other tensor (norms, position embeddings, gates, scorers) as float, under its usual name.
+
+Loading never unpickles anything: the classifier is built from the config, quantized the same way
+(so the modules are the library's), and the stored int8 values and scales are written into them
+exactly, so a loaded model computes what the saved one did. ``TextClassifier.from_pretrained``
+recognises such a folder, so ``hybridformer evaluate --model-dir <int8 folder>`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from hybridformer.config import from_dict, to_dict
+from hybridformer.deploy.int8_backends import (
+    Int8Embedding,
+    Int8Weight,
+    backend_for,
+    quiet_quantization_warnings,
+    read_embedding,
+    write_embedding,
+)
+from hybridformer.deploy.int8_sparse import attach_group_kernels
+from hybridformer.deploy.quantize import QuantizationSpec, quantization_of, quantize
+from hybridformer.encoders.text_checkpoint import CONFIG_FILE, FORMAT_VERSION, TextCheckpoint
+from hybridformer.encoders.text_config import TextEncoderConfig
+
+__all__ = ["INT8_WEIGHTS_FILE", "is_quantized_folder", "load_quantized", "save_quantized"]
+
+INT8_WEIGHTS_FILE = "model.int8.safetensors"
+_EMBEDDING = "encoder.embeddings.word_embeddings"
+
+
+def is_quantized_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder written by :func:`save_quantized`."""
+    config = Path(path) / CONFIG_FILE
+    if not config.is_file():
+        return False
+    try:
+        return "quantization" in json.loads(config.read_text())
+    except json.JSONDecodeError:
+        return False
+
+
+def save_quantized(model: nn.Module, path: str | Path) -> Path:
+    """Write a classifier quantized by :func:`~hybridformer.deploy.quantize` to the folder ``path``.
+
+    Raises:
+        ValueError: the model is not quantized, or is not a TextClassifier.
+    """
+    from hybridformer.heads import TextClassifier
+
+    spec = quantization_of(model)
+    if spec is None:
+        raise ValueError("model: not quantized; call hybridformer.deploy.quantize(model) first")
+    if not isinstance(model, TextClassifier):
+        raise ValueError(f"model: saving int8 models covers TextClassifier, got {type(model).__name__}")
+    adapter = backend_for(spec.backend, spec.mode)
+    modules = dict(model.named_modules())
+    tensors: dict[str, Tensor] = {}
+    for name in spec.linears:
+        value = adapter.read(modules[name])
+        tensors[f"{name}.weight.int8"] = value.qweight
+        tensors[f"{name}.weight.scale"] = value.scale
+        if value.bias is not None:
+            tensors[f"{name}.bias"] = value.bias
+    quantized = list(spec.linears)
+    if spec.embeddings:
+        table = read_embedding(modules[_EMBEDDING])
+        tensors[f"{_EMBEDDING}.weight.uint8"] = table.qweight
+        tensors[f"{_EMBEDDING}.weight.scale"] = table.scale
+        tensors[f"{_EMBEDDING}.weight.zero_point"] = table.zero_point
+        quantized.append(_EMBEDDING)
+    for key, value in model.state_dict().items():
+        if not any(key.startswith(name + ".") for name in quantized):
+            tensors[key] = value
+    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    meta = {
+        "format": "hybridformer",
+        "format_version": FORMAT_VERSION,
+        "architecture": "TextClassifier",
+        "encoder_prefix": "encoder.",
+        "encoder": to_dict(model.encoder.config),
+        "num_labels": model.num_labels,
+        "pooling": model.head.pooling,
+        "dropout": model.dropout,
+        "label_names": model.label_names,
+        "quantization": spec.to_dict(),
+    }
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path / INT8_WEIGHTS_FILE, metadata={"format": "pt"})
+    (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, Any], QuantizationSpec, dict[str, Tensor]]:
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    spec = QuantizationSpec.from_dict(meta["quantization"], str(path / CONFIG_FILE))
+    weights = path / INT8_WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{path}: missing {INT8_WEIGHTS_FILE}")
+    return meta, spec, load_file(weights)
+
+
+def _split(state: dict[str, Tensor], spec: QuantizationSpec, source: str):
+    """The stored int8 values and the float state dict with those layers dequantized."""
+    float_state = dict(state)
+    linears: dict[str, Int8Weight] = {}
+    try:
+        for name in spec.linears:
+            bias = float_state.get(f"{name}.bias")
+            linears[name] = Int8Weight(
+                float_state.pop(f"{name}.weight.int8"), float_state.pop(f"{name}.weight.scale"), bias
+            )
+            float_state[f"{name}.weight"] = linears[name].dequantize()
+        table = None
+        if spec.embeddings:
+            table = Int8Embedding(*(float_state.pop(f"{_EMBEDDING}.weight.{k}") for k in ("uint8", "scale", "zero_point")))
+            float_state[f"{_EMBEDDING}.weight"] = table.dequantize()
+    except KeyError as err:
+        raise ValueError(f"{source}: {INT8_WEIGHTS_FILE} lacks {err}") from None
+    return linears, table, float_state
+
+
+def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
+    """Rebuild the int8 classifier saved in ``path`` (overrides as in ``TextClassifier.from_pretrained``).
+
+    Raises:
+        FileNotFoundError: the folder or its files are missing.
+        ValueError: the files do not describe the model they claim to.
+    """
+    from hybridformer.heads import TextClassifier
+
+    path = Path(path)
+    meta, spec, state = _read(path)
+    source = str(path)
+    linears, table, float_state = _split(state, spec, source)
+    config = from_dict(TextEncoderConfig, meta["encoder"], prefix="encoder.")
+    prefix = meta["encoder_prefix"]
+    encoder_state = {k[len(prefix) :]: v for k, v in float_state.items() if k.startswith(prefix)}
+    others = {k: v for k, v in float_state.items() if not k.startswith(prefix)}
+    model = TextClassifier.from_checkpoint(TextCheckpoint(config, encoder_state, others, meta, source), **overrides)
+    adapter = backend_for(spec.backend, spec.mode)
+    model = quantize(model, spec.mode, spec.backend, embeddings=spec.embeddings, inplace=True)
+    rebuilt = quantization_of(model)
+    if rebuilt.linears != spec.linears or rebuilt.embeddings != spec.embeddings:
+        raise ValueError(f"{source}: the quantized layers saved differ from those of the rebuilt model")
+    modules = dict(model.named_modules())
+    with quiet_quantization_warnings():
+        for name, value in linears.items():
+            adapter.write(modules[name], value)
+        if table is not None:
+            write_embedding(modules[_EMBEDDING], table)
+        attach_group_kernels(model, adapter, spec.mode)  # from the stored int8 values
+    return model

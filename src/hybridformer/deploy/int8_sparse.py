@@ -1,0 +1,116 @@
+"""int8 and sparsity together: a gated FFN kernel that computes only the open groups in int8.
+
+Once :func:`~hybridformer.deploy.quantize` has swapped a GatedFFN's ``fc_in``/``fc_out`` for int8
+layers, the float grouped kernel can no longer slice them. :class:`Int8GroupKernel` holds, per neuron
+group g, an int8 layer of the library that quantized the FFN: ``fc_in``'s rows of g (with their own
+per-channel scales) and ``fc_out``'s columns of g (with ``fc_out``'s per-row scales, so the groups'
+partial products add up to the whole layer). Those are exact slices of the int8 weights, no new
+rounding. Tokens are dispatched as in :func:`~hybridformer.sparsity.grouped_ffn`: each group's
+tokens gathered once, through the group's two int8 layers, added back into their rows. So pruning
+(fewer groups), gating (only the open ones) and int8 (cheaper products) compound.
+
+With ``mode="dynamic"`` each group call quantizes its own gathered activations (per tensor, as the
+dense int8 layer does per call), so the result equals the dense int8 FFN of the same open groups up
+to activation rounding; with ``mode="weight"`` up to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hybridformer.sparsity.calibration import gated_ffns
+from hybridformer.sparsity.dispatch import CHUNK_TOKENS
+
+__all__ = ["Int8GroupKernel", "attach_group_kernels"]
+
+
+class Int8GroupKernel:
+    """The int8 grouped FFN of one GatedFFN (a plain object: its layers are slices, never saved).
+
+    Args:
+        fc_in: the FFN's quantized d_model -> d_ff layer.
+        fc_out: the FFN's quantized d_ff -> d_model layer.
+        n_groups: current neuron groups G (after pruning), dividing d_ff.
+        activation: the FFN's elementwise activation.
+        adapter: the backend adapter that quantized the layers (reads and builds int8 layers).
+        mode: the quantization mode the group layers are built in.
+        chunk_tokens: tokens dispatched together.
+    """
+
+    def __init__(
+        self,
+        fc_in: nn.Module,
+        fc_out: nn.Module,
+        n_groups: int,
+        activation: Callable[[Tensor], Tensor],
+        adapter: Any,
+        mode: str,
+        chunk_tokens: int = CHUNK_TOKENS,
+    ) -> None:
+        w_in, w_out = adapter.read(fc_in), adapter.read(fc_out)
+        d_ff = w_in.qweight.shape[0]
+        if d_ff % n_groups or w_out.qweight.shape[1] != d_ff:
+            raise ValueError(f"Int8GroupKernel: {n_groups} groups do not split d_ff={d_ff} of both layers")
+        size = d_ff // n_groups
+        blocks = torch.arange(d_ff).view(n_groups, size)  # (G, d_ff/G) neuron indices of each group
+        self.fc_in, self.fc_out, self.act, self.chunk_tokens = fc_in, fc_out, activation, chunk_tokens
+        self.groups_in = [adapter.build(w_in.rows(b), mode) for b in blocks]
+        self.groups_out = [adapter.build(w_out.columns(b, with_bias=False), mode) for b in blocks]
+        self.bias_out = w_out.bias
+        self.d_model = w_out.qweight.shape[0]
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, group_mask: Tensor, run: Tensor) -> Tensor:
+        """The FFN outputs of the open (token, group) pairs.
+
+        Args:
+            x: (T, d_model) tokens.
+            group_mask: (T, G) bool, True where the token computes the group (all False where it
+                does not run).
+            run: (T,) bool, False where the token skips the FFN (output exactly zero, no bias).
+
+        Returns:
+            (T, d_model) float outputs.
+        """
+        if bool(group_mask.all()):
+            return self.fc_out(self.act(self.fc_in(x)))
+        if self.bias_out is None:
+            out = x.new_zeros(x.shape[0], self.d_model)
+        else:
+            out = run.unsqueeze(-1).to(x.dtype) * self.bias_out  # (T, d_model)
+        for start in range(0, x.shape[0], self.chunk_tokens):
+            stop = start + self.chunk_tokens
+            self._dispatch_chunk(x[start:stop], group_mask[start:stop], out[start:stop])
+        return out
+
+    def _dispatch_chunk(self, x: Tensor, group_mask: Tensor, out: Tensor) -> None:
+        """Add the open groups' contributions of the chunk's tokens into ``out`` (a view)."""
+        tokens = group_mask.t().nonzero()[:, 1]  # (K,) token of each open pair, grouped by group
+        if tokens.numel() == 0:
+            return
+        counts = group_mask.sum(0).tolist()
+        gathered = x.index_select(0, tokens).split(counts)  # G x (n_g, d_model)
+        parts = [
+            self.groups_out[g](self.act(self.groups_in[g](gathered[g])))  # (n_g, d_model)
+            for g, n in enumerate(counts)
+            if n
+        ]
+        out.index_add_(0, tokens, torch.cat(parts))
+
+
+def attach_group_kernels(model: nn.Module, adapter: Any, mode: str) -> int:
+    """Give every gated FFN of ``model`` whose layers ``adapter`` quantized an :class:`Int8GroupKernel`.
+
+    Returns:
+        How many FFNs got one.
+    """
+    attached = 0
+    for ffn in gated_ffns(model).values():
+        if adapter.is_quantized(ffn.fc_in) and adapter.is_quantized(ffn.fc_out):
+            ffn.sparse_kernel = Int8GroupKernel(ffn.fc_in, ffn.fc_out, ffn.n_groups, ffn.act, adapter, mode)
+            attached += 1
+    return attached
