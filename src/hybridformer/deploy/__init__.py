@@ -6,7 +6,14 @@
 """
 
 from hybridformer.deploy.int8_backends import BACKENDS, Int8Weight
-from hybridformer.deploy.int8_format import INT8_WEIGHTS_FILE, is_quantized_folder, load_quantized, save_quantized
+from hybridformer.deploy.int8_format import (
+    INT8_WEIGHTS_FILE,
+    QuantizeFolderReport,
+    is_quantized_folder,
+    load_quantized,
+    quantize_folder,
+    save_quantized,
+)
 from hybridformer.deploy.int8_sparse import Int8GroupKernel, attach_group_kernels
 from hybridformer.deploy.quantize import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize
 
@@ -17,10 +24,12 @@ __all__ = [
     "Int8GroupKernel",
     "Int8Weight",
     "QuantizationSpec",
+    "QuantizeFolderReport",
     "attach_group_kernels",
     "is_quantized_folder",
     "load_quantized",
     "quantization_of",
     "quantize",
+    "quantize_folder",
     "save_quantized",
 ]

@@ -26,6 +26,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from hybridformer.config import ConfigError
+
 __all__ = [
     "BACKENDS",
     "Backend",
@@ -225,15 +227,15 @@ def backend_for(backend: str, mode: str) -> _AoBackend | _TorchaoBackend:
     """The adapter of ``backend`` after checking it offers ``mode``.
 
     Raises:
-        ValueError: unknown backend or mode, or a mode the backend lacks.
+        ConfigError: unknown backend or mode, or a mode the backend lacks.
     """
     if mode not in ("weight", "dynamic"):
-        raise ValueError(f"mode: must be 'weight' or 'dynamic', got {mode!r}")
+        raise ConfigError(f"mode: must be 'weight' or 'dynamic', got {mode!r}")
     if backend not in _BACKENDS:
-        raise ValueError(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ConfigError(f"backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
     adapter = _BACKENDS[backend]
     if mode not in adapter.modes:
-        raise ValueError(
+        raise ConfigError(
             f"backend: {backend!r} has no {mode!r} int8 mode (torch.ao has no weight-only int8 Linear); "
             f"use backend='torchao' for mode='weight'"
         )

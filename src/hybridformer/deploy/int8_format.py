@@ -17,6 +17,7 @@ recognises such a folder, so ``hybridformer evaluate --model-dir <int8 folder>``
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,28 @@ from torch import Tensor, nn
 
 from hybridformer.config import from_dict, to_dict
 from hybridformer.deploy.int8_backends import (
+    Backend,
     Int8Embedding,
     Int8Weight,
+    Mode,
     backend_for,
     quiet_quantization_warnings,
     read_embedding,
     write_embedding,
 )
 from hybridformer.deploy.int8_sparse import attach_group_kernels
-from hybridformer.deploy.quantize import QuantizationSpec, quantization_of, quantize
-from hybridformer.encoders.text_checkpoint import CONFIG_FILE, FORMAT_VERSION, TextCheckpoint
+from hybridformer.deploy.quantize import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize
+from hybridformer.encoders.text_checkpoint import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, TextCheckpoint
 from hybridformer.encoders.text_config import TextEncoderConfig
 
-__all__ = ["INT8_WEIGHTS_FILE", "is_quantized_folder", "load_quantized", "save_quantized"]
+__all__ = [
+    "INT8_WEIGHTS_FILE",
+    "QuantizeFolderReport",
+    "is_quantized_folder",
+    "load_quantized",
+    "quantize_folder",
+    "save_quantized",
+]
 
 INT8_WEIGHTS_FILE = "model.int8.safetensors"
 _EMBEDDING = "encoder.embeddings.word_embeddings"
@@ -166,3 +176,47 @@ def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
             write_embedding(modules[_EMBEDDING], table)
         attach_group_kernels(model, adapter, spec.mode)  # from the stored int8 values
     return model
+
+
+@dataclass
+class QuantizeFolderReport:
+    """What :func:`quantize_folder` did."""
+
+    spec: QuantizationSpec
+    """How the model was quantized."""
+    float_bytes: int
+    """Size of the float model's weights file."""
+    int8_bytes: int
+    """Size of the int8 weights file."""
+    out_dir: Path
+    """The int8 folder."""
+
+    @property
+    def ratio(self) -> float:
+        """int8 size / float size."""
+        return self.int8_bytes / self.float_bytes
+
+
+def quantize_folder(
+    model_dir: str | Path, out_dir: str | Path, mode: Mode = "dynamic", backend: Backend | None = None,
+    *, embeddings: bool = True,
+) -> QuantizeFolderReport:
+    """Load the float classifier of ``model_dir``, quantize it, save it with its tokenizer to ``out_dir``.
+
+    Raises:
+        FileNotFoundError: no model folder; ValueError: not a float classifier, bad mode or backend.
+    """
+    from hybridformer.heads import TextClassifier
+    from hybridformer.recipes.model import resolve_tokenizer
+
+    backend_for(backend or DEFAULT_BACKENDS.get(mode, "ao"), mode)  # bad flags fail before any loading
+    if is_quantized_folder(model_dir):
+        raise ValueError(f"--model: {model_dir} is already int8; quantize the float model")
+    model = TextClassifier.from_pretrained(model_dir)
+    quantized = quantize(model, mode, backend, embeddings=embeddings, inplace=True)
+    out = save_quantized(quantized, out_dir)
+    resolve_tokenizer(None, model_dir).save_pretrained(str(out))
+    return QuantizeFolderReport(
+        quantization_of(quantized), (Path(model_dir) / WEIGHTS_FILE).stat().st_size,
+        (out / INT8_WEIGHTS_FILE).stat().st_size, out,
+    )

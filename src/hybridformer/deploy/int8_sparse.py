@@ -23,9 +23,15 @@ import torch
 from torch import Tensor, nn
 
 from hybridformer.sparsity.calibration import gated_ffns
-from hybridformer.sparsity.dispatch import CHUNK_TOKENS
+from hybridformer.sparsity.dispatch import CHUNK_TOKENS, masked_ffn
 
-__all__ = ["Int8GroupKernel", "attach_group_kernels"]
+__all__ = ["DENSE_ABOVE", "Int8GroupKernel", "attach_group_kernels"]
+
+DENSE_ABOVE = 0.5
+"""Open fraction of the (token, group) pairs above which the kernel runs the dense int8 layers with
+the gates applied instead of dispatching: one int8 GEMM packs its activations once, G per-group
+GEMMs pack them G times, and on our CPU at MiniLM's shapes (d_ff/G = 96) dispatch did not beat the
+dense int8 form above about half the groups open (measured under load, see docs/compression.md)."""
 
 
 class Int8GroupKernel:
@@ -39,6 +45,8 @@ class Int8GroupKernel:
         adapter: the backend adapter that quantized the layers (reads and builds int8 layers).
         mode: the quantization mode the group layers are built in.
         chunk_tokens: tokens dispatched together.
+        dense_above: open fraction above which the dense int8 layers run with the gates applied
+            (the same values, see :data:`DENSE_ABOVE`); 1.0 always dispatches.
     """
 
     def __init__(
@@ -50,6 +58,7 @@ class Int8GroupKernel:
         adapter: Any,
         mode: str,
         chunk_tokens: int = CHUNK_TOKENS,
+        dense_above: float = DENSE_ABOVE,
     ) -> None:
         w_in, w_out = adapter.read(fc_in), adapter.read(fc_out)
         d_ff = w_in.qweight.shape[0]
@@ -58,6 +67,7 @@ class Int8GroupKernel:
         size = d_ff // n_groups
         blocks = torch.arange(d_ff).view(n_groups, size)  # (G, d_ff/G) neuron indices of each group
         self.fc_in, self.fc_out, self.act, self.chunk_tokens = fc_in, fc_out, activation, chunk_tokens
+        self.dense_above = dense_above
         self.groups_in = [adapter.build(w_in.rows(b), mode) for b in blocks]
         self.groups_out = [adapter.build(w_out.columns(b, with_bias=False), mode) for b in blocks]
         self.bias_out = w_out.bias
@@ -78,6 +88,9 @@ class Int8GroupKernel:
         """
         if bool(group_mask.all()):
             return self.fc_out(self.act(self.fc_in(x)))
+        running = int(run.sum())
+        if running and float(group_mask.sum()) > self.dense_above * running * group_mask.shape[1]:
+            return masked_ffn(x, group_mask.to(x.dtype), run.to(x.dtype), self.fc_in, self.fc_out, self.act)
         if self.bias_out is None:
             out = x.new_zeros(x.shape[0], self.d_model)
         else:

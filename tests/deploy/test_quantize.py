@@ -1,0 +1,128 @@
+"""int8 quantization of a real checkpoint (MiniLM): closeness to fp32, exact save/load, the CLI, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybridformer.cli import main
+from hybridformer.config import ConfigError
+from hybridformer.data import load_tokenizer, minilm_path
+from hybridformer.deploy import INT8_WEIGHTS_FILE, quantization_of, quantize, save_quantized
+from hybridformer.encoders import TextEncoder
+from hybridformer.models import TextClassifier
+
+torchao = pytest.importorskip("torchao")
+
+TEXTS = [
+    "a gripping, beautifully shot film with a weak ending",
+    "the worst movie I have seen this year",
+    "an honest, funny and warm story about two brothers who run a bakery in a small town",
+    "boring",
+]
+LABELS = ["rotten", "fresh"]
+CASES = [("dynamic", "ao"), ("dynamic", "torchao"), ("weight", "torchao")]
+
+# Tolerances on the encoder's last hidden state, per real token, relative to fp32 (measured on these
+# texts: mean 0.25 / 0.075 / 0.028, worst cosine 0.84 / 0.993 / 0.9989). Why they differ:
+# - weight: per-channel int8 weights only, rounding error <= scale/2 per weight, float activations;
+# - torchao dynamic: + activations quantized per token (symmetric int8);
+# - ao dynamic: + activations quantized per tensor with fbgemm's 7-bit reduce_range; MiniLM's
+#   LayerNorm outputs carry outlier features (BERT's known outlier dimensions), which leave the other
+#   features few levels, and that error goes through 6 layers (fc_in/fc_out alone give 0.17 each).
+# The accuracy this costs on real tasks is what benchmarks/compression.py measures.
+TOLERANCE = {
+    ("weight", "torchao"): (0.05, 0.995),
+    ("dynamic", "torchao"): (0.12, 0.98),
+    ("dynamic", "ao"): (0.35, 0.80),
+}
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict[str, torch.Tensor]:
+    tokens = load_tokenizer(minilm_path())(TEXTS, padding=True, return_tensors="pt")
+    return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"].bool()}
+
+
+@pytest.fixture(scope="module")
+def classifier() -> TextClassifier:
+    torch.manual_seed(0)
+    return TextClassifier(TextEncoder.from_pretrained(minilm_path()), 2, label_names=LABELS).eval()
+
+
+@pytest.fixture(scope="module")
+def gated_classifier() -> TextClassifier:
+    """Gates on (top-6 of 16 groups) and pruned to 12 groups per layer, as a compressed model is."""
+    torch.manual_seed(0)
+    sparsity = {"enabled": True, "n_groups": 16, "inference": "top_g", "top_g": 6}
+    model = TextClassifier(TextEncoder.from_pretrained(minilm_path(), sparsity=sparsity), 2, label_names=LABELS)
+    for block in model.encoder.blocks:
+        block.ffn.keep_groups(torch.arange(12))
+    return model.eval()
+
+
+@pytest.mark.parametrize(("mode", "backend"), CASES)
+def test_quantized_encoder_stays_close_to_fp32(classifier, batch, mode, backend) -> None:
+    quantized = quantize(classifier, mode, backend)
+    assert quantized is not classifier and quantization_of(classifier) is None  # the float model is untouched
+    spec = quantization_of(quantized)
+    assert spec.embeddings and len(spec.linears) == 6 * 6 + 3  # q, k, v, o, fc_in, fc_out per block; head, pooler
+    mask = batch["attention_mask"]
+    with torch.no_grad():
+        ref = classifier.encoder(batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
+        out = quantized.encoder(batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
+    rel = (out - ref).norm(dim=-1) / ref.norm(dim=-1)
+    max_mean_rel, min_cos = TOLERANCE[(mode, backend)]
+    assert rel.mean() < max_mean_rel
+    assert F.cosine_similarity(out, ref, dim=-1).min() > min_cos
+    assert rel.mean() > 1e-4  # it really computes in int8
+
+
+@pytest.mark.parametrize(("mode", "backend"), CASES)
+def test_save_load_gives_identical_outputs(gated_classifier, batch, tmp_path: Path, mode, backend) -> None:
+    quantized = quantize(gated_classifier, mode, backend)
+    folder = save_quantized(quantized, tmp_path / "int8")
+    assert sorted(p.name for p in folder.iterdir()) == ["hybridformer.json", INT8_WEIGHTS_FILE]
+    fp32 = gated_classifier.save_pretrained(tmp_path / "fp32")
+    assert (folder / INT8_WEIGHTS_FILE).stat().st_size <= 0.27 * (fp32 / "model.safetensors").stat().st_size
+    loaded = TextClassifier.from_pretrained(folder)
+    assert quantization_of(loaded) == quantization_of(quantized)
+    assert loaded.label_names == LABELS
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, quantized(**batch).logits)
+
+
+def test_int8_folder_evaluates_unchanged(classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    classifier.save_pretrained(tmp_path / "fp32")
+    assert main(["quantize", "--model", str(tmp_path / "fp32"), "--out", str(tmp_path / "int8")]) == 0
+    percent = float(capsys.readouterr().out.split("bytes (")[1].split("%")[0])
+    assert 20.0 < percent <= 27.0  # int8 Linear layers and uint8 word embeddings, the rest float
+    assert (tmp_path / "int8" / "tokenizer.json").is_file() or (tmp_path / "int8" / "vocab.txt").is_file()
+    code = main(["evaluate", "--model-dir", str(tmp_path / "int8"), "--data.task", "sentiment",
+                 "--data.eval_subset", "16", "--data.max_length", "32"])
+    assert code == 0
+    report = json.loads((tmp_path / "int8" / "eval_sentiment_test.json").read_text())
+    assert report["n_examples"] == 16 and 0.0 <= report["accuracy"] <= 1.0
+
+
+def test_bad_modes_and_backends_fail_clearly(classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="mode"):
+        quantize(classifier, "int4")
+    with pytest.raises(ConfigError, match="backend: 'ao' has no 'weight'"):
+        quantize(classifier, "weight", "ao")
+    with pytest.raises(ConfigError, match="backend"):
+        quantize(classifier, "dynamic", "tensorrt")
+    with pytest.raises(ValueError, match="already quantized"):
+        quantize(quantize(classifier), "dynamic")
+    with pytest.raises(ValueError, match="not quantized"):
+        save_quantized(classifier, tmp_path / "x")
+    assert main(["quantize", "--model", "m", "--out", "o", "--mode", "int4"]) == 2
+    assert "--mode" in capsys.readouterr().err
+    assert main(["quantize", "--out", "o"]) == 2
+    assert "--model: is required" in capsys.readouterr().err
+    assert main(["quantize", "--model", str(tmp_path / "none"), "--out", "o"]) == 1
+    assert "not found" in capsys.readouterr().err
