@@ -109,8 +109,8 @@ class _AoBackend:
         weight = torch._make_per_channel_quantized_tensor(value.qweight, value.scale.to(torch.float64), zero, 0)
         layer.set_weight_bias(weight, value.bias)
 
-    def build(self, value: Int8Weight, mode: Mode = "dynamic") -> nn.Module:
-        """A new int8 layer holding exactly ``value``."""
+    def build(self, value: Int8Weight, mode: Mode = "dynamic", like: nn.Module | None = None) -> nn.Module:
+        """A new int8 layer holding exactly ``value`` (``like`` is not needed here)."""
         from torch.ao.nn.quantized.dynamic import Linear as QLinear
 
         out_features, in_features = value.qweight.shape
@@ -159,13 +159,29 @@ class _TorchaoBackend:
             if value.bias is not None:
                 layer.bias.copy_(value.bias)
 
-    def build(self, value: Int8Weight, mode: Mode = "dynamic") -> nn.Module:
-        """A new int8 layer of ``mode`` holding exactly ``value``."""
+    def build(self, value: Int8Weight, mode: Mode = "dynamic", like: nn.Module | None = None) -> nn.Module:
+        """A new int8 layer of ``mode`` holding exactly ``value``; with ``like`` (a layer this backend
+        quantized in ``mode``) its weight tensor settings are copied instead of quantizing anew."""
         out_features, in_features = value.qweight.shape
-        holder = nn.Sequential(nn.Linear(in_features, out_features, bias=value.bias is not None))
-        self.quantize(holder, mode, lambda name, m: True)
-        self.write(holder[0], value)
-        return holder[0]
+        layer = nn.Linear(in_features, out_features, bias=value.bias is not None, device="meta")
+        if like is None:
+            layer = layer.to_empty(device="cpu")
+            holder = nn.Sequential(layer)
+            self.quantize(holder, mode, lambda name, m: True)
+            self.write(holder[0], value)
+            return holder[0]
+        template = like.weight
+        weight = type(template)(
+            value.qweight,
+            value.scale.reshape(-1, 1),
+            [1, in_features],
+            template.dtype,
+            zero_point=torch.zeros(out_features, 1, dtype=template.zero_point.dtype),
+            act_quant_kwargs=template.act_quant_kwargs,
+        )
+        layer.weight = nn.Parameter(weight, requires_grad=False)
+        layer.bias = None if value.bias is None else nn.Parameter(value.bias.clone(), requires_grad=False)
+        return layer
 
 
 @dataclass

@@ -68,8 +68,8 @@ class Int8GroupKernel:
         blocks = torch.arange(d_ff).view(n_groups, size)  # (G, d_ff/G) neuron indices of each group
         self.fc_in, self.fc_out, self.act, self.chunk_tokens = fc_in, fc_out, activation, chunk_tokens
         self.dense_above = dense_above
-        self.groups_in = [adapter.build(w_in.rows(b), mode) for b in blocks]
-        self.groups_out = [adapter.build(w_out.columns(b, with_bias=False), mode) for b in blocks]
+        self.groups_in = [adapter.build(w_in.rows(b), mode, like=fc_in) for b in blocks]
+        self.groups_out = [adapter.build(w_out.columns(b, with_bias=False), mode, like=fc_out) for b in blocks]
         self.bias_out = w_out.bias
         self.d_model = w_out.qweight.shape[0]
 
