@@ -39,6 +39,7 @@ from hybridformer.deploy.int8_sparse import attach_group_kernels
 from hybridformer.deploy.quantize import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize
 from hybridformer.encoders.text_checkpoint import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, TextCheckpoint
 from hybridformer.encoders.text_config import TextEncoderConfig
+from hybridformer.io import atomic_write, write_json
 
 __all__ = [
     "INT8_WEIGHTS_FILE",
@@ -70,7 +71,7 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
     Raises:
         ValueError: the model is not quantized, or is not a TextClassifier.
     """
-    from hybridformer.heads import TextClassifier
+    from hybridformer.models import TextClassifier
 
     spec = quantization_of(model)
     if spec is None:
@@ -111,8 +112,8 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
     }
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, path / INT8_WEIGHTS_FILE, metadata={"format": "pt"})
-    (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    atomic_write(path / INT8_WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    write_json(path / CONFIG_FILE, meta)
     return path
 
 
@@ -152,7 +153,7 @@ def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
         FileNotFoundError: the folder or its files are missing.
         ValueError: the files do not describe the model they claim to.
     """
-    from hybridformer.heads import TextClassifier
+    from hybridformer.models import TextClassifier
 
     path = Path(path)
     meta, spec, state = _read(path)
@@ -206,7 +207,7 @@ def quantize_folder(
     Raises:
         FileNotFoundError: no model folder; ValueError: not a float classifier, bad mode or backend.
     """
-    from hybridformer.heads import TextClassifier
+    from hybridformer.models import TextClassifier
     from hybridformer.recipes.model import resolve_tokenizer
 
     backend_for(backend or DEFAULT_BACKENDS.get(mode, "ao"), mode)  # bad flags fail before any loading
