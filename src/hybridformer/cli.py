@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("hybridformer.commands.evaluate", "evaluate a fine-tuned model on a task's test split"),
     "pretrain": ("hybridformer.commands.pretrain", "pretrain with self-supervised objectives (MLM)"),
     "train-tokenizer": ("hybridformer.commands.train_tokenizer", "train a byte-level BPE tokenizer"),
+    "distill": ("hybridformer.commands.distill", "distill a classifier into a student with half its layers"),
     "quantize": ("hybridformer.commands.quantize", "int8-quantize a saved classifier (weight-only or dynamic)"),
 }
 
