@@ -1,0 +1,232 @@
+"""Compression (issue 14, SPEC §8): int8, int8 with pruned gated FFNs, and a distilled half-depth student.
+
+Cases ``<task>-b<batch>`` (``sentiment-b1``, ``sentiment-b32``, ``bbc-b1``, ``bbc-b32``); variants:
+
+- ``fp32`` = ``teacher``: MiniLM (6 blocks) fine-tuned on the task (``teacher`` is the same model,
+  measured again as the student's reference);
+- ``int8-weight``: fp32 with int8 weights (torchao weight-only), float compute;
+- ``int8-dynamic``: fp32 with int8 weights and activations (torch.ao dynamic, the default backend);
+  ``int8-dynamic-torchao``: the same with torchao's Int8DynamicActivationInt8WeightConfig (no compile);
+- ``sparse``: the teacher compressed with gated FFNs (16 groups, 8 open per token, trained one
+  epoch on the teacher's predictions) and pruned (>= 50% of the FFN parameters removed), fp32;
+- ``int8-sparse``: ``sparse`` quantized (int8 dynamic; its gated FFNs use the int8 group kernel);
+- ``student``: 3 blocks (the teacher's 0, 2, 4) distilled one epoch from the teacher (T=2, half
+  labels, hidden-state cosine); ``student-labels``: the same student trained on the labels alone
+  with the same budget (what distillation must beat).
+
+Fields: ``median_ms`` (one forward of a batch of real test inputs at the training length, variants
+interleaved in rotating order, median over rounds), ``size_bytes`` (the saved weights file),
+``params`` (stored weight elements), ``accuracy`` (test split, the same for both batch sizes),
+``speedup`` (vs ``fp32`` of the case). Models are trained once into ``--runs-dir`` and reused.
+
+    python benchmarks/compression.py --quick --out results/compression_quick.json
+    python benchmarks/compression.py --out results/compression.json     # larger eval sets, more rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, print_table, write_results  # noqa: E402
+
+from hybridformer.config import apply_overrides  # noqa: E402
+from hybridformer.data import TextCollator, load_tokenizer  # noqa: E402
+from hybridformer.deploy import INT8_WEIGHTS_FILE, quantize, save_quantized  # noqa: E402
+from hybridformer.deploy.distill import DistillConfig, distill  # noqa: E402
+from hybridformer.encoders.text_checkpoint import WEIGHTS_FILE  # noqa: E402
+from hybridformer.models import TextClassifier  # noqa: E402
+from hybridformer.recipes import FinetuneConfig, finetune  # noqa: E402
+from hybridformer.recipes.metrics import evaluate_classifier  # noqa: E402
+from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split  # noqa: E402
+
+TASKS = {  # training budget per task (small subsets: the whole sets take hours on 2 cores)
+    "sentiment": {"train_subset": 1000, "max_length": 64, "batch_size": 16},
+    "bbc": {"train_subset": 400, "max_length": 128, "batch_size": 8},
+}
+VARIANTS = (
+    "fp32", "int8-weight", "int8-dynamic", "int8-dynamic-torchao", "sparse", "int8-sparse", "teacher", "student",
+    "student-labels",
+)
+QUIET = ["--train.tensorboard", "false", "--train.progress_bar", "false"]
+
+
+def _data_args(task: str) -> list[str]:
+    b = TASKS[task]
+    return ["--data.task", task, "--data.train_subset", str(b["train_subset"]), "--data.max_length",
+            str(b["max_length"]), "--train.batch_size", str(b["batch_size"]), "--train.lr", "1e-4", *QUIET]
+
+
+def train_models(task: str, runs: Path) -> dict[str, Path]:
+    """Fine-tune the teacher, then the sparse model and the two students from it (skipping saved ones)."""
+    root = runs / task
+    dirs = {name: root / name / "model" for name in ("teacher", "sparse", "student", "student-labels")}
+    common = [*_data_args(task), "--eval_splits", "test", "--data.eval_subset", "64", "--keep_checkpoints", "false"]
+    if not (dirs["teacher"] / WEIGHTS_FILE).is_file():
+        finetune(apply_overrides(FinetuneConfig(), [*common, "--train.out_dir", str(root / "teacher")]))
+    teacher = str(dirs["teacher"])
+    if not (dirs["sparse"] / WEIGHTS_FILE).is_file():
+        gated = [
+            "--model.init_from", teacher, "--model.sparsity.enabled", "true", "--model.sparsity.n_groups", "16",
+            "--model.sparsity.target_active", "0.5", "--model.sparsity.inference", "top_g",
+            "--model.sparsity.top_g", "8", "--model.sparsity.tau_end", "0.2", "--model.sparsity.anneal_steps",
+            str(-(-TASKS[task]["train_subset"] // TASKS[task]["batch_size"])), "--gate_distill.enabled", "true",
+            "--gate_distill.teacher", teacher, "--prune.enabled", "true", "--prune.target_removed", "0.5",
+            "--train.warmup_ratio", "0.1",
+        ]
+        config = apply_overrides(FinetuneConfig(), [*common, *gated, "--train.out_dir", str(root / "sparse")])
+        config.train.lr_multipliers = {"ffn.gate": 100.0}  # the gates start from scratch
+        finetune(config)
+    for name, terms in (("student", []), ("student-labels", ["--label_weight", "1", "--hidden_weight", "0"])):
+        if not (dirs[name] / WEIGHTS_FILE).is_file():
+            args = [*_data_args(task), *terms, "--teacher", teacher, "--train.out_dir", str(root / name),
+                    "--evaluate_teacher", "false", "--data.eval_subset", "64"]
+            distill(apply_overrides(DistillConfig(), args))
+    return dirs
+
+
+def _stored_params(path: Path) -> int:
+    """Weight elements in a safetensors file (int8 scales and zero points not counted)."""
+    with safe_open(str(path), "pt") as f:
+        return sum(
+            math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith((".scale", ".zero_point"))
+        )
+
+
+def build_variants(task: str, dirs: dict[str, Path], runs: Path) -> dict[str, dict[str, Any]]:
+    """Each variant's model (eval mode) and its saved weights file."""
+    out: dict[str, dict[str, Any]] = {}
+    fp32 = TextClassifier.from_pretrained(dirs["teacher"]).eval()
+    sparse = TextClassifier.from_pretrained(dirs["sparse"]).eval()
+    for name, model, file in (
+        ("fp32", fp32, dirs["teacher"] / WEIGHTS_FILE),
+        ("teacher", TextClassifier.from_pretrained(dirs["teacher"]).eval(), dirs["teacher"] / WEIGHTS_FILE),
+        ("sparse", sparse, dirs["sparse"] / WEIGHTS_FILE),
+        ("student", TextClassifier.from_pretrained(dirs["student"]).eval(), dirs["student"] / WEIGHTS_FILE),
+        ("student-labels", TextClassifier.from_pretrained(dirs["student-labels"]).eval(),
+         dirs["student-labels"] / WEIGHTS_FILE),
+    ):
+        out[name] = {"model": model, "file": file}
+    for name, source, mode, backend in (
+        ("int8-weight", fp32, "weight", None), ("int8-dynamic", fp32, "dynamic", None),
+        ("int8-dynamic-torchao", fp32, "dynamic", "torchao"), ("int8-sparse", sparse, "dynamic", None),
+    ):
+        folder = save_quantized(quantize(source, mode, backend), runs / task / name)
+        # Measure the model as loaded from its folder: what `hybridformer evaluate` runs.
+        out[name] = {"model": TextClassifier.from_pretrained(folder).eval(), "file": folder / INT8_WEIGHTS_FILE}
+    return out
+
+
+def _speed_batch(task: str, batch: int, tokenizer: Any) -> dict[str, torch.Tensor]:
+    """The first ``batch`` test examples, padded to the training length (fixed shapes)."""
+    length = TASKS[task]["max_length"]
+    test = load_eval_split(TaskDataConfig(task=task, max_length=length), "test", None)
+    enc = tokenizer([test[i].text for i in range(batch)], padding="max_length", truncation=True,
+                    max_length=length, return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"].bool()}
+
+
+def measure_task(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Path, rounds: int,
+                 eval_subset: int | None, names: list[str]) -> list[dict[str, Any]]:
+    """Rows of ``task``: accuracy once per variant, then latency at batch 1 and 32 with variants interleaved."""
+    length = TASKS[task]["max_length"]
+    data = TaskDataConfig(task=task, max_length=length, eval_subset=eval_subset)
+    labels = variants["fp32"]["model"].label_names
+    test = load_eval_split(data, "test", labels)
+    tokenizer = load_tokenizer(str(teacher_dir))
+    collate = TextCollator(tokenizer, max_length=length)
+    accuracy = {n: evaluate_classifier(variants[n]["model"], test, collate, 32, "cpu").accuracy for n in names}
+    rows = []
+    for batch in (1, 32):
+        inputs = _speed_batch(task, batch, tokenizer)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        with torch.inference_mode():
+            for n in names:  # warm-up: first calls allocate and pick kernels
+                variants[n]["model"](**inputs)
+            for r in range(rounds):
+                order = names[r % len(names):] + names[: r % len(names)]  # rotate who goes first
+                for n in order:
+                    start = time.perf_counter()
+                    variants[n]["model"](**inputs)
+                    times[n].append((time.perf_counter() - start) * 1e3)
+        base = statistics.median(times["fp32"])
+        for n in names:
+            median = statistics.median(times[n])
+            rows.append({
+                "case": f"{task}-b{batch}", "variant": n, "median_ms": median, "speedup": base / median,
+                "size_bytes": variants[n]["file"].stat().st_size, "params": _stored_params(variants[n]["file"]),
+                "accuracy": accuracy[n], "test_examples": len(test), "seq_len": length, "batch": batch,
+            })
+    return rows
+
+
+def check_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, each with its measured figure and met / missed."""
+    by = {(r["case"], r["variant"]): r for r in rows}
+    lines = []
+
+    def add(text: str, value: float, ok: bool) -> None:
+        lines.append(f"{text}: {value:.3g} - {'met' if ok else 'MISSED'}")
+
+    for task in sorted({r["case"].rsplit("-b", 1)[0] for r in rows}):
+        b32 = lambda v: by[(f"{task}-b32", v)]  # noqa: E731
+        fp32 = b32("fp32")
+        for v in ("int8-weight", "int8-dynamic", "int8-sparse"):
+            add(f"{task}: {v} file / fp32 file <= 0.27", b32(v)["size_bytes"] / fp32["size_bytes"],
+                b32(v)["size_bytes"] <= 0.27 * fp32["size_bytes"])
+        for v in ("int8-weight", "int8-dynamic"):
+            drop = 100 * (fp32["accuracy"] - b32(v)["accuracy"])
+            add(f"{task}: {v} accuracy drop <= 1 point", drop, drop <= 1.0)
+        add(f"{task}: int8-dynamic >= 1.5x fp32 at b32", b32("int8-dynamic")["speedup"], b32("int8-dynamic")["speedup"] >= 1.5)
+        add(f"{task}: int8-sparse >= 2.5x fp32 at b32", b32("int8-sparse")["speedup"], b32("int8-sparse")["speedup"] >= 2.5)
+        drop = 100 * (fp32["accuracy"] - b32("int8-sparse")["accuracy"])
+        add(f"{task}: int8-sparse accuracy drop <= 1.5 points", drop, drop <= 1.5)
+        kept = b32("student")["accuracy"] / b32("teacher")["accuracy"]
+        add(f"{task}: student keeps >= 97% of the teacher's accuracy", 100 * kept, kept >= 0.97)
+        speed = b32("teacher")["median_ms"] / b32("student")["median_ms"]
+        add(f"{task}: student >= 1.8x the teacher at b32", speed, speed >= 1.8)
+        gain = 100 * (b32("student")["accuracy"] - b32("student-labels")["accuracy"])
+        add(f"{task}: distilled student minus the same student without teacher (points, > 0)", gain, gain > 0)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200 test examples per task, 3 latency rounds")
+    parser.add_argument("--out", default="outputs/compression.json", help="JSON results path")
+    parser.add_argument("--runs-dir", default="outputs/compression", help="where the trained models are kept")
+    parser.add_argument("--tasks", default="sentiment,bbc", help="comma-separated tasks")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: a loaded 2-core machine makes 2-thread timings erratic)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    runs = Path(args.runs_dir)
+    rounds, eval_subset = (3, 200) if args.quick else (7, None)
+    rows: list[dict[str, Any]] = []
+    for task in args.tasks.split(","):
+        if task not in TASKS:
+            parser.error(f"--tasks: unknown task {task!r} (known: {', '.join(TASKS)})")
+        dirs = train_models(task, runs)
+        variants = build_variants(task, dirs, runs)
+        rows += measure_task(task, variants, dirs["teacher"], rounds, eval_subset, list(VARIANTS))
+    targets = check_targets(rows)
+    budget = {t: {**TASKS[t], "epochs": 1, "test_examples": eval_subset or "all"} for t in args.tasks.split(",")}
+    write_results(args.out, rows, budget=budget, targets=targets, quick=args.quick)
+    print_table(rows, ["case", "variant", "median_ms", "speedup", "size_bytes", "params", "accuracy"])
+    print("\n".join(targets))
+    print(f"load average at the end: {machine_info().get('load_average')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
