@@ -200,7 +200,8 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="200 test examples per task, 5 latency rounds (models trained once, then reused)")
+    parser.add_argument("--quick", action="store_true",
+                        help="200 test examples per task, 5 latency rounds (models are trained once, then reused)")
     parser.add_argument("--out", default="outputs/compression.json", help="JSON results path")
     parser.add_argument("--runs-dir", default="outputs/compression", help="where the trained models are kept")
     parser.add_argument("--tasks", default="sentiment,bbc", help="comma-separated tasks")
