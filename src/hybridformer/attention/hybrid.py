@@ -165,11 +165,12 @@ class HybridAttention(nn.Module):
 
     def _split_heads(self, x: Tensor) -> Tensor:
         batch, n, _ = x.shape
-        return x.view(batch, n, self.config.n_heads, self.config.head_dim).transpose(1, 2)  # (B, H, N, D)
+        # -1 heads: under tensor parallelism this rank holds only its shard of the heads.
+        return x.view(batch, n, -1, self.config.head_dim).transpose(1, 2)  # (B, H, N, D)
 
     def _merge_heads(self, x: Tensor) -> Tensor:
         batch, _, n, _ = x.shape
-        return x.transpose(1, 2).reshape(batch, n, self.config.d_model)  # (B, N, d_model)
+        return x.transpose(1, 2).reshape(batch, n, -1)  # (B, N, H * D)
 
     def _full(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
         """Dense SDPA attention; a query that sees no key (all its keys are padding) outputs zeros."""
@@ -261,7 +262,7 @@ class HybridAttention(nn.Module):
     def _gates(self, hidden_states: Tensor) -> Tensor:
         """Per-head sigmoid gates of the local and global branch: (B, H, N, 2)."""
         batch, n, _ = hidden_states.shape
-        gates = torch.sigmoid(self.gate_proj(hidden_states)).view(batch, n, self.config.n_heads, 2)
+        gates = torch.sigmoid(self.gate_proj(hidden_states)).view(batch, n, -1, 2)  # (B, N, H, 2)
         return gates.transpose(1, 2)  # (B, H, N, 2)
 
     def _forward_cached(

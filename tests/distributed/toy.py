@@ -1,0 +1,130 @@
+"""The tiny classifier, data and single-process reference the distributed tests share.
+
+Imported by the torchrun worker (every rank runs the reference itself, on the whole global batch)
+and by the pytest side (the 2 ranks -> 1 rank resume runs in the test process).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hybridformer.attention import AttentionConfig
+from hybridformer.encoders.text import TextEncoder
+from hybridformer.encoders.text_config import TextEncoderConfig
+from hybridformer.models import TextClassifier
+from hybridformer.sparsity import SparsityConfig
+
+VOCAB, SEQ, LABELS = 61, 12, 3
+LR = 3e-3
+
+
+@dataclass
+class Case:
+    """One parallel configuration checked against the reference."""
+
+    name: str
+    dp_shard: int = 1
+    dp_replicate: int = 1
+    tp: int = 1
+    pp: int = 1
+    schedule: str = "1f1b"
+    microbatches: int = 1
+    gated: bool = False
+    """Gated FFNs (replicated under TP); Gumbel noise is seeded per chunk so the reference draws the same."""
+    combine: str = "union"
+    steps: int = 5
+    batch_size: int = 0
+    """Examples per step in all; 0 = 2 per chunk (dp x microbatches chunks)."""
+    rtol: float = 1e-5
+    """Relative tolerance on every step's loss."""
+    sync_scorer_grad: bool = True
+    """False removes parallelize's all-reduce of the scorer's gradient (a negative control: the
+    scorer's weights must then drift from the reference)."""
+    param_rtol: float = 1e-5
+    """Tolerance on each parameter after the last step: norm of the difference / norm."""
+
+    @property
+    def world(self) -> int:
+        return self.dp_shard * self.dp_replicate * self.tp * self.pp
+
+    @property
+    def dp(self) -> int:
+        return self.dp_shard * self.dp_replicate
+
+
+def build_model(case: Case, seed: int = 0) -> TextClassifier:
+    """Same weights on every rank: an eager build under ``seed``."""
+    torch.manual_seed(seed)
+    attention = AttentionConfig(kind="hybrid", window=4, global_k=2, selection_noise=0.0, combine=case.combine)
+    sparsity = SparsityConfig(enabled=case.gated, n_groups=4, target_active=0.5)
+    config = TextEncoderConfig(
+        vocab_size=VOCAB, d_model=32, n_layers=4, n_heads=4, d_ff=64, max_positions=SEQ,
+        dropout=0.0, attention=attention, sparsity=sparsity,
+    )
+    model = TextClassifier(TextEncoder(config), LABELS, dropout=0.0)
+    with torch.no_grad():  # the scorer's output layer starts at zero: give it signal to test TP on
+        for p in model.parameters():
+            if not p.abs().sum():
+                p.normal_(std=0.05)
+    for block in model.encoder.blocks:
+        # The key bias adds q_i . b_k to every logit of query i alike, so softmax cancels it and its
+        # gradient is 0 up to rounding; Adam would turn that noise into +-lr steps that differ between
+        # any two summation orders. Frozen, so the weight comparison measures the parallelism.
+        block.attention.k_proj.bias.requires_grad_(False)
+        if case.combine == "gated":  # the same for the scorer's bias: the global branch's own softmax
+            block.attention.scorer.net.bias.requires_grad_(False)  # spans only the selected keys
+    return model
+
+
+def global_batch(case: Case, step: int) -> dict[str, torch.Tensor]:
+    """The step's whole batch (``case.batch_size`` examples), with padding; the same for every case
+    of one size."""
+    gen = torch.Generator().manual_seed(1000 + step)
+    size = case.batch_size or case.dp * case.microbatches * 2
+    ids = torch.randint(1, VOCAB, (size, SEQ), generator=gen)
+    lengths = torch.randint(SEQ // 2, SEQ + 1, (size,), generator=gen)
+    mask = torch.arange(SEQ)[None, :] < lengths[:, None]
+    ids = ids.masked_fill(~mask, 0)
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(0, LABELS, (size,), generator=gen)}
+
+
+def chunk_seed(step: int, chunk: int) -> int:
+    """Seed set before the forward of one chunk (gate sampling noise) in both runs."""
+    return 7919 * step + chunk
+
+
+def loss_of(model: TextClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy plus the gates' aux loss (what ClassificationObjective computes)."""
+    out = model(batch["input_ids"], attention_mask=batch["attention_mask"])
+    return F.cross_entropy(out.logits, batch["labels"]) + out.aux_loss
+
+
+def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01, foreach=False)
+
+
+def reference_run(
+    case: Case, model: TextClassifier, steps: range, optimizer: torch.optim.Optimizer | None = None
+) -> tuple[list[float], TextClassifier]:
+    """Single-process training: each step accumulates the mean loss over the dp x microbatches chunks
+    (gradient accumulation over exactly the chunks the parallel run spreads out)."""
+    model = copy.deepcopy(model) if optimizer is None else model
+    optimizer = optimizer or make_optimizer(model)
+    n_chunks = case.dp * case.microbatches
+    losses = []
+    for step in steps:
+        batch = global_batch(case, step)
+        total = 0.0
+        for c, chunk in enumerate(zip(*(t.chunk(n_chunks) for t in batch.values()))):
+            torch.manual_seed(chunk_seed(step, c))
+            loss = loss_of(model, dict(zip(batch, chunk))) / n_chunks
+            loss.backward()
+            total += float(loss.detach())
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(total)
+    return losses, model
