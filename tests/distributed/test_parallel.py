@@ -21,16 +21,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 import toy  # noqa: E402
 from cases import CASES  # noqa: E402
 
+from hybridformer.distributed import ParallelDims  # noqa: E402
 from hybridformer.distributed.checkpoint import export_pretrained, load_distributed  # noqa: E402
+from hybridformer.distributed.plan import PlanConfig, PlanModel, memory  # noqa: E402
 from hybridformer.models import TextClassifier  # noqa: E402
 
 WORKER = Path(__file__).parent / "worker.py"
 SRC = Path(__file__).resolve().parents[2] / "src"
 LAUNCH_TIMEOUT_S = 240
 """A launch that takes longer has hung: the test fails instead of blocking the suite."""
-# The 2-process launch also checks checkpoints and ends with rank 1 dying ("die" must stay last).
+# The 2-process launch also checks checkpoints, measures memory and ends with rank 1 dying ("die" must stay last).
 LAUNCHES = {
-    2: [n for n, c in CASES.items() if c.world == 2] + ["ckpt", "die"],
+    2: [n for n, c in CASES.items() if c.world == 2] + ["ckpt", "memory", "die"],
     4: [n for n, c in CASES.items() if c.world == 4],
     8: [n for n, c in CASES.items() if c.world == 8],
 }
@@ -123,3 +125,30 @@ def test_a_dead_rank_stops_the_job(launches):
     assert proc.returncode != 0
     assert "exitcode  : 3" in proc.stderr and "rank      : 1" in proc.stderr, proc.stderr[-2000:]
     assert seconds < LAUNCH_TIMEOUT_S
+
+
+def _planned(parallel: ParallelDims) -> dict[str, float]:
+    """What `hybridformer plan` says one step of the memory model takes per rank (fp32, CPU)."""
+    m = toy.MEMORY_MODEL
+    shape = PlanModel(m["d_model"], m["n_layers"], m["n_heads"], m["d_ff"], m["vocab_size"], attended_keys=20)
+    cfg = PlanConfig(
+        model="custom", custom=shape, seq_len=m["max_positions"], global_batch=toy.MEMORY_BATCH * parallel.dp,
+        microbatches=1, parallel=parallel, precision="fp32",
+    )
+    est = memory(cfg)
+    return {"params": est.params, "grads": est.grads, "optimizer": est.optimizer, "activations": est.activations}
+
+
+def _assert_within_25_percent(measured: dict[str, int], planned: dict[str, float]) -> None:
+    for key in ("params", "grads", "optimizer", "activations"):
+        assert planned[key] == pytest.approx(measured[key], rel=0.25), key
+    assert sum(planned.values()) == pytest.approx(sum(measured.values()), rel=0.25)
+
+
+def test_plan_memory_matches_a_measured_single_process_step():
+    _assert_within_25_percent(toy.measure_step_memory(toy.memory_model()), _planned(ParallelDims()))
+
+
+@pytest.mark.parametrize("name, parallel", [("dp2", ParallelDims(dp_shard=2)), ("tp2", ParallelDims(tp=2))])
+def test_plan_memory_matches_measured_ranks(launches, name, parallel):
+    _assert_within_25_percent(launches(2)[0]["memory"][name], _planned(parallel))

@@ -128,3 +128,59 @@ def reference_run(
         optimizer.zero_grad()
         losses.append(total)
     return losses, model
+
+
+MEMORY_MODEL = dict(vocab_size=4000, d_model=128, n_layers=4, n_heads=4, d_ff=512, max_positions=64)
+MEMORY_BATCH = 8  # sequences per data-parallel rank, of MEMORY_MODEL["max_positions"] tokens
+
+
+def memory_model(seed: int = 0) -> TextClassifier:
+    """A model large enough that its tensors, not bookkeeping, fill memory (1.4M parameters)."""
+    torch.manual_seed(seed)
+    attention = AttentionConfig(kind="hybrid", window=16, global_k=4, selection_noise=0.0)
+    config = TextEncoderConfig(**MEMORY_MODEL, dropout=0.0, attention=attention)
+    return TextClassifier(TextEncoder(config), LABELS, dropout=0.0)
+
+
+def _local_bytes(t: torch.Tensor) -> int:
+    local = t.to_local() if hasattr(t, "to_local") else t
+    return local.numel() * local.element_size()
+
+
+def measure_step_memory(model: torch.nn.Module, dp: int = 1) -> dict[str, int]:
+    """Bytes this rank holds in one training step, by category: parameters, gradients and AdamW
+    state as allocated (local shards), and the tensors autograd keeps for the backward pass at the
+    end of the forward (unique storages, parameters excluded, found with ``saved_tensors_hooks``;
+    sized after the forward, so FSDP's gathered weights, freed by then, count 0)."""
+    optimizer = make_optimizer(model)
+    gen = torch.Generator().manual_seed(0)
+    n = MEMORY_MODEL["max_positions"]
+    ids = torch.randint(1, MEMORY_MODEL["vocab_size"], (MEMORY_BATCH, n), generator=gen)
+    labels = torch.randint(0, LABELS, (MEMORY_BATCH,), generator=gen)
+    params = {_storage(p) for p in model.parameters()}
+    saved: dict[int, torch.Tensor] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if _storage(t) not in params:
+            saved[_storage(t)] = t.to_local() if hasattr(t, "to_local") else t
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.cross_entropy(model(ids).logits, labels)
+    activations = sum(t.untyped_storage().nbytes() for t in saved.values())
+    saved.clear()
+    loss.backward()
+    grads = sum(_local_bytes(p.grad) for p in model.parameters() if p.grad is not None)
+    optimizer.step()
+    state = sum(_local_bytes(v) for s in optimizer.state.values() for v in s.values() if v.dim() > 0)
+    return {
+        "params": sum(_local_bytes(p) for p in model.parameters()),
+        "grads": grads,
+        "optimizer": state,
+        "activations": activations,
+    }
+
+
+def _storage(t: torch.Tensor) -> int:
+    local = t.to_local() if hasattr(t, "to_local") else t
+    return local.untyped_storage().data_ptr()

@@ -131,6 +131,18 @@ def run_checkpoint(out: Path) -> dict:
     return result
 
 
+def run_memory() -> dict:
+    """Measured bytes per rank of one step under dp_shard=2 and under tp=2 (largest rank)."""
+    result = {}
+    for name, dims in (("dp2", ParallelDims(dp_shard=2)), ("tp2", ParallelDims(tp=2))):
+        mesh = dims.build_mesh("cpu")
+        measured = toy.measure_step_memory(parallelize(toy.memory_model(), mesh))
+        ranks = [None] * dist.get_world_size()
+        dist.all_gather_object(ranks, measured)
+        result[name] = {k: max(r[k] for r in ranks) for k in measured}
+    return result
+
+
 def main() -> None:
     out, names = Path(sys.argv[1]), sys.argv[2:]
     init_distributed(timeout_s=60)
@@ -145,7 +157,8 @@ def main() -> None:
                 os._exit(3)
             dist.barrier()  # rank 1 is gone: torchrun must stop this rank, or the pg timeout must
             return
-        results[name] = run_checkpoint(out) if name == "ckpt" else run_case(CASES[name])
+        special = {"ckpt": lambda: run_checkpoint(out), "memory": run_memory}
+        results[name] = special[name]() if name in special else run_case(CASES[name])
     if dist.get_rank() == 0:
         (out / f"results_{dist.get_world_size()}.json").write_text(json.dumps(results))
     dist.destroy_process_group()
