@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 import toy  # noqa: E402
@@ -25,6 +26,7 @@ from hybridformer.distributed import ParallelDims  # noqa: E402
 from hybridformer.distributed.checkpoint import export_pretrained, load_distributed  # noqa: E402
 from hybridformer.distributed.plan import PlanConfig, PlanModel, memory  # noqa: E402
 from hybridformer.models import TextClassifier  # noqa: E402
+from hybridformer.training.checkpoint import MODEL_FILE  # noqa: E402
 
 WORKER = Path(__file__).parent / "worker.py"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -32,7 +34,7 @@ LAUNCH_TIMEOUT_S = 240
 """A launch that takes longer has hung: the test fails instead of blocking the suite."""
 # The 2-process launch also checks checkpoints, measures memory and ends with rank 1 dying ("die" must stay last).
 LAUNCHES = {
-    2: [n for n, c in CASES.items() if c.world == 2] + ["ckpt", "memory", "die"],
+    2: [n for n, c in CASES.items() if c.world == 2] + ["ckpt", "memory", "trainer", "die"],
     4: [n for n, c in CASES.items() if c.world == 4],
     8: [n for n, c in CASES.items() if c.world == 8],
 }
@@ -117,6 +119,19 @@ def test_checkpoint_two_ranks_to_one_process_and_export(launches, tmp_path):
         want = loaded.eval()(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         got = exported.eval()(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     torch.testing.assert_close(got, want)
+
+
+def test_parallel_trainer_matches_the_trainer(launches):
+    """ParallelTrainer's train_step (dp=2 slices, pp=2 schedule) inside Trainer.fit, against the
+    plain Trainer in one process; its final DCP checkpoint loads into the full model."""
+    result = launches(2)[0]["trainer"]
+    assert result["dp2"] == pytest.approx(result["reference"], rel=1e-5)
+    assert result["pp2"] == pytest.approx(result["reference"], rel=1e-5)
+    model = toy.build_model(toy.Case("trainer"), seed=5)
+    load_distributed(result["checkpoint"], model)  # both stages' shards: the whole model
+    want = load_file(Path(result["reference_checkpoint"]) / MODEL_FILE)
+    for name, param in model.named_parameters():
+        assert (param - want[name]).norm() <= 1e-5 * want[name].norm(), name
 
 
 def test_a_dead_rank_stops_the_job(launches):

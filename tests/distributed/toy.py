@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders.text import TextEncoder
 from hybridformer.encoders.text_config import TextEncoderConfig
+from hybridformer.losses import ClassificationObjective
 from hybridformer.models import TextClassifier
 from hybridformer.sparsity import SparsityConfig
 
@@ -97,10 +98,12 @@ def chunk_seed(step: int, chunk: int) -> int:
     return 7919 * step + chunk
 
 
+OBJECTIVE = ClassificationObjective()
+
+
 def loss_of(model: TextClassifier, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy plus the gates' aux loss (what ClassificationObjective computes)."""
-    out = model(batch["input_ids"], attention_mask=batch["attention_mask"])
-    return F.cross_entropy(out.logits, batch["labels"]) + out.aux_loss
+    """Mean cross-entropy plus the gates' aux loss."""
+    return OBJECTIVE(model, batch).loss
 
 
 def make_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:

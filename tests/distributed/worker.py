@@ -66,8 +66,7 @@ class Run:
             loss = pipeline_step(self.schedule, batch, self.mesh["pp"]).loss
         else:
             torch.manual_seed(toy.chunk_seed(step, self.dp_rank))
-            out = self.module(batch["input_ids"], attention_mask=batch["attention_mask"])
-            loss = torch.nn.functional.cross_entropy(out.logits, batch["labels"]) + out.aux_loss
+            loss = toy.loss_of(self.module, batch)
             loss.backward()
             loss = loss.detach()
         self.optimizer.step()
@@ -131,6 +130,40 @@ def run_checkpoint(out: Path) -> dict:
     return result
 
 
+def run_trainer(out: Path) -> dict:
+    """ParallelTrainer under dp=2 and under pp=2 against the plain Trainer in one process."""
+    from hybridformer.distributed.trainer import ParallelTrainer
+    from hybridformer.training import Trainer, TrainConfig
+
+    case = toy.Case("trainer", batch_size=4)
+    data = [
+        {k: v[i] for k, v in toy.global_batch(case, step).items()} for step in range(3) for i in range(4)
+    ]
+
+    def collate(examples: list[dict]) -> dict:
+        return {k: torch.stack([e[k] for e in examples]) for k in examples[0]}
+
+    def config(name: str) -> TrainConfig:
+        return TrainConfig(
+            lr=toy.LR, max_steps=4, batch_size=4, clip_norm=None, precision="fp32", device="cpu",
+            warmup_ratio=0.0, out_dir=str(out / name), progress_bar=False, tensorboard=False, log_every=1,
+        )
+
+    rank = dist.get_rank()
+    reference = Trainer(toy.build_model(case), toy.OBJECTIVE, data, config(f"ref{rank}"), collate).fit()
+    result = {"reference": reference.losses, "reference_checkpoint": str(reference.checkpoint_path)}
+    mesh = ParallelDims(dp_shard=2).build_mesh("cpu")
+    model = parallelize(toy.build_model(case), mesh)
+    result["dp2"] = ParallelTrainer(model, toy.OBJECTIVE, data, config("dp2"), collate, mesh=mesh).fit().losses
+    mesh = ParallelDims(pp=2).build_mesh("cpu")
+    stage = TextClassifierStage(toy.build_model(case), mesh["pp"].get_local_rank(), 2)
+    schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2, seq_len=toy.SEQ)
+    trainer = ParallelTrainer(stage, toy.OBJECTIVE, data, config("pp2"), collate, mesh=mesh, schedule=schedule)
+    result["pp2"] = trainer.fit().losses
+    result["checkpoint"] = str(trainer.checkpoint_dir / "step-4")
+    return result
+
+
 def run_memory() -> dict:
     """Measured bytes per rank of one step under dp_shard=2 and under tp=2 (largest rank)."""
     result = {}
@@ -157,7 +190,7 @@ def main() -> None:
                 os._exit(3)
             dist.barrier()  # rank 1 is gone: torchrun must stop this rank, or the pg timeout must
             return
-        special = {"ckpt": lambda: run_checkpoint(out), "memory": run_memory}
+        special = {"ckpt": lambda: run_checkpoint(out), "memory": run_memory, "trainer": lambda: run_trainer(out)}
         results[name] = special[name]() if name in special else run_case(CASES[name])
     if dist.get_rank() == 0:
         (out / f"results_{dist.get_world_size()}.json").write_text(json.dumps(results))

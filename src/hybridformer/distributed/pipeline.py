@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
+from hybridformer.validation import values_checkable
+
 __all__ = ["SCHEDULES", "PipelineStep", "TextClassifierStage", "build_schedule", "pipeline_step", "stage_layers"]
 
 SCHEDULES = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}
@@ -93,7 +95,7 @@ class TextClassifierStage(nn.Module):
         else:
             x, mask_f, aux = inputs
             mask = mask_f.bool()
-        key_padding_mask = None if bool(mask.all()) else mask
+        key_padding_mask = None if values_checkable(mask) and bool(mask.all()) else mask
         for block in self.encoder.blocks.values():
             out = block(x, key_padding_mask=key_padding_mask)
             x = out.hidden_states
