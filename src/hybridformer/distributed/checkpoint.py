@@ -50,10 +50,12 @@ def save_distributed(
 
 
 def load_distributed(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, alone: bool = False
 ) -> dict:
     """Load a :func:`save_distributed` folder into ``model`` (and ``optimizer``), resharding to the
     current mesh; return its ``extra`` dict ({} when none was saved).
+
+    ``alone``: this process loads by itself (a plain model) even though a process group exists.
 
     Raises:
         FileNotFoundError: ``path`` holds no DCP checkpoint.
@@ -64,7 +66,7 @@ def load_distributed(
         raise FileNotFoundError(f"checkpoint: {path} holds no distributed checkpoint (no .metadata file)")
     if optimizer is None:
         model_state = get_state_dict(model, [])[0]
-        dcp.load({"model": model_state}, checkpoint_id=str(path))
+        dcp.load({"model": model_state}, checkpoint_id=str(path), no_dist=alone)
         set_state_dict(model, [], model_state_dict=model_state, optim_state_dict={})
     else:
         saved = set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
@@ -80,7 +82,7 @@ def load_distributed(
             if any(key.startswith(f"optim.state.{fqn}.") for key in saved)
         }
         state = {"model": model_state, "optim": optim_state}
-        dcp.load(state, checkpoint_id=str(path))
+        dcp.load(state, checkpoint_id=str(path), no_dist=alone)
         # strict=False lets those parameters stay stateless; the model state is complete (DCP has
         # already refused a checkpoint missing any of its keys).
         set_state_dict(
@@ -93,9 +95,10 @@ def load_distributed(
 
 def export_pretrained(path: str | Path, model: nn.Module, out_dir: str | Path) -> Path:
     """Load the DCP checkpoint ``path`` into ``model`` (a freshly built, unparallelised model of the
-    same config, in one process) and write it with its ``save_pretrained`` (single safetensors file).
+    same config) in this process alone and write it with its ``save_pretrained`` (one safetensors
+    file). In a distributed job, one rank calls it.
     """
     if not hasattr(model, "save_pretrained"):
         raise ValueError(f"model: {type(model).__name__} has no save_pretrained to export to")
-    load_distributed(path, model)
+    load_distributed(path, model, alone=True)
     return model.save_pretrained(out_dir)

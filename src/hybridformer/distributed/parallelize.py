@@ -23,18 +23,21 @@ What is split, and what stays replicated on every TP rank (and why it stays corr
   the gate sees the full hidden state and every rank computes the same gates and gradients. TP then
   saves no FFN memory for gated models (FSDP still shards it over the data-parallel ranks).
 - LayerNorms, embeddings and heads stay replicated (no sequence parallelism yet: see
-  docs/distributed.md).
+  docs/distributed.md). Every module left with plain parameters is made :class:`Replicated`:
+  its parameters become ``Replicate`` DTensors, so all parameters are DTensors (a fused or
+  foreach optimizer refuses a mix of DTensors and tensors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-from torch.distributed.tensor import DTensor, Partial, Replicate
+from torch.distributed.tensor import DTensor, Partial, Replicate, distribute_module
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     ParallelStyle,
@@ -45,11 +48,31 @@ from torch.distributed.tensor.parallel import (
 from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.dims import ParallelDims
 
-__all__ = ["apply_fsdp", "apply_tp", "block_tp_plan", "find_blocks", "parallelize"]
+__all__ = ["Replicated", "apply_fsdp", "apply_tp", "block_tp_plan", "find_blocks", "parallelize"]
+
+
+class Replicated(ParallelStyle):
+    """A leaf module computed whole on every TP rank: its parameters become ``Replicate`` DTensors
+    (so an optimizer sees DTensors only), its tensor inputs are wrapped as replicated DTensors and
+    its tensor output unwrapped to a local tensor (torchtitan's ``NoParallel``). For leaves only
+    (Linear, LayerNorm, Embedding): their forward is one op on the wrapped inputs.
+    """
+
+    def _apply(self, module: nn.Module, device_mesh: DeviceMesh) -> nn.Module:
+        def wrap(t: Any) -> Any:
+            if not isinstance(t, Tensor) or isinstance(t, DTensor):
+                return t
+            return DTensor.from_local(t, device_mesh, [Replicate()], run_check=False)
+
+        distribute_module(module, device_mesh)
+        module.register_forward_pre_hook(lambda m, args: tuple(wrap(a) for a in args))
+        module.register_forward_hook(lambda m, args, out: out.to_local() if isinstance(out, DTensor) else out)
+        return module
 
 
 def block_tp_plan(block: TransformerBlock) -> dict[str, ParallelStyle]:
-    """The tensor-parallel plan of one block, keyed by module path inside the block."""
+    """The tensor-parallel plan of one block, keyed by module path inside the block (the modules it
+    leaves out are replicated, see :func:`apply_tp`)."""
     plan: dict[str, ParallelStyle] = {
         "attention.q_proj": ColwiseParallel(),
         "attention.k_proj": ColwiseParallel(),
@@ -62,6 +85,15 @@ def block_tp_plan(block: TransformerBlock) -> dict[str, ParallelStyle]:
         plan["ffn.fc_in"] = ColwiseParallel()
         plan["ffn.fc_out"] = RowwiseParallel()
     return plan
+
+
+def _replicated_leaves(model: nn.Module) -> dict[str, ParallelStyle]:
+    """``Replicated`` for every module whose own parameters the TP plans left plain tensors."""
+    return {
+        name: Replicated()
+        for name, module in model.named_modules()
+        if any(not isinstance(p, DTensor) for p in module.parameters(recurse=False))
+    }
 
 
 def find_blocks(model: nn.Module) -> Iterator[tuple[str, TransformerBlock]]:
@@ -102,6 +134,8 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
         scorer = getattr(block.attention, "scorer", None)
         if scorer is not None:
             scorer.register_forward_hook(_sum_grad_over(tp_mesh))
+    # Norms, scorer, gated FFNs, embeddings, heads: replicated DTensors, so every parameter is one.
+    parallelize_module(model, tp_mesh, _replicated_leaves(model))
 
 
 def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, *, reshard_after_forward: bool = True) -> None:

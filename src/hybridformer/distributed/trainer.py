@@ -78,7 +78,7 @@ class ParallelTrainer(Trainer):
         if config.clip_norm and (mesh["tp"].size() > 1 or mesh["pp"].size() > 1):
             raise ValueError(
                 "train.clip_norm: gradient clipping over tensor- or pipeline-parallel gradients is not supported "
-                "yet (their norm spans several meshes); set train.clip_norm 0"
+                "yet (their norm spans several meshes); set train.clip_norm null"
             )
         if config.resume or config.resume_from:
             raise ValueError(
