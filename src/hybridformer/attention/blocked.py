@@ -95,16 +95,9 @@ def _make_plan(spec: MaskSpec, batch: int, n: int, device: torch.device) -> _Pla
     real = spec.key_padding_mask
     if real is None:
         real = torch.ones(batch, n, dtype=torch.bool, device=device)
-    return _Plan(
-        n=n,
-        spec=spec,
-        tile=tile,
-        left=left,
-        right=right,
-        n_tiles=n_tiles,
-        key_ok=F.pad(real, (left * tile, (n_tiles + right) * tile - n), value=False),
-        sets=canonical_global_sets(spec.global_indices, n, window),
-    )
+    key_ok = F.pad(real, (left * tile, (n_tiles + right) * tile - n), value=False)
+    sets = canonical_global_sets(spec.global_indices, n, window)
+    return _Plan(n=n, spec=spec, tile=tile, left=left, right=right, n_tiles=n_tiles, key_ok=key_ok, sets=sets)
 
 
 def _attention_bias(plan: _Plan, dtype: torch.dtype) -> Tensor:
