@@ -176,6 +176,21 @@ def _put_rows(plan: _Plan, dst: Tensor, rows: Tensor, t0: int) -> None:
     dst[:, start:end] = rows.flatten(1, 2)[:, : end - start]
 
 
+def _vjp(fn, inputs: tuple[Tensor, ...], grad: Tensor) -> tuple[Tensor, ...]:
+    """Gradients of `fn` at `inputs` for the output gradient `grad` (a chunk's recomputed backward).
+
+    Under torch.compile through `torch.func.vjp`, which dynamo traces (`torch.autograd.grad` would be a
+    graph break); eagerly through `torch.autograd.grad`, which costs less per call (~30% of a small
+    layer's backward on this CPU).
+    """
+    if torch.compiler.is_compiling():
+        _, pullback = torch.func.vjp(fn, *inputs)
+        return pullback(grad)
+    inputs = tuple(x.detach().requires_grad_() for x in inputs)
+    with torch.enable_grad():
+        return torch.autograd.grad(fn(*inputs), inputs, grad)
+
+
 def _blocked_forward(q: Tensor, k: Tensor, v: Tensor, plan: _Plan, scale: float, bias: Tensor) -> Tensor:
     """The chunk loop: (B, H, N, D) output of every tile's fused attention over its key slots."""
     out = torch.empty_like(q)
@@ -232,13 +247,15 @@ class _BlockedAttention(torch.autograd.Function):
             for t0 in range(0, plan.n_tiles, plan.chunk):
                 t1 = min(t0 + plan.chunk, plan.n_tiles)
                 chunk_bias = bias[b, t0:t1].unsqueeze(0)
-                _, vjp = torch.func.vjp(
+                dqc, dkc, dvc = _vjp(
                     lambda qc, kc, vc: _attend(qc, kc, vc, chunk_bias, scale),
-                    _tiles(plan, q[b], t0, t1),
-                    _chunk_keys(plan, k[b], kb_sets, t0, t1),
-                    _chunk_keys(plan, v[b], vb_sets, t0, t1),
+                    (
+                        _tiles(plan, q[b], t0, t1),
+                        _chunk_keys(plan, k[b], kb_sets, t0, t1),
+                        _chunk_keys(plan, v[b], vb_sets, t0, t1),
+                    ),
+                    _tiles(plan, grad_out[b], t0, t1),
                 )
-                dqc, dkc, dvc = vjp(_tiles(plan, grad_out[b], t0, t1))
                 _put_rows(plan, dq[b], dqc, t0)
                 for grad, d_tiles, d_sets in ((dkc, dk_tiles, dk_sets), (dvc, dv_tiles, dv_sets)):
                     for o in range(plan.left + 1 + plan.right):
