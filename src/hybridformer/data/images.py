@@ -137,7 +137,7 @@ def _video_npy(path: Path, max_pixels: int, max_frames: int | None) -> np.ndarra
     if array.shape[1] * array.shape[2] > max_pixels:
         raise ImageInputError(f"{path}: frames of {array.shape[2]}x{array.shape[1]} are over max_pixels={max_pixels:,}")
     frames = array[:max_frames] if max_frames is not None else array
-    frames = np.ascontiguousarray(frames)
+    frames = np.array(frames)  # copy out of the memory map (writable, contiguous)
     return frames if frames.ndim == 4 else frames[..., None]  # (T, H, W, C)
 
 
