@@ -10,7 +10,8 @@ author names among the keywords (dropped when equal to the creator), file-ish ti
 **Rendering** is lazy and cached: a drawing is rendered (``cairosvg``, no external resources fetched) to a
 ``size``² RGB PNG on white, aspect kept and padded, the first time it is read, and cached under
 ``data_dir()/openclipart/png<size>/``. A drawing cairosvg cannot render raises a ``ValueError``
-naming the SVG (and is remembered in a ``.failed`` file). :func:`openclipart_splits` renders its
+naming the SVG (and is remembered in a ``.failed`` file); so does one that renders fully transparent
+(cairosvg lacks some SVG features, e.g. Tux). :func:`openclipart_splits` renders its
 chosen drawings up front by default and drops those (about 1 in 200), so a training run never
 meets one; ``prerender=False`` defers every render to first access.
 
@@ -37,7 +38,7 @@ from torch import Tensor
 from .dataset import TextDataset
 from .image_sources import debian_path
 from .image_text import ImageTextDataset, Splits, split_indices
-from .sources import data_dir
+from .sources import MissingDataError, data_dir
 from .splits import take_subset
 
 __all__ = ["OPENCLIPART_DIR", "ClipartRecord", "clipart_index", "OpenclipartImages", "openclipart_splits"]
@@ -118,16 +119,31 @@ def clipart_index(root: Path = OPENCLIPART_DIR, cache_dir: Path | None = None) -
     return records
 
 
+def _cairosvg():
+    """The cairosvg module, or MissingDataError saying what to install (never cached as a failed render)."""
+    try:
+        import cairosvg
+    except (ImportError, OSError) as err:  # OSError: cairocffi found no libcairo
+        raise MissingDataError(
+            f"rendering Openclipart needs cairosvg (pip install cairosvg==2.9.1) and the cairo library "
+            f"(apt-get install -y libcairo2): {err}"
+        ) from None
+    return cairosvg
+
+
 def _render(svg: Path, size: int) -> np.ndarray:
     """SVG -> (size, size, 3) uint8 on white, aspect kept, centred."""
-    import cairosvg
     from PIL import Image
+
+    cairosvg = _cairosvg()
 
     png = cairosvg.svg2png(url=str(svg), output_width=size)
     img = Image.open(io.BytesIO(png))
     if img.height > size:  # taller than wide: fit the height instead
         img = Image.open(io.BytesIO(cairosvg.svg2png(url=str(svg), output_height=size)))
     img = img.convert("RGBA")
+    if img.getextrema()[3][1] == 0:  # nothing opaque: cairosvg drew nothing (unsupported features)
+        raise ValueError("cairosvg rendered an empty (fully transparent) image")
     canvas = Image.new("RGBA", (size, size), (255, 255, 255, 255))
     canvas.alpha_composite(img, ((size - img.width) // 2, (size - img.height) // 2))
     return np.array(canvas.convert("RGB"), dtype=np.uint8)
@@ -154,6 +170,7 @@ class OpenclipartImages:
         if failed.is_file():
             raise ValueError(f"{self.root / rel}: cairosvg could not render this drawing ({failed.read_text()})")
         if not png.is_file():
+            _cairosvg()  # a missing renderer is the user's setup, not this drawing's fault
             try:
                 array = _render(self.root / rel, self.size)
             except Exception as err:  # noqa: BLE001 - cairosvg raises many kinds; all mean "unrenderable"
