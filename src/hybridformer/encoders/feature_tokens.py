@@ -32,6 +32,7 @@ __all__ = [
     "load_trunk_weights",
     "check_input",
     "init_torchvision_cnn",
+    "CNNTokenEncoder",
 ]
 
 
@@ -188,3 +189,43 @@ def check_input(x: Tensor, *, ndim: int, channels: int, name: str, layout: str, 
         raise ValueError(f"{name}: height and width must be >= {min_side} pixels, got {tuple(x.shape[-2:])}")
     if not math.prod(x.shape):
         raise ValueError(f"{name}: empty tensor of shape {tuple(x.shape)}")
+
+
+class CNNTokenEncoder(nn.Module):
+    """What the image and video encoders share: a torchvision CNN trunk, then :class:`FeatureMapTokenizer`.
+
+    Subclasses build the trunk, name its first convolution's state-dict key (``first_conv``, adapted
+    to 1-channel input when loading RGB weights) and implement :meth:`features`.
+    """
+
+    first_conv: str
+    """State-dict key of the trunk's first convolution weight."""
+
+    def __init__(self, trunk: nn.Module, *, in_channels: int, feature_channels: int, d_model: int,
+                 layer_norm_eps: float, weights: str | None) -> None:  # fmt: skip
+        super().__init__()
+        self.trunk = trunk
+        self.tokenizer = FeatureMapTokenizer(feature_channels, d_model, layer_norm_eps)
+        self._in_channels, self._weights = in_channels, weights
+
+    def init_weights(self) -> None:
+        """torchvision's init for the trunk (or the ``weights`` file), N(0, 0.02) for the projection."""
+        init_torchvision_cnn(self.trunk)
+        if self._weights is not None:
+            self.load_torchvision_weights(self._weights)
+        self.tokenizer.init_weights()
+
+    def load_torchvision_weights(self, path: str | Path) -> None:
+        """Load a torchvision state dict of the trunk's architecture (its classifier ``fc.*`` ignored)."""
+        load_trunk_weights(self.trunk, path, first_conv=self.first_conv, in_channels=self._in_channels)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The trunk's last feature map (B, C, *grid)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> VisionEncoderOutput:
+        """Encode a batch: images (B, C_in, H, W) or clips (B, C_in, T, H, W), normalised for the trunk."""
+        feature_map = self.features(x)
+        tokens = self.tokenizer(feature_map)  # (B, prod(grid), d_model)
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return VisionEncoderOutput(tokens=tokens, mask=mask, feature_map=feature_map)

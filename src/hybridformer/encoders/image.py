@@ -14,19 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 import torchvision
 from torch import Tensor, nn
 
 from hybridformer.config import check
 
-from .feature_tokens import (
-    FeatureMapTokenizer,
-    VisionEncoderOutput,
-    check_input,
-    init_torchvision_cnn,
-    load_trunk_weights,
-)
+from .feature_tokens import CNNTokenEncoder, VisionEncoderOutput, check_input
 
 __all__ = ["ImageEncoderConfig", "ImageEncoder", "ImageEncoderOutput", "RESNET_DEPTHS"]
 
@@ -90,7 +83,7 @@ def resnet_features(trunk: torchvision.models.ResNet, x: Tensor) -> Tensor:
     return trunk.layer4(trunk.layer3(trunk.layer2(trunk.layer1(x))))
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(CNNTokenEncoder):
     """ResNet feature map -> (B, h*w, d_model) tokens with a 2-D sin-cos position embedding.
 
     Example::
@@ -100,35 +93,17 @@ class ImageEncoder(nn.Module):
         out = enc(images)            # images (B, 1, 224, 224) -> out.tokens (B, 49, 256)
     """
 
+    first_conv = "conv1.weight"
+
     def __init__(self, config: ImageEncoderConfig) -> None:
-        super().__init__()
+        super().__init__(
+            build_resnet_trunk(config.depth, config.in_channels), in_channels=config.in_channels,
+            feature_channels=config.feature_channels, d_model=config.d_model,
+            layer_norm_eps=config.layer_norm_eps, weights=config.weights,
+        )
         self.config = config
-        self.trunk = build_resnet_trunk(config.depth, config.in_channels)
-        self.tokenizer = FeatureMapTokenizer(config.feature_channels, config.d_model, config.layer_norm_eps)
-
-    def init_weights(self) -> None:
-        """torchvision's init for the trunk (or the ``weights`` file), N(0, 0.02) for the projection."""
-        init_torchvision_cnn(self.trunk)
-        if self.config.weights is not None:
-            self.load_torchvision_weights(self.config.weights)
-        self.tokenizer.init_weights()
-
-    def load_torchvision_weights(self, path: str) -> None:
-        """Load a torchvision ResNet state dict into the trunk (see ``ImageEncoderConfig.weights``)."""
-        load_trunk_weights(self.trunk, path, first_conv="conv1.weight", in_channels=self.config.in_channels)
 
     def features(self, images: Tensor) -> Tensor:
         """The trunk's last feature map: (B, C_in, H, W) -> (B, C, ceil(H/32), ceil(W/32))."""
         check_input(images, ndim=4, channels=self.config.in_channels, name="images", layout="(B, C, H, W)", min_side=32)
         return resnet_features(self.trunk, images)
-
-    def forward(self, images: Tensor) -> ImageEncoderOutput:
-        """Encode a batch of images.
-
-        Args:
-            images: float (B, in_channels, H, W), normalised as the trunk expects (H, W >= 32).
-        """
-        feature_map = self.features(images)
-        tokens = self.tokenizer(feature_map)  # (B, h*w, d_model)
-        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return ImageEncoderOutput(tokens=tokens, mask=mask, feature_map=feature_map)

@@ -13,19 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 import torchvision
 from torch import Tensor, nn
 
 from hybridformer.config import check
 
-from .feature_tokens import (
-    FeatureMapTokenizer,
-    VisionEncoderOutput,
-    check_input,
-    init_torchvision_cnn,
-    load_trunk_weights,
-)
+from .feature_tokens import CNNTokenEncoder, VisionEncoderOutput, check_input
 
 __all__ = ["VideoEncoderConfig", "VideoEncoder", "VideoEncoderOutput", "VIDEO_ARCHS"]
 
@@ -82,39 +75,21 @@ def build_video_trunk(arch: str, in_channels: int) -> nn.Module:
     return trunk
 
 
-class VideoEncoder(nn.Module):
+class VideoEncoder(CNNTokenEncoder):
     """3-D ResNet feature map -> (B, t*h*w, d_model) tokens with a (time, h, w) sin-cos embedding."""
 
+    first_conv = "stem.0.weight"
+
     def __init__(self, config: VideoEncoderConfig) -> None:
-        super().__init__()
+        super().__init__(
+            build_video_trunk(config.arch, config.in_channels), in_channels=config.in_channels,
+            feature_channels=config.feature_channels, d_model=config.d_model,
+            layer_norm_eps=config.layer_norm_eps, weights=config.weights,
+        )
         self.config = config
-        self.trunk = build_video_trunk(config.arch, config.in_channels)
-        self.tokenizer = FeatureMapTokenizer(config.feature_channels, config.d_model, config.layer_norm_eps)
-
-    def init_weights(self) -> None:
-        """torchvision's init for the trunk (or the ``weights`` file), N(0, 0.02) for the projection."""
-        init_torchvision_cnn(self.trunk)
-        if self.config.weights is not None:
-            self.load_torchvision_weights(self.config.weights)
-        self.tokenizer.init_weights()
-
-    def load_torchvision_weights(self, path: str) -> None:
-        """Load a torchvision video-ResNet state dict into the trunk (see ``VideoEncoderConfig.weights``)."""
-        load_trunk_weights(self.trunk, path, first_conv="stem.0.weight", in_channels=self.config.in_channels)
 
     def features(self, clips: Tensor) -> Tensor:
         """The trunk's last feature map: (B, C_in, T, H, W) -> (B, 512, t, h, w)."""
         check_input(clips, ndim=5, channels=self.config.in_channels, name="clips", layout="(B, C, T, H, W)", min_side=16)
         x = self.trunk.stem(clips)
         return self.trunk.layer4(self.trunk.layer3(self.trunk.layer2(self.trunk.layer1(x))))
-
-    def forward(self, clips: Tensor) -> VideoEncoderOutput:
-        """Encode a batch of clips.
-
-        Args:
-            clips: float (B, in_channels, T, H, W), normalised as the trunk expects.
-        """
-        feature_map = self.features(clips)
-        tokens = self.tokenizer(feature_map)  # (B, t*h*w, d_model)
-        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return VideoEncoderOutput(tokens=tokens, mask=mask, feature_map=feature_map)
