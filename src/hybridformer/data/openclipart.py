@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..io import atomic_write, write_json, write_text
 from .dataset import TextDataset
 from .image_sources import debian_path
 from .image_text import ImageTextDataset, Splits, split_indices
@@ -110,12 +111,8 @@ def clipart_index(root: Path = OPENCLIPART_DIR, cache_dir: Path | None = None) -
         if meta is not None and b"<!ENTITY" not in data:
             digest = hashlib.sha256(data).hexdigest()
             records.append(ClipartRecord(path.relative_to(root).as_posix(), meta[0], tuple(meta[1]), digest))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    body = {"version": _INDEX_VERSION, "root": str(root),
-            "records": [{"path": r.path, "title": r.title, "keywords": list(r.keywords), "sha256": r.sha256} for r in records]}  # fmt: skip
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    tmp.replace(cache)
+    rows = [{"path": r.path, "title": r.title, "keywords": list(r.keywords), "sha256": r.sha256} for r in records]
+    write_json(cache, {"version": _INDEX_VERSION, "root": str(root), "records": rows})
     return records
 
 
@@ -174,13 +171,10 @@ class OpenclipartImages:
             try:
                 array = _render(self.root / rel, self.size)
             except Exception as err:  # noqa: BLE001 - cairosvg raises many kinds; all mean "unrenderable"
-                failed.parent.mkdir(parents=True, exist_ok=True)
-                failed.write_text(f"{type(err).__name__}: {err}")
+                write_text(failed, f"{type(err).__name__}: {err}")
                 raise ValueError(f"{self.root / rel}: cairosvg could not render this drawing ({err})") from None
-            png.parent.mkdir(parents=True, exist_ok=True)
-            tmp = png.with_suffix(".tmp.png")
-            Image.fromarray(array).save(tmp)
-            tmp.replace(png)  # atomic: parallel data workers never read half a PNG
+            # atomic: parallel data workers never read half a PNG
+            atomic_write(png, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
         else:
             array = np.array(Image.open(png).convert("RGB"), dtype=np.uint8)
         return torch.from_numpy(array).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)

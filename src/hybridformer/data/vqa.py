@@ -25,6 +25,7 @@ from typing import Any, Callable
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..io import atomic_write
 from .images import load_image
 
 __all__ = ["VQAExample", "VQADataset", "write_vqa", "read_vqa", "coco_image_lookup", "answer_vocabulary"]
@@ -87,14 +88,12 @@ def write_vqa(
 ) -> tuple[Path, Path]:
     """Write ``{name}_questions.json`` and ``{name}_annotations.json`` in the VQA-v2 layout; return both paths."""
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     header = {"info": info or {}, "data_type": "hybridformer", "data_subtype": name, "license": {}}
     q_path, a_path = folder / f"{name}_questions.json", folder / f"{name}_annotations.json"
     for path, body in ((q_path, {**header, "task_type": "Open-Ended", "questions": questions}),
                        (a_path, {**header, "annotations": annotations})):  # fmt: skip
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(body))
-        tmp.replace(path)  # atomic: a reader never sees half a file
+        text = json.dumps(body)  # compact: the files are large (10 answers per question)
+        atomic_write(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     return q_path, a_path
 
 

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..io import write_text
 from .image_text import ImageTextDataset, Splits, load_image_text, split_indices
 from .images import load_image
 from .sources import DataPackage, data_dir, package_file
@@ -121,7 +122,7 @@ def _write_and_read(folder: Path, name: str, records: Callable[[], tuple[list, l
     if not (q_path.is_file() and a_path.is_file() and stamp.is_file() and stamp.read_text() == expected):
         questions, annotations = records()
         write_vqa(folder, name, questions, annotations, info=info)
-        stamp.write_text(expected)
+        write_text(stamp, expected)
     return read_vqa(q_path, a_path, images, name=name)
 
 

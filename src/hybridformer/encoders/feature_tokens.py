@@ -20,9 +20,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
+
+from hybridformer.initialization import allocating
 
 __all__ = [
     "VisionEncoderOutput",
@@ -194,19 +197,24 @@ def check_input(x: Tensor, *, ndim: int, channels: int, name: str, layout: str, 
 class CNNTokenEncoder(nn.Module):
     """What the image and video encoders share: a torchvision CNN trunk, then :class:`FeatureMapTokenizer`.
 
-    Subclasses build the trunk, name its first convolution's state-dict key (``first_conv``, adapted
-    to 1-channel input when loading RGB weights) and implement :meth:`features`.
+    Subclasses give a trunk builder, name its first convolution's state-dict key (``first_conv``,
+    adapted to 1-channel input when loading RGB weights) and implement :meth:`features`. As every
+    hybridformer model, the constructor allocates without drawing random numbers, then calls
+    :meth:`init_weights`; so an eager build under seed s equals a meta build + ``to_empty`` + seed s +
+    ``init_weights()``.
     """
 
     first_conv: str
     """State-dict key of the trunk's first convolution weight."""
 
-    def __init__(self, trunk: nn.Module, *, in_channels: int, feature_channels: int, d_model: int,
-                 layer_norm_eps: float, weights: str | None) -> None:  # fmt: skip
+    def __init__(self, build_trunk: Callable[[], nn.Module], *, in_channels: int, feature_channels: int,
+                 d_model: int, layer_norm_eps: float, weights: str | None) -> None:  # fmt: skip
         super().__init__()
-        self.trunk = trunk
-        self.tokenizer = FeatureMapTokenizer(feature_channels, d_model, layer_norm_eps)
         self._in_channels, self._weights = in_channels, weights
+        with allocating():  # torch's default inits must not advance the RNG (hybridformer.initialization)
+            self.trunk = build_trunk()
+            self.tokenizer = FeatureMapTokenizer(feature_channels, d_model, layer_norm_eps)
+        self.init_weights()
 
     def init_weights(self) -> None:
         """torchvision's init for the trunk (or the ``weights`` file), N(0, 0.02) for the projection."""

@@ -97,7 +97,8 @@ class ImageEncoder(CNNTokenEncoder):
 
     def __init__(self, config: ImageEncoderConfig) -> None:
         super().__init__(
-            build_resnet_trunk(config.depth, config.in_channels), in_channels=config.in_channels,
+            lambda: build_resnet_trunk(config.depth, config.in_channels),
+            in_channels=config.in_channels,
             feature_channels=config.feature_channels, d_model=config.d_model,
             layer_norm_eps=config.layer_norm_eps, weights=config.weights,
         )

@@ -82,7 +82,8 @@ class VideoEncoder(CNNTokenEncoder):
 
     def __init__(self, config: VideoEncoderConfig) -> None:
         super().__init__(
-            build_video_trunk(config.arch, config.in_channels), in_channels=config.in_channels,
+            lambda: build_video_trunk(config.arch, config.in_channels),
+            in_channels=config.in_channels,
             feature_channels=config.feature_channels, d_model=config.d_model,
             layer_norm_eps=config.layer_norm_eps, weights=config.weights,
         )
