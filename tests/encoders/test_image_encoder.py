@@ -96,6 +96,20 @@ def test_meta_build_then_init_equals_eager_build():
     assert torch.equal(lazy.trunk.bn1.running_var, torch.ones(64))
 
 
+def test_meta_build_with_a_weights_file_loads_it_on_init(tmp_path, recwarn):
+    ref = _reference_resnet18(seed=4)
+    path = tmp_path / "r18.pth"
+    torch.save(ref.state_dict(), path)
+    config = ImageEncoderConfig(depth=18, d_model=8, weights=str(path))
+    with torch.device("meta"):
+        lazy = ImageEncoder(config)
+    assert not [w for w in recwarn if "meta" in str(w.message)]  # nothing was copied into meta tensors
+    lazy.to_empty(device="cpu")
+    lazy.init_weights()
+    assert torch.equal(lazy.trunk.layer3[1].conv2.weight, ref.layer3[1].conv2.weight)
+    assert torch.equal(lazy.trunk.bn1.running_var, ref.bn1.running_var)
+
+
 def test_resnet152_is_the_articles_size():
     with torch.device("meta"):
         enc = ImageEncoder(ImageEncoderConfig())  # default depth 152, RGB, d_model 768

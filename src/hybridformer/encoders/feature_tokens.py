@@ -219,7 +219,8 @@ class CNNTokenEncoder(nn.Module):
     def init_weights(self) -> None:
         """torchvision's init for the trunk (or the ``weights`` file), N(0, 0.02) for the projection."""
         init_torchvision_cnn(self.trunk)
-        if self._weights is not None:
+        # on the meta device there is nothing to load into: to_empty() + init_weights() loads then
+        if self._weights is not None and not self.tokenizer.proj.weight.is_meta:
             self.load_torchvision_weights(self._weights)
         self.tokenizer.init_weights()
 
