@@ -12,10 +12,9 @@ are thin wrappers around them, and scripts (``benchmarks/text_experiment.py``) c
 from hybridformer.recipes.corpus import CorpusConfig, load_corpus
 from hybridformer.recipes.evaluate import EvaluateConfig, EvaluateResult, evaluate
 from hybridformer.recipes.finetune import FinetuneConfig, FinetuneResult, finetune
-from hybridformer.recipes.gate_distill import GateDistillConfig, GateDistillation, GateDistillOutput
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
-from hybridformer.recipes.pretrain import PretrainConfig, PretrainResult, pretrain
+from hybridformer.recipes.pretrain import PretrainConfig, PretrainModelConfig, PretrainResult, pretrain
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.recipes.tokenizer import TokenizerConfig, TokenizerResult, train_tokenizer
@@ -27,11 +26,9 @@ __all__ = [
     "EvaluateResult",
     "FinetuneConfig",
     "FinetuneResult",
-    "GateDistillConfig",
-    "GateDistillOutput",
-    "GateDistillation",
     "ModelConfig",
     "PretrainConfig",
+    "PretrainModelConfig",
     "PretrainResult",
     "PruneConfig",
     "TaskDataConfig",

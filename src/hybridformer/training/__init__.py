@@ -4,12 +4,11 @@ Typical use::
 
     from hybridformer.training import Trainer, TrainConfig
     config = TrainConfig(lr=5e-5, epochs=1, batch_size=16, out_dir="runs/sentiment")
-    result = Trainer(model, splits.train, config, collate_fn=TextCollator(tokenizer)).fit()
+    result = Trainer(model, ClassificationObjective(), splits.train, config, TextCollator(tokenizer)).fit()
     print(result.final_step, result.losses[-1], result.tokens_per_s, result.checkpoint_path)
 """
 
 from .checkpoint import (
-    atomic_write,
     latest_checkpoint,
     list_checkpoints,
     load_model_weights,
@@ -21,17 +20,18 @@ from .config import TrainConfig
 from .logging import RunLogger, read_log
 from .optim import WarmupCosine, build_optimizer, build_scheduler, param_groups
 from .device import autocast_dtype, peak_memory_mb, resolve_device
-from .trainer import Callback, Trainer, TrainingDivergedError, TrainResult
+from .results import Callback, StepOutput, TrainingDivergedError, TrainResult
+from .trainer import Trainer
 
 __all__ = [
     "Callback",
     "RunLogger",
+    "StepOutput",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "TrainingDivergedError",
     "WarmupCosine",
-    "atomic_write",
     "autocast_dtype",
     "build_optimizer",
     "build_scheduler",
