@@ -14,11 +14,13 @@ CASES = {
     for c in [
         Case("dp2", dp_shard=2),
         Case("hsdp2", dp_replicate=2),
+        Case("dp2_ac_gated", dp_shard=2, ac=True, gated=True),
         Case("tp2", tp=2),
         Case("tp2_scorer_unsynced", tp=2, sync_scorer_grad=False),
         Case("tp2_gated", tp=2, gated=True, combine="gated"),
         Case("pp2_gpipe", pp=2, schedule="gpipe", microbatches=2),
         Case("pp2_1f1b", pp=2, schedule="1f1b", microbatches=4),
+        Case("pp2_ac", pp=2, schedule="1f1b", microbatches=2, ac=True),
         Case("dp2_tp2", dp_shard=2, tp=2, param_rtol=5e-5),
         Case("dp2_tp2_pp2", dp_shard=2, tp=2, pp=2, microbatches=2, param_rtol=5e-5),
     ]

@@ -37,6 +37,8 @@ class Case:
     gated: bool = False
     """Gated FFNs (replicated under TP); Gumbel noise is seeded per chunk so the reference draws the same."""
     combine: str = "union"
+    ac: bool = False
+    """Activation checkpointing of every block."""
     steps: int = 5
     batch_size: int = 0
     """Examples per step in all; 0 = 2 per chunk (dp x microbatches chunks)."""

@@ -44,13 +44,13 @@ class Run:
         if case.pp > 1:
             pp_mesh = self.mesh["pp"]
             self.module = TextClassifierStage(model, pp_mesh.get_local_rank(), case.pp)
-            parallelize(self.module, self.mesh, pipelined=True)
+            parallelize(self.module, self.mesh, pipelined=True, activation_checkpointing=case.ac)
             self.schedule = build_schedule(
                 self.module, pp_mesh, torch.device("cpu"), n_microbatches=case.microbatches,
                 microbatch_size=2, seq_len=toy.SEQ, schedule=case.schedule,
             )
         else:
-            self.module = parallelize(model, self.mesh)
+            self.module = parallelize(model, self.mesh, activation_checkpointing=case.ac)
         if not case.sync_scorer_grad:
             for _, block in find_blocks(self.module):
                 block.attention.scorer._forward_hooks.clear()
@@ -76,7 +76,8 @@ class Run:
         return float(loss) / dist.get_world_size()
 
     def params(self) -> dict[str, torch.Tensor]:
-        return {name: _full(p.detach()) for name, p in self.module.named_parameters()}
+        # named as in the unwrapped model (activation checkpointing adds a wrapper level)
+        return {name.replace("_checkpoint_wrapped_module.", ""): _full(p.detach()) for name, p in self.module.named_parameters()}
 
 
 def _compare(params: dict[str, torch.Tensor], reference: toy.TextClassifier) -> float:

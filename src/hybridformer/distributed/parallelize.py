@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, Partial, Replicate, distribute_module
@@ -48,7 +49,7 @@ from torch.distributed.tensor.parallel import (
 from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.dims import ParallelDims
 
-__all__ = ["Replicated", "apply_fsdp", "apply_tp", "block_tp_plan", "find_blocks", "parallelize"]
+__all__ = ["Replicated", "apply_ac", "apply_fsdp", "apply_tp", "block_tp_plan", "find_blocks", "parallelize"]
 
 
 class Replicated(ParallelStyle):
@@ -138,6 +139,17 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     parallelize_module(model, tp_mesh, _replicated_leaves(model))
 
 
+def apply_ac(model: nn.Module) -> None:
+    """Activation checkpointing of every block (in place): each block keeps only its inputs and runs
+    its forward again in the backward pass (``checkpoint_wrapper``, non-reentrant, RNG preserved, so
+    dropout and Gumbel samples repeat). Module paths gain ``_checkpoint_wrapped_module``, which
+    ``get_state_dict`` and ``state_dict`` strip: checkpoints keep the keys of an unwrapped model."""
+    for name, block in list(find_blocks(model)):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, checkpoint_wrapper(block, preserve_rng_state=True))
+
+
 def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, *, reshard_after_forward: bool = True) -> None:
     """``fully_shard`` every block, then the root (embeddings, heads and whatever is left).
 
@@ -156,20 +168,26 @@ def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, *, reshard_after_forward: 
     fully_shard(model, **kwargs)
 
 
-def parallelize(model: nn.Module, mesh: DeviceMesh, *, pipelined: bool = False) -> nn.Module:
-    """Tensor-parallelise, then shard ``model`` (a whole model or one pipeline stage) over ``mesh``.
+def parallelize(
+    model: nn.Module, mesh: DeviceMesh, *, pipelined: bool = False, activation_checkpointing: bool = False
+) -> nn.Module:
+    """Tensor-parallelise, checkpoint activations if asked, then shard ``model`` (a whole model or one
+    pipeline stage) over ``mesh`` (torchtitan's order: TP, AC, FSDP).
 
     Args:
         model: built on the meta device or eagerly (identical weights on every rank).
         mesh: the mesh of :meth:`ParallelDims.build_mesh`.
         pipelined: the model is a pipeline stage; its parameters then stay unsharded between the
             forward and the backward of the microbatches (the schedule runs several of each).
+        activation_checkpointing: recompute every block in the backward pass (:func:`apply_ac`).
 
     Returns:
         The same module, parallelised in place.
     """
     if mesh["tp"].size() > 1:
         apply_tp(model, mesh["tp"])
+    if activation_checkpointing:
+        apply_ac(model)
     dp_mesh = ParallelDims.dp_mesh(mesh)
     if dp_mesh.size() > 1:
         apply_fsdp(model, dp_mesh, reshard_after_forward=not pipelined)

@@ -45,6 +45,8 @@ class ParallelConfig:
     """Pipeline schedule."""
     microbatches: int = 1
     """Pipeline microbatches per data-parallel rank; must divide batch_size / dp."""
+    activation_checkpointing: bool = False
+    """Recompute every block in the backward pass instead of keeping its activations."""
 
     def __post_init__(self) -> None:
         check(self.dp_shard == -1 or self.dp_shard >= 1, "parallel.dp_shard", f"must be >= 1 or -1, got {self.dp_shard}")
@@ -111,14 +113,15 @@ def train_parallel(config: TrainParallelConfig) -> dict | None:
                 f"parallel.microbatches: {config.parallel.microbatches} must divide the per-rank batch "
                 f"train.batch_size / dp = {per_rank}"
             )
-        module = parallelize(TextClassifierStage(model, mesh["pp"].get_local_rank(), dims.pp), mesh, pipelined=True)
+        stage = TextClassifierStage(model, mesh["pp"].get_local_rank(), dims.pp)
+        module = parallelize(stage, mesh, pipelined=True, activation_checkpointing=config.parallel.activation_checkpointing)
         schedule = build_schedule(
             module, mesh["pp"], device, n_microbatches=config.parallel.microbatches,
             microbatch_size=per_rank // config.parallel.microbatches, seq_len=max_length,
             schedule=config.parallel.schedule,
         )
     else:
-        module = parallelize(model, mesh)
+        module = parallelize(model, mesh, activation_checkpointing=config.parallel.activation_checkpointing)
     trainer = ParallelTrainer(
         module, ClassificationObjective(), splits.train, train, collate, mesh=mesh, schedule=schedule,
         batch_sampler=sampler,
