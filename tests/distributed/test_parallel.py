@@ -34,7 +34,7 @@ LAUNCH_TIMEOUT_S = 240
 """A launch that takes longer has hung: the test fails instead of blocking the suite."""
 # The 2-process launch also checks checkpoints, measures memory and ends with rank 1 dying ("die" must stay last).
 LAUNCHES = {
-    2: [n for n, c in CASES.items() if c.world == 2] + ["ckpt", "memory", "trainer", "die"],
+    2: [n for n, c in CASES.items() if c.world == 2] + ["ckpt", "memory", "trainer", "meta", "die"],
     4: [n for n, c in CASES.items() if c.world == 4],
     8: [n for n, c in CASES.items() if c.world == 8],
 }
@@ -132,6 +132,11 @@ def test_parallel_trainer_matches_the_trainer(launches):
     want = load_file(Path(result["reference_checkpoint"]) / MODEL_FILE)
     for name, param in model.named_parameters():
         assert (param - want[name]).norm() <= 1e-5 * want[name].norm(), name
+
+
+def test_materialize_refuses_sharded_parameters_on_cpu(launches):
+    for name in ("tp2", "dp2"):
+        assert "sharded parameters on cpu" in launches(2)[0]["meta"][name]
 
 
 def test_a_dead_rank_stops_the_job(launches):

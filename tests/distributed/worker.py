@@ -23,6 +23,7 @@ import toy  # noqa: E402
 from cases import CASES  # noqa: E402
 
 from hybridformer.distributed import ParallelDims, init_distributed, parallelize  # noqa: E402
+from hybridformer.distributed.parallelize import materialize  # noqa: E402
 from hybridformer.distributed.checkpoint import load_distributed, save_distributed  # noqa: E402
 from hybridformer.distributed.parallelize import find_blocks  # noqa: E402
 from hybridformer.distributed.pipeline import TextClassifierStage, build_schedule, pipeline_step  # noqa: E402
@@ -165,6 +166,21 @@ def run_trainer(out: Path) -> dict:
     return result
 
 
+def run_meta() -> dict:
+    """A meta-device build with sharded parameters on CPU: materialize must refuse, naming why."""
+    result = {}
+    for name, dims in (("tp2", ParallelDims(tp=2)), ("dp2", ParallelDims(dp_shard=2))):
+        with torch.device("meta"):
+            model = toy.memory_model()
+        parallelize(model, dims.build_mesh("cpu"))
+        try:
+            materialize(model, "cpu", seed=0)
+            result[name] = "materialised"
+        except ValueError as err:
+            result[name] = str(err)
+    return result
+
+
 def run_memory() -> dict:
     """Measured bytes per rank of one step under dp_shard=2 and under tp=2 (largest rank)."""
     result = {}
@@ -191,7 +207,8 @@ def main() -> None:
                 os._exit(3)
             dist.barrier()  # rank 1 is gone: torchrun must stop this rank, or the pg timeout must
             return
-        special = {"ckpt": lambda: run_checkpoint(out), "memory": run_memory, "trainer": lambda: run_trainer(out)}
+        special = {"ckpt": lambda: run_checkpoint(out), "memory": run_memory, "trainer": lambda: run_trainer(out),
+                   "meta": run_meta}
         results[name] = special[name]() if name in special else run_case(CASES[name])
     if dist.get_rank() == 0:
         (out / f"results_{dist.get_world_size()}.json").write_text(json.dumps(results))

@@ -49,7 +49,9 @@ from torch.distributed.tensor.parallel import (
 from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.dims import ParallelDims
 
-__all__ = ["Replicated", "apply_ac", "apply_fsdp", "apply_tp", "block_tp_plan", "find_blocks", "parallelize"]
+__all__ = [
+    "Replicated", "apply_ac", "apply_fsdp", "apply_tp", "block_tp_plan", "find_blocks", "materialize", "parallelize",
+]
 
 
 class Replicated(ParallelStyle):
@@ -166,6 +168,34 @@ def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, *, reshard_after_forward: 
     for _, block in find_blocks(model):
         fully_shard(block, **kwargs)
     fully_shard(model, **kwargs)
+
+
+def materialize(model: nn.Module, device: torch.device | str, seed: int) -> nn.Module:
+    """Allocate a model built on the meta device (and parallelised) on ``device``, then
+    ``torch.manual_seed(seed); model.init_weights()``.
+
+    Sharded parameters are DTensors whose random init goes through DTensor's RNG tracker, which
+    gives each shard its own part of one random stream; it exists on CUDA only. On CPU every shard
+    would draw the same values (duplicate heads and neurons), so a model with sharded parameters is
+    refused there: build it eagerly and parallelise it (what the tests and ``hybridformer train`` do).
+
+    Raises:
+        ValueError: sharded parameters on a device without DTensor's RNG tracker, or no init_weights.
+    """
+    if not callable(getattr(model, "init_weights", None)):
+        raise ValueError(f"model: {type(model).__name__} has no init_weights() to materialise it with")
+    sharded = [
+        p for p in model.parameters() if isinstance(p, DTensor) and not all(pl.is_replicate() for pl in p.placements)
+    ]
+    if sharded and torch.device(device).type != "cuda":
+        raise ValueError(
+            f"materialize: {len(sharded)} sharded parameters on {device}: their random init needs DTensor's RNG "
+            "tracker (CUDA only); on CPU build the model eagerly under the seed, then parallelize it"
+        )
+    model.to_empty(device=device)
+    torch.manual_seed(seed)
+    model.init_weights()
+    return model
 
 
 def parallelize(
