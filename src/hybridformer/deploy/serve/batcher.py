@@ -125,6 +125,10 @@ class DynamicBatcher:
         self.metrics.queue_depth.labels(self.name).set(len(self.queue))
         return [item.future for item in items]
 
+    def forget_cancelled(self) -> None:
+        """Drop cancelled inputs from the queue now (not when the loop next wakes)."""
+        self.metrics.queue_depth.labels(self.name).set(len(self.queue.waiting()))
+
     async def run_forever(self) -> None:
         """The batching loop (a task for the server's lifetime)."""
         while True:

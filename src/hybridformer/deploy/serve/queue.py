@@ -62,7 +62,7 @@ class RequestQueue(Generic[R]):
         Raises:
             QueueFullError: they do not all fit.
         """
-        if len(self._items) + len(requests) > self.capacity:
+        if len(self.waiting()) + len(requests) > self.capacity:  # cancelled ones hold no place
             raise QueueFullError(self.model, self.capacity, self.retry_after_s)
         self._items.extend(requests)
         self._changed.set()

@@ -99,6 +99,7 @@ async def _run_encoder(batcher: DynamicBatcher, rows: list[list[int]], timeout: 
     finally:
         for f in futures:
             f.cancel()  # a no-op on resolved ones; frees the others' places in the queue
+        batcher.forget_cancelled()
 
 
 def _usage(rows: list[list[int]]) -> dict[str, int]:
