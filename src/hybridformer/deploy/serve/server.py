@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -22,8 +23,18 @@ def uvicorn_config(models: list[ServedModel], config: ServeConfig) -> uvicorn.Co
     )
 
 
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(models: list[ServedModel], config: ServeConfig) -> None:
-    """Serve until SIGINT/SIGTERM, then drain: stop accepting, finish in-flight requests, exit."""
+    """Serve until SIGINT/SIGTERM, then drain: stop accepting, finish in-flight requests, exit.
+
+    uvicorn re-raises the signal once it has drained; the handlers installed here turn that into a
+    normal exit (status 0) rather than a death by signal or a KeyboardInterrupt trace.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_quietly)
     uvicorn.Server(uvicorn_config(models, config)).run()
 
 
