@@ -141,7 +141,7 @@ async def load(url: str, concurrency: int, bodies: list[str], max_requests: int,
         while sent < max_requests and time.monotonic() < stop_at:
             sent += 1
             bad = malformed_every and sent % malformed_every == 0
-            content = MALFORMED[sent % len(MALFORMED)][0] if bad else bodies[rng.randrange(len(bodies))].encode()
+            content = MALFORMED[(sent // malformed_every) % len(MALFORMED)][0] if bad else bodies[rng.randrange(len(bodies))].encode()
             start = time.perf_counter()
             try:
                 r = await c.post("/v1/classify", content=content, headers={"content-type": "application/json"})

@@ -60,6 +60,8 @@ class BatchPolicy:
             if len(batch) == self.max_batch_size:
                 full = True
                 break
+        # Nothing more can join when one more input of the current longest would pass the budget.
+        full = full or (len(batch) + 1) * longest > self.max_batch_tokens
         due = oldest.arrival + self.max_wait_s
         if full or now >= due:
             return batch
