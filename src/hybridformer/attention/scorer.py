@@ -62,13 +62,21 @@ class TokenScorer(nn.Module):
     def __init__(self, d_model: int, hidden: int = 0) -> None:
         super().__init__()
         out = nn.Linear(d_model if hidden == 0 else hidden, 1)
-        # Start from equal scores: selection in training is then uniform Gumbel-top-k sampling, and
-        # no token is shut out by an unlucky random initialisation before the scorer has learnt.
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
         self.net: nn.Module = out
         if hidden > 0:
             self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), out)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """torch's default for the hidden layer; the output layer at zero. Equal scores make selection
+        in training uniform Gumbel-top-k sampling, so no token is shut out by an unlucky random
+        initialisation before the scorer has learnt."""
+        out = self.net
+        if isinstance(self.net, nn.Sequential):
+            self.net[0].reset_parameters()
+            out = self.net[-1]
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """Score tokens.
