@@ -131,6 +131,7 @@ async def load(url: str, concurrency: int, bodies: list[str], max_requests: int,
 
     latencies: list[float] = []
     errors = 0
+    error_kinds: dict[str, int] = {}
     bad_statuses: dict[int, int] = {}
     sent = 0
     stop_at = time.monotonic() + max_seconds
@@ -145,15 +146,16 @@ async def load(url: str, concurrency: int, bodies: list[str], max_requests: int,
             start = time.perf_counter()
             try:
                 r = await c.post("/v1/classify", content=content, headers={"content-type": "application/json"})
-                status = r.status_code
-            except httpx.HTTPError:
-                status = -1
+                status, kind = r.status_code, str(r.status_code)
+            except httpx.HTTPError as err:
+                status, kind = -1, type(err).__name__
             if bad:
                 bad_statuses[status] = bad_statuses.get(status, 0) + 1
             elif status == 200:
                 latencies.append(time.perf_counter() - start)
             else:
                 errors += 1
+                error_kinds[kind] = error_kinds.get(kind, 0) + 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
@@ -161,7 +163,7 @@ async def load(url: str, concurrency: int, bodies: list[str], max_requests: int,
         await asyncio.gather(*(client(c, w) for w in range(concurrency)))
         elapsed = time.perf_counter() - start
     return {"throughput": len(latencies) / elapsed, "latencies_ms": [x * 1e3 for x in latencies], "errors": errors,
-            "malformed_statuses": bad_statuses}
+            "error_kinds": error_kinds, "malformed_statuses": bad_statuses}
 
 
 def measure(model_dir: Path, bodies: list[str], sample: list[str], count: int, seconds: float, rounds: int,
@@ -273,7 +275,7 @@ def soak(model_dir: Path, bodies: list[str], seconds: float, threads: int) -> li
         "case": "soak-c64", "variant": "batching", "seconds": seconds, "throughput": result["throughput"],
         "median_ms": statistics.median(result["latencies_ms"] or [float("nan")]),
         "p99_ms": sorted(result["latencies_ms"])[int(0.99 * len(result["latencies_ms"]))] if result["latencies_ms"] else None,
-        "requests": len(result["latencies_ms"]), "errors": result["errors"],
+        "requests": len(result["latencies_ms"]), "errors": result["errors"], "error_kinds": result["error_kinds"],
         "malformed_statuses": {str(k): v for k, v in result["malformed_statuses"].items()},
         "server_alive": alive, "rss_mb_start": rss[0], "rss_mb_end": rss[-1], "rss_mb_max": max(rss),
         "rss_mb_first_third_mean": statistics.mean(rss[:third]), "rss_mb_last_third_mean": statistics.mean(rss[-third:]),
@@ -295,7 +297,8 @@ def main() -> None:
             rows = soak(model_dir, bodies, args.soak, args.threads)
             print_table(rows, ["case", "variant", "requests", "errors", "throughput", "p99_ms", "server_alive",
                                "rss_mb_start", "rss_mb_end", "rss_mb_max"])
-            print("malformed answered with:", rows[0]["malformed_statuses"])
+            print("malformed answered with:", rows[0]["malformed_statuses"], "; failed good requests:",
+                  rows[0]["error_kinds"])
             write_results(args.out, rows)
             return
         torch.set_num_threads(args.threads)

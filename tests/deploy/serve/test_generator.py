@@ -28,6 +28,15 @@ def test_prefill_and_steps_of_a_padded_batch_equal_each_prompt_alone(gen):
         torch.testing.assert_close(nxt[i : i + 1], gen.step(s1, tokens[i : i + 1]), atol=1e-10, rtol=0)
 
 
+def test_the_image_reaches_the_model(gen):
+    red, blue = torch.zeros(3, 8, 8, dtype=torch.float64), torch.zeros(3, 8, 8, dtype=torch.float64)
+    red[0], blue[2] = 1.0, 1.0
+    logits = [gen.prefill([gen.chat_prompt([("user", "describe")], [img])])[1] for img in (red, blue)]
+    assert (logits[0] - logits[1]).abs().max() > 1e-3
+    assert gen.prompt_length(gen.chat_prompt([("user", "x")], [red])) == gen.prompt_length(
+        gen.chat_prompt([("user", "x")], [])) + 16  # 16 patch positions
+
+
 def test_select_and_concat_keep_each_rows_state(gen):
     a = gen.chat_prompt([("user", "first")], [])
     b = gen.chat_prompt([("user", "second, a bit longer")], [])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hybridformer.deploy.serve.config import ServeConfig
 from hybridformer.deploy.serve.engine import EncoderEngine, Generator
 
-__all__ = ["ServedModel", "load_served_model", "parse_model_spec"]
+__all__ = ["ServedModel", "load_served_model", "parse_model_spec", "tiny_generator"]
 
 
 @dataclass
@@ -42,7 +43,7 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
     """Load what ``--model spec`` names.
 
-    - ``tiny``: the randomly initialised tiny causal LM (chat only; see :mod:`.tiny_lm`).
+    - ``tiny``: a randomly initialised tiny generator, chat only (see :func:`tiny_generator`).
     - a folder written by ``hybridformer finetune`` (a ``TextClassifier``): classify, and embeddings
       from its encoder; its tokenizer is read from the folder (MiniLM's when it has none).
     - any other text-model folder (ours or Hugging Face BERT/RoBERTa, e.g. the bundled MiniLM):
@@ -55,9 +56,7 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
 
     name, path = parse_model_spec(spec)
     if path == "tiny":
-        from hybridformer.deploy.serve.tiny_lm import TinyGenerator
-
-        return ServedModel(name, generator=TinyGenerator(minilm_tokenizer()))
+        return ServedModel(name, generator=tiny_generator(minilm_tokenizer()))
 
     from hybridformer.encoders import TextEncoder
     from hybridformer.encoders.text_checkpoint import read_text_checkpoint
@@ -82,6 +81,25 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
     encoder = TextEncoder.from_checkpoint(checkpoint).eval()
     limit = min(config.max_prompt_tokens, encoder.config.max_positions)
     return ServedModel(name, embedder=EncoderEngine(encoder, tokenizer, "embed", max_tokens=limit, normalize=normalize))
+
+
+def tiny_generator(tokenizer: Any, seed: int = 0) -> Generator:
+    """The RANDOM tiny model behind ``--model tiny``: the multimodal model's tiny flavor (image encoder,
+    joint decoder) where this build has it, else the stand-in causal LM of :mod:`.tiny_lm`."""
+    import torch
+
+    try:
+        from hybridformer.models import multimodal_tiny
+    except ImportError:
+        from hybridformer.deploy.serve.tiny_lm import TinyGenerator
+
+        return TinyGenerator(tokenizer)
+    from hybridformer.deploy.serve.multimodal import MultimodalGenerator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = multimodal_tiny(video=False)
+    return MultimodalGenerator(model, tokenizer)
 
 
 def _normalizes(folder: Path, default: bool) -> bool:
