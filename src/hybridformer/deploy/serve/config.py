@@ -54,6 +54,9 @@ class ServeConfig:
     """Largest encoded image (bytes, after base64 decoding)."""
     max_image_pixels: int = 4096 * 4096
     """Largest image (width x height), read from the header before decoding (decompression bombs)."""
+    keep_alive_s: int = 75
+    """How long an idle keep-alive connection stays open. Longer than clients' own idle expiry (httpx
+    and the openai client: 5 s), so a client never sends on a connection the server is closing."""
     drain_timeout_s: float = 30.0
     """On shutdown, how long to wait for queued and running requests to finish."""
     normalize_embeddings: bool = True
@@ -72,6 +75,7 @@ class ServeConfig:
         check(self.max_wait_ms >= 0, "max_wait_ms", f"must be >= 0, got {self.max_wait_ms}")
         check(self.retry_after_s >= 1, "retry_after_s", f"must be >= 1, got {self.retry_after_s}")
         check(self.request_timeout_s > 0, "request_timeout_s", f"must be > 0, got {self.request_timeout_s}")
+        check(self.keep_alive_s >= 1, "keep_alive_s", f"must be >= 1, got {self.keep_alive_s}")
         check(self.drain_timeout_s >= 0, "drain_timeout_s", f"must be >= 0, got {self.drain_timeout_s}")
         check(self.torch_threads >= 0, "torch_threads", f"must be >= 0, got {self.torch_threads}")
         check(

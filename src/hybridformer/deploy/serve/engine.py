@@ -144,9 +144,14 @@ class Generator(ABC):
         """
         text = "\n".join(f"{role}: {content}" for role, content in messages) + "\nassistant:"
         ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        # Start with the begin-of-text token ([CLS] for BERT vocabularies) but never end with [SEP]/</s>.
-        bos = next((t for t in (self.tokenizer.bos_token_id, self.tokenizer.cls_token_id) if t is not None), None)
+        # Start with the begin-of-text token but never end with [SEP]/</s>.
+        bos = self.bos_token_id
         return Prompt(token_ids=([bos] if bos is not None else []) + ids, images=images)
+
+    @property
+    def bos_token_id(self) -> int | None:
+        """The token a prompt starts with: the tokenizer's bos, else its [CLS] (BERT vocabularies)."""
+        return next((t for t in (self.tokenizer.bos_token_id, self.tokenizer.cls_token_id) if t is not None), None)
 
     def detokenize(self, token_ids: list[int]) -> str:
         """The text of generated tokens."""

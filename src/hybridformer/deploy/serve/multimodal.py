@@ -31,15 +31,15 @@ class MultimodalGenerator(Generator):
         self.model = model.eval()
         self.tokenizer = tokenizer
         decoder = model.config.decoder
-        self.bos_token_id = decoder.bos_token_id
+        self._bos = decoder.bos_token_id
         self.eos_token_ids = frozenset({decoder.eos_token_id})
         self.max_context = decoder.max_positions
         self.accepts_images = model.config.image is not None
 
-    def chat_prompt(self, messages: list[tuple[str, str]], images: list[Tensor]) -> Prompt:
-        text = "\n".join(f"{role}: {content}" for role, content in messages) + "\nassistant:"
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return Prompt(token_ids=[self.bos_token_id, *ids], images=images)
+    @property
+    def bos_token_id(self) -> int:
+        """The decoder's own begin-of-text token."""
+        return self._bos
 
     def _context(self, prompt: Prompt) -> dict[str, Tensor]:
         if not prompt.images:

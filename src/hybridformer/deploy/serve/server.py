@@ -19,7 +19,8 @@ def uvicorn_config(models: list[ServedModel], config: ServeConfig) -> uvicorn.Co
     """uvicorn settings: our app, one process, graceful shutdown bounded by drain_timeout_s."""
     return uvicorn.Config(
         create_app(models, config), host=config.host, port=config.port, log_level="warning",
-        timeout_graceful_shutdown=config.drain_timeout_s, access_log=False, lifespan="on",
+        timeout_graceful_shutdown=config.drain_timeout_s, timeout_keep_alive=config.keep_alive_s,
+        access_log=False, lifespan="on",
     )
 
 
