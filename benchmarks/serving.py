@@ -11,7 +11,10 @@ answered) runs here, bounded in request count and time. Cases `c<C>` for C in 1,
   min(C, 32) (throughput = batch / median time of a padded batch forward).
 
 Fields: throughput (requests/s), p50_ms (= median_ms), p95_ms, p99_ms, errors (non-200 answers and
-transport failures), requests. Servers run one at a time, the offline model while no server runs.
+transport failures), requests, and cpu_ms_per_request: CPU time of the server process (all its
+threads) per answered request, or of the offline forward per input. On a machine shared with other
+jobs, throughput measures the share of CPU we got; CPU per request does not, so its ratios are the
+load-independent view of batching's gain and of the server's overhead over the bare model.
 
 ``--soak SECONDS``: one batching server at concurrency 64 with 10% malformed requests (bad JSON,
 wrong types, unknown model, too many tokens), sampling the server's resident memory every second:
@@ -104,6 +107,12 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("server did not start in 120 s")
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, every thread) the server process has used."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
             return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
@@ -184,7 +193,10 @@ def measure(model_dir: Path, bodies: list[str], sample: list[str], count: int, s
             runs: dict[str, list[dict]] = {"batching": [], "no-batching": [], "offline": []}
             for _ in range(rounds):
                 for variant, server in servers.items():
-                    runs[variant].append(asyncio.run(load(server.url, c, bodies, count // rounds, seconds / rounds)))
+                    cpu = server.cpu_s()
+                    window = asyncio.run(load(server.url, c, bodies, count // rounds, seconds / rounds))
+                    window["cpu_ms_per_request"] = (server.cpu_s() - cpu) * 1e3 / max(len(window["latencies_ms"]), 1)
+                    runs[variant].append(window)
                 runs["offline"].append(_offline(model, tok, ids, min(c, MAX_BATCH)))
             for variant, windows in runs.items():
                 rows.append(_row(c, variant, windows))
@@ -197,7 +209,8 @@ def measure(model_dir: Path, bodies: list[str], sample: list[str], count: int, s
 
 def _row(c: int, variant: str, windows: list[dict]) -> dict:
     row: dict[str, Any] = {"case": f"c{c}", "variant": variant, "concurrency": c,
-                           "throughput": statistics.median(w["throughput"] for w in windows)}
+                           "throughput": statistics.median(w["throughput"] for w in windows),
+                           "cpu_ms_per_request": statistics.median(w["cpu_ms_per_request"] for w in windows)}
     if variant == "offline":
         row.update(batch_size=windows[0]["batch_size"], median_ms=statistics.median(w["ms"] for w in windows),
                    p50_ms=None, p95_ms=None, p99_ms=None, errors=0)
@@ -224,9 +237,11 @@ def _offline(model, tok, ids: list[list[int]], batch: int) -> dict[str, float]:
     from hybridformer.deploy.serve.engine import pad_right
 
     x, mask = pad_right(ids[:batch], tok.pad_token_id)  # (B, N)
+    cpu = time.process_time()
     with torch.inference_mode():
         ms = time_median(lambda: model(x, attention_mask=mask), repeats=3, warmup=1)
-    return {"throughput": batch / (ms / 1e3), "ms": ms, "batch_size": batch}
+    cpu_ms = (time.process_time() - cpu) * 1e3 / (4 * batch)  # 4 calls (1 warm-up + 3 timed)
+    return {"throughput": batch / (ms / 1e3), "ms": ms, "batch_size": batch, "cpu_ms_per_request": cpu_ms}
 
 
 def targets(rows: list[dict]) -> dict[str, Any]:
@@ -241,6 +256,9 @@ def targets(rows: list[dict]) -> dict[str, Any]:
         "c32_batching_over_no_batching": b["throughput"] / nb["throughput"],
         "c32_batching_over_offline": b["throughput"] / off["throughput"],
         "c32_p99_ms": b["p99_ms"],
+        # CPU per request does not depend on how much of the machine other jobs take:
+        "c32_cpu_no_batching_over_batching": nb["cpu_ms_per_request"] / b["cpu_ms_per_request"],
+        "c32_cpu_offline_over_batching": off["cpu_ms_per_request"] / b["cpu_ms_per_request"],
         "p99_bound_ms": bound,
         "p99_batch_bound_ms": batch_bound,
         "met": {"speedup>=4": b["throughput"] >= 4 * nb["throughput"],
@@ -304,7 +322,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         seconds, count, rounds = (2.4, 3000, 3) if args.quick else (15.0, 30000, 5)
         rows = measure(model_dir, bodies, texts(MAX_BATCH, seed=1), count, seconds, rounds, args.threads)
-    print_table(rows, ["case", "variant", "throughput", "p50_ms", "p95_ms", "p99_ms", "errors", "requests"])
+    print_table(rows, ["case", "variant", "throughput", "cpu_ms_per_request", "p50_ms", "p95_ms", "p99_ms", "errors",
+                       "requests"])
     result = targets(rows)
     print("targets at c32:", result)
     write_results(args.out, rows, targets=result, max_batch_size=MAX_BATCH, max_wait_ms=MAX_WAIT_MS, threads=args.threads,
