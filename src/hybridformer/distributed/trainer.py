@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from hybridformer.distributed.checkpoint import load_distributed, save_distributed
+from hybridformer.distributed.checkpoint import save_distributed
 from hybridformer.distributed.dims import ParallelDims
 from hybridformer.distributed.pipeline import pipeline_step
 from hybridformer.io import atomic_write
