@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["dense_mask", "reference_attention"]
+__all__ = ["dense_mask", "all_keys_mask", "reference_attention"]
 
 
 def dense_mask(
@@ -86,26 +86,64 @@ def dense_mask(
     return sees
 
 
+def all_keys_mask(
+    batch_size: int,
+    n_queries: int,
+    n_keys: int,
+    *,
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The "query i sees key j" matrix of dense attention, square or rectangular (Nq != Nk).
+
+    Every query sees every real key; with `causal` the queries are the last Nq of the Nk positions
+    (cached decoding), so query i, at position Nk - Nq + i, sees keys j <= Nk - Nq + i.
+
+    Args:
+        batch_size: B.
+        n_queries: Nq.
+        n_keys: Nk.
+        causal: restrict query i to keys at positions <= its own.
+        key_padding_mask: bool (B, Nk), True = real key.
+        device: device of the result (defaults to that of the mask, else CPU).
+
+    Returns:
+        Bool tensor (B, Nq, Nk).
+    """
+    if device is None:
+        device = key_padding_mask.device if key_padding_mask is not None else "cpu"
+    query_position = (n_keys - n_queries + torch.arange(n_queries, device=device)).view(n_queries, 1)
+    key_position = torch.arange(n_keys, device=device).view(1, n_keys)
+    sees = torch.ones(batch_size, n_queries, n_keys, dtype=torch.bool, device=device)
+    if causal:
+        sees &= key_position <= query_position
+    if key_padding_mask is not None:
+        sees &= key_padding_mask.to(device).view(batch_size, 1, n_keys)
+    return sees
+
+
 def reference_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float | None = None
 ) -> Tensor:
     """Dense masked softmax attention computed in float64.
 
     Args:
-        q, k, v: (B, H, N, D) in any floating dtype; cast to float64 (differentiably).
-        mask: bool (B, N, N), (B, 1, N, N) or (B, H, N, N); True = query sees key.
+        q: (B, H, Nq, D); k: (B, H, Nk, D); v: (B, H, Nk, Dv), any floating dtype; cast to float64
+            (differentiably). Nq == Nk == N for hybrid attention.
+        mask: bool (B, Nq, Nk), (B, 1, Nq, Nk) or (B, H, Nq, Nk); True = query sees key.
         scale: score scale, default 1 / sqrt(D).
 
     Returns:
-        (B, H, N, D) float64. A query that sees no key outputs zeros.
+        (B, H, Nq, Dv) float64. A query that sees no key outputs zeros.
     """
     if mask.dim() == 3:
-        mask = mask.unsqueeze(1)  # (B, 1, N, N)
+        mask = mask.unsqueeze(1)  # (B, 1, Nq, Nk)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     q, k, v = q.double(), k.double(), v.double()
-    scores = (q @ k.transpose(-1, -2)) * scale  # (B, H, N, N)
+    scores = (q @ k.transpose(-1, -2)) * scale  # (B, H, Nq, Nk)
     scores = scores.masked_fill(~mask, float("-inf"))
-    sees_any = mask.any(dim=-1, keepdim=True)  # (B, 1|H, N, 1)
+    sees_any = mask.any(dim=-1, keepdim=True)  # (B, 1|H, Nq, 1)
     # A row that sees nothing would softmax to NaN; give it finite scores, then zero its output.
     probs = torch.softmax(scores.masked_fill(~sees_any, 0.0), dim=-1)
     return (probs @ v) * sees_any
