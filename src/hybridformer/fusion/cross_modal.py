@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hybridformer.attention.dense import dense_attention
 from hybridformer.config import check
 
 __all__ = ["MODALITIES", "CrossModalConfig", "ModalityTokens", "CrossModalKV", "CrossModalAttention", "stack_kv"]
@@ -124,18 +124,6 @@ def stack_kv(rows: Sequence[CrossModalKV | None]) -> CrossModalKV | None:
             n = r.keys.shape[2]
             keys[i, :, :n], values[i, :, :n], mask[i, :n] = r.keys[0], r.values[0], r.mask[0]
     return CrossModalKV(keys, values, mask)
-
-
-def _attend(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor, dropout_p: float) -> Tensor:
-    """Dense attention over the masked keys; zeros for a query that sees no key. (B, H, Nq, D).
-
-    Stand-in with the contract of ``attention.dense.dense_attention`` until that lands on main.
-    """
-    sees = key_padding_mask[:, None, None, :]  # (B, 1, 1, T)
-    sees_any = sees.any(dim=-1, keepdim=True)  # (B, 1, 1, 1)
-    # SDPA returns NaN for a row that sees nothing: let it see everything, then zero it.
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=sees | ~sees_any, dropout_p=dropout_p)
-    return out * sees_any
 
 
 class CrossModalAttention(nn.Module):
@@ -237,7 +225,7 @@ class CrossModalAttention(nn.Module):
             raise ValueError(f"kv: holds {kv.keys.shape[0]} examples, hidden_states has {batch}")
         q = self._split_heads(self.q_proj(hidden_states))  # (B, H, N, D)
         dropout = self.config.dropout if self.training else 0.0
-        out = _attend(q, kv.keys, kv.values, kv.mask, dropout)  # (B, H, N, D)
+        out = dense_attention(q, kv.keys, kv.values, key_padding_mask=kv.mask, dropout_p=dropout)  # (B, H, N, D)
         out = self.o_proj(out.transpose(1, 2).reshape(batch, n, -1))  # (B, N, d_model)
         # o_proj's bias would move an example that saw nothing: keep its update exactly zero.
         has_context = kv.mask.any(dim=1)[:, None, None]  # (B, 1, 1)
