@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from hybridformer.attention import KVCache
 from hybridformer.fusion.cross_modal import CrossModalKV, ModalityTokens
 from hybridformer.fusion.decoder import DecoderBlock, DecoderConfig
-from hybridformer.models.initialization import init_module
+from hybridformer.initialization import init_module
 from hybridformer.sparsity import GateStats
 
 __all__ = ["JointDecoder", "DecoderOutput"]

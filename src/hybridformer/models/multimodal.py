@@ -34,7 +34,7 @@ from hybridformer.fusion import CrossModalKV, JointDecoder, ModalityTokens
 from hybridformer.heads import SequenceClassificationHead
 from hybridformer.models.decoding import DecodeBatch, SequenceState, prefill
 from hybridformer.models.generate import GenerateOutput, GenerationConfig, generate_tokens, prompts_of
-from hybridformer.models.initialization import init_module
+from hybridformer.initialization import init_module
 from hybridformer.models.multimodal_config import HeadsConfig, MultimodalConfig
 from hybridformer.models.multimodal_heads import AnswerHead, ContrastiveProjection, ImageClassificationHead, masked_mean
 from hybridformer.models.outputs import ClassificationOutput, ContrastiveOutput, MultimodalOutput
