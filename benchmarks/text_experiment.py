@@ -62,11 +62,11 @@ from _common import machine_info, peak_memory_mb, print_table, run_forked, write
 from _text_report import build_rows, write_markdown, write_plot  # noqa: E402
 
 from hybridformer.data import TextCollator, load_builtin, minilm_tokenizer  # noqa: E402
-from hybridformer.heads import TextClassifier  # noqa: E402
+from hybridformer.losses import GateDistillConfig  # noqa: E402
+from hybridformer.models import TextClassifier  # noqa: E402
 from hybridformer.recipes import (  # noqa: E402
     EvaluateConfig,
     FinetuneConfig,
-    GateDistillConfig,
     ModelConfig,
     PruneConfig,
     TaskDataConfig,

@@ -20,8 +20,8 @@ _LAZY: dict[str, str] = {
     "prune": "hybridformer.sparsity",
     "TextEncoder": "hybridformer.encoders",
     "TextEncoderConfig": "hybridformer.encoders",
-    "TextClassifier": "hybridformer.heads",
-    "TextForMaskedLM": "hybridformer.heads",
+    "TextClassifier": "hybridformer.models",
+    "TextForMaskedLM": "hybridformer.models",
     "Trainer": "hybridformer.training",
     "TrainConfig": "hybridformer.training",
 }

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from hybridformer.attention.config import AttentionConfig
 from hybridformer.attention.hybrid import HybridAttention
 from hybridformer.config import check
+from hybridformer.initialization import init_children
 from hybridformer.sparsity import GatedFFN, GateStats, SparsityConfig
 
 if TYPE_CHECKING:
@@ -91,6 +92,10 @@ class TransformerBlock(nn.Module):
         self.ffn = GatedFFN(config.d_model, config.d_ff, config.sparsity, activation=config.activation)
         self.ffn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
+
+    def init_weights(self) -> None:
+        """Initialise the sublayers, each as it defines (see :mod:`hybridformer.initialization`)."""
+        init_children(self)
 
     def _in(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
         """The sublayer's input: normalised first when pre-LN."""

@@ -20,6 +20,8 @@ import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from hybridformer.io import write_json, write_text
+
 __all__ = [
     "ConfigError",
     "check",
@@ -285,13 +287,11 @@ def _has_defaults(cls: type) -> bool:
 
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write a config as YAML (or JSON when the suffix is .json)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = to_dict(cfg)
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(data, indent=2))
+    if Path(path).suffix.lower() == ".json":
+        write_json(path, data)
     else:
         import yaml
 
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        write_text(path, yaml.safe_dump(data, sort_keys=False))
 

@@ -1,43 +1,41 @@
-"""Re-initialising a built module in place, so ``to_empty()`` + ``init_weights()`` gives a usable model.
+"""The initialisation contract: constructors allocate, ``init_weights()`` initialises.
 
-A model built on the meta device has no values; after ``to_empty(device=...)`` its parameters and
-buffers hold garbage. :func:`init_module` gives every one of them the value its constructor would:
-a submodule with its own ``init_weights()`` does its subtree, otherwise ``reset_parameters()``
-(Linear, LayerNorm, Embedding, BatchNorm with its running statistics, the FFN gates), plus the two
-modules whose constructors differ from their layers' defaults: the attention scorer (zero output
-layer) and the gated FFN's ``kept_groups`` buffer.
+Every hybridformer model defines ``init_weights()``, which (re)initialises all its parameters and
+buffers from the global RNG in a fixed order. A model can then be built on the meta device
+(no memory), parallelised, materialised with ``to_empty(device=...)`` and initialised; under the
+same seed this gives exactly the tensors of an eager build. For that, an eager constructor must not
+consume random numbers while allocating: it allocates inside :func:`allocating` (which restores
+the RNG afterwards) and then initialises what it built.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
-from hybridformer.attention.scorer import TokenScorer
-from hybridformer.sparsity import GatedFFN
-
-__all__ = ["init_module"]
+__all__ = ["allocating", "init_children"]
 
 
-def init_module(module: nn.Module, *, skip_own: bool = True) -> None:
-    """Initialise ``module``'s parameters and buffers in place, in module order (RNG-deterministic).
+@contextmanager
+def allocating() -> Iterator[None]:
+    """Build modules without advancing the CPU RNG (torch's layers draw their default init)."""
+    with torch.random.fork_rng(devices=[]):
+        yield
 
-    Args:
-        module: the root; its own ``init_weights`` is not called when ``skip_own`` (so a model's
-            ``init_weights`` can call this on itself).
+
+def init_children(module: nn.Module) -> None:
+    """Initialise everything below ``module``, depth first in registration order.
+
+    A child with its own ``init_weights()`` is initialised by it (and not descended into), a torch
+    layer by its ``reset_parameters()``, any other container through its own children. A module's
+    ``init_weights()`` calls this, then sets what it initialises differently.
     """
-    own = getattr(module, "init_weights", None)
-    if own is not None and not skip_own:
-        own()
-        return
     for child in module.children():
-        init_module(child, skip_own=False)
-    if isinstance(module, TokenScorer):
-        out = module.net[-1] if isinstance(module.net, nn.Sequential) else module.net
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
-    elif isinstance(module, GatedFFN) and module.gate is not None:
-        with torch.no_grad():
-            module.kept_groups.copy_(torch.arange(module.kept_groups.numel()))
-    elif hasattr(module, "reset_parameters"):
-        module.reset_parameters()
+        own = getattr(child, "init_weights", None) or getattr(child, "reset_parameters", None)
+        if callable(own):
+            own()
+        else:
+            init_children(child)

@@ -17,7 +17,7 @@ from hybridformer.cli import main
 from hybridformer.config import load_config
 from hybridformer.data import load_builtin, load_tokenizer, minilm_path, minilm_tokenizer
 from hybridformer.encoders import TextEncoder
-from hybridformer.heads import TextClassifier, TextForMaskedLM
+from hybridformer.models import TextClassifier, TextForMaskedLM
 from hybridformer.recipes import FinetuneConfig, FinetuneResult, finetune
 
 # Tiny budgets: 32 examples, 32 tokens, 2 optimizer steps; no TensorBoard files.

@@ -190,7 +190,7 @@ def test_bad_inputs_name_the_argument(encoder: TextEncoder) -> None:
         encoder(torch.ones(5, dtype=torch.long))
     with pytest.raises(ValueError, match=r"input_ids: sequence length 513 exceeds max_positions=512"):
         encoder(torch.ones(1, 513, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"input_ids: ids must be in \[0, vocab_size=30522\)"):
+    with pytest.raises(ValueError, match=r"input_ids: must be in \[0, vocab_size=30522\)"):
         encoder(torch.tensor([[101, 30522]]))
     with pytest.raises(ValueError, match=r"attention_mask: expected shape \(1, 3\)"):
         encoder(torch.ones(1, 3, dtype=torch.long), torch.ones(1, 4))

@@ -7,7 +7,7 @@ import torch
 
 from hybridformer.config import ConfigError
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
-from hybridformer.heads import TextClassifier
+from hybridformer.models import TextClassifier
 from hybridformer.recipes import ModelConfig, build_classifier
 from hybridformer.sparsity import full_width
 

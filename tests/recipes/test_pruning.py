@@ -9,7 +9,7 @@ import torch
 
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
-from hybridformer.heads import TextClassifier
+from hybridformer.models import TextClassifier
 from hybridformer.recipes import PruneConfig, prune_classifier
 from hybridformer.recipes.pruning import threshold_for_fraction
 from hybridformer.sparsity import SparsityConfig, measure_group_usage

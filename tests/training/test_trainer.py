@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from hybridformer.config import ConfigError
+from hybridformer.losses import ClassificationObjective, LossOutput, MLMObjective
 from hybridformer.training import Callback, Trainer, TrainConfig, TrainingDivergedError, list_checkpoints, read_log
+
+
+OBJ = ClassificationObjective()
 
 
 def _config(tmp_path, **kw) -> TrainConfig:
@@ -36,16 +40,16 @@ def _model(cls, seed=0, **kw):
 
 def test_resume_after_kill_reproduces_losses_bit_exactly(tmp_path, tiny_data, tiny_classifier, collate):
     # 40 examples / batch 8 = 5 batches per epoch; 12 steps cross two epoch boundaries.
-    full = Trainer(_model(tiny_classifier), tiny_data, _config(tmp_path / "full", max_steps=12), collate).fit()
+    full = Trainer(_model(tiny_classifier), OBJ, tiny_data, _config(tmp_path / "full", max_steps=12), collate).fit()
 
     run = _config(tmp_path / "cut", max_steps=12, save_every=3)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(_model(tiny_classifier), tiny_data, run, collate, callbacks=[Kill(at=7)]).fit()
+        Trainer(_model(tiny_classifier), OBJ, tiny_data, run, collate, callbacks=[Kill(at=7)]).fit()
     assert [p.name for p in list_checkpoints(tmp_path / "cut" / "checkpoints")] == ["step-00000003", "step-00000006"]
 
     # A differently initialised model: everything must come from the checkpoint.
     resumed_cfg = _config(tmp_path / "cut", max_steps=12, save_every=3, resume=True)
-    resumed = Trainer(_model(tiny_classifier, seed=99), tiny_data, resumed_cfg, collate).fit()
+    resumed = Trainer(_model(tiny_classifier, seed=99), OBJ, tiny_data, resumed_cfg, collate).fit()
 
     assert resumed.final_step == full.final_step == 12
     assert resumed.losses == full.losses  # bit-equal floats, dropout included
@@ -57,7 +61,7 @@ def test_resume_after_kill_reproduces_losses_bit_exactly(tmp_path, tiny_data, ti
 
 def test_stop_request_saves_and_resumes_exactly(tmp_path, tiny_data, tiny_classifier, collate):
     cfg_a = _config(tmp_path / "a", max_steps=9, grad_accum=2)
-    full = Trainer(_model(tiny_classifier), tiny_data, cfg_a, collate).fit()
+    full = Trainer(_model(tiny_classifier), OBJ, tiny_data, cfg_a, collate).fit()
 
     class Stop(Callback):
         def on_step_end(self, trainer, step, metrics):
@@ -65,10 +69,10 @@ def test_stop_request_saves_and_resumes_exactly(tmp_path, tiny_data, tiny_classi
                 trainer.request_stop()
 
     cfg = _config(tmp_path / "b", max_steps=9, grad_accum=2)
-    first = Trainer(_model(tiny_classifier), tiny_data, cfg, collate, callbacks=[Stop()]).fit()
+    first = Trainer(_model(tiny_classifier), OBJ, tiny_data, cfg, collate, callbacks=[Stop()]).fit()
     assert first.stopped_early and first.final_step == 4
     assert first.checkpoint_path is not None and first.checkpoint_path.name == "step-00000004"
-    second = Trainer(_model(tiny_classifier, seed=5), tiny_data, _config(tmp_path / "b", max_steps=9, grad_accum=2,
+    second = Trainer(_model(tiny_classifier, seed=5), OBJ, tiny_data, _config(tmp_path / "b", max_steps=9, grad_accum=2,
                                                                       resume=True), collate).fit()
     assert second.losses == full.losses
 
@@ -81,7 +85,7 @@ def test_nan_loss_stops_with_the_step_named(tmp_path, tiny_data, tiny_classifier
                     trainer.model.head.weight.fill_(float("nan"))
 
     model = _model(tiny_classifier)
-    trainer = Trainer(model, tiny_data, _config(tmp_path, max_steps=10), collate, callbacks=[PoisonAt()])
+    trainer = Trainer(model, OBJ, tiny_data, _config(tmp_path, max_steps=10), collate, callbacks=[PoisonAt()])
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at step 5 \(micro-batch 1 of 1\)"):
         trainer.fit()
     assert trainer.step == 4
@@ -97,7 +101,7 @@ def test_gradient_accumulation_matches_the_large_batch(tmp_path, tiny_data, tiny
         # Same example order: batch 8 = two consecutive batches of 4 from the same permutation.
         sampler = ShuffledBatchSampler(len(tiny_data), bs, seed=1)
         cfg = _config(tmp_path / name, max_steps=4, batch_size=bs, grad_accum=accum)
-        res = Trainer(model, tiny_data, cfg, collate, batch_sampler=sampler).fit()
+        res = Trainer(model, OBJ, tiny_data, cfg, collate, batch_sampler=sampler).fit()
         results[name] = (res.losses, [p.detach().clone() for p in model.parameters()])
     big_losses, big_params = results["big"]
     acc_losses, acc_params = results["accum"]
@@ -117,7 +121,7 @@ def test_set_step_is_called_before_each_step(tmp_path, tiny_data, tiny_classifie
 
     model = _model(tiny_classifier)
     model.annealed = Annealed()
-    Trainer(model, tiny_data, _config(tmp_path, max_steps=5), collate).fit()
+    Trainer(model, OBJ, tiny_data, _config(tmp_path, max_steps=5), collate).fit()
     assert model.annealed.seen == [0, 1, 2, 3, 4]
 
 
@@ -130,7 +134,7 @@ def test_result_logs_and_eval(tmp_path, tiny_data, tiny_classifier, collate):
         return {"accuracy": 0.5}
 
     cfg = _config(tmp_path, epochs=2, eval_every=4, log_every=2, tensorboard=True)
-    result = Trainer(_model(tiny_classifier), tiny_data, cfg, collate, eval_fn=eval_fn).fit()
+    result = Trainer(_model(tiny_classifier), OBJ, tiny_data, cfg, collate, eval_fn=eval_fn).fit()
     assert result.final_step == 10  # 2 epochs x 5 batches
     assert len(result.losses) == 10
     assert result.tokens_per_s > 0 and result.examples_per_s > 0 and result.peak_memory_mb > 0
@@ -147,12 +151,12 @@ def test_result_logs_and_eval(tmp_path, tiny_data, tiny_classifier, collate):
 
 def test_training_reduces_the_loss(tmp_path, tiny_data, tiny_classifier, collate):
     cfg = _config(tmp_path, epochs=10, lr=3e-2, warmup_steps=0, warmup_ratio=0.1)
-    losses = Trainer(_model(tiny_classifier, dropout=0.0), tiny_data, cfg, collate).fit().losses
+    losses = Trainer(_model(tiny_classifier, dropout=0.0), OBJ, tiny_data, cfg, collate).fit().losses
     assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
 
 
 def test_checkpoint_loads_weights_only(tmp_path, tiny_data, tiny_classifier, collate):
-    result = Trainer(_model(tiny_classifier), tiny_data, _config(tmp_path, max_steps=2), collate).fit()
+    result = Trainer(_model(tiny_classifier), OBJ, tiny_data, _config(tmp_path, max_steps=2), collate).fit()
     state = torch.load(result.checkpoint_path / "training_state.pt", weights_only=True)
     assert state["step"] == 2 and state["data"]["batch_index"] == 2
     from safetensors.torch import load_file
@@ -168,37 +172,38 @@ def test_bad_inputs_raise_clear_errors(tmp_path, tiny_data, tiny_classifier, col
         from hybridformer.config import from_dict
 
         from_dict(TrainConfig, {"precision": "fp8"})
-    Trainer(_model(tiny_classifier), tiny_data, _config(tmp_path / "used", max_steps=1), collate).fit()
+    Trainer(_model(tiny_classifier), OBJ, tiny_data, _config(tmp_path / "used", max_steps=1), collate).fit()
     with pytest.raises(ValueError, match="already holds checkpoints of another run"):
-        Trainer(_model(tiny_classifier), tiny_data, _config(tmp_path / "used", max_steps=1), collate).fit()
+        Trainer(_model(tiny_classifier), OBJ, tiny_data, _config(tmp_path / "used", max_steps=1), collate).fit()
     with pytest.raises(ValueError, match="no optimizer step"):
-        Trainer(_model(tiny_classifier), tiny_data, _config(tmp_path, epochs=0.1, grad_accum=4), collate)
+        Trainer(_model(tiny_classifier), OBJ, tiny_data, _config(tmp_path, epochs=0.1, grad_accum=4), collate)
 
-    class NoLoss(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Linear(1, 1)
+    def not_a_loss(model, batch):
+        return {"loss": model(batch["input_ids"], batch["attention_mask"]).logits}
 
-        def forward(self, **batch):
-            return {"logits": self.w.weight}
+    def vector_loss(model, batch):
+        return LossOutput(loss=model(batch["input_ids"], batch["attention_mask"]).logits.sum(-1))
 
-    with pytest.raises(ValueError, match="scalar tensor `loss`"):
-        Trainer(NoLoss(), tiny_data, _config(tmp_path, max_steps=1), collate).fit()
+    for bad, seen in ((not_a_loss, "dict"), (vector_loss, r"\(8,\)")):
+        with pytest.raises(ValueError, match=f"objective: must return a LossOutput with a scalar `loss` tensor, got {seen}"):
+            Trainer(_model(tiny_classifier), bad, tiny_data, _config(tmp_path / seen[:4], max_steps=1), collate).fit()
+    with pytest.raises(ValueError, match=r"objective: expected objective\(model, batch\) -> LossOutput"):
+        Trainer(_model(tiny_classifier), tiny_data, tiny_data, _config(tmp_path, max_steps=1), collate)
 
 
 class TinyMLM(torch.nn.Module):
-    """Embedding -> dropout -> tied decoder; loss is hybridformer's MLM loss."""
+    """Embedding -> dropout -> tied decoder scoring the selected positions; trained with MLMObjective."""
 
     def __init__(self, vocab: int, dim: int = 8):
         super().__init__()
         self.embed = torch.nn.Embedding(vocab, dim)
         self.drop = torch.nn.Dropout(0.1)
 
-    def forward(self, input_ids, attention_mask, labels, token_type_ids=None):
-        from hybridformer.losses import MLMLoss
+    def forward(self, input_ids, attention_mask, token_type_ids=None, positions=None):
+        from hybridformer.models import MaskedLMOutput
 
-        logits = self.drop(self.embed(input_ids)) @ self.embed.weight.T  # (B, N, V)
-        return MLMLoss()(logits, labels)
+        logits = self.drop(self.embed(input_ids))[positions] @ self.embed.weight.T  # (M, V)
+        return MaskedLMOutput(logits=logits, aux_loss=logits.new_zeros(()), gate_stats=[])
 
 
 def test_mlm_pretraining_resume_is_exact_with_masking_and_length_buckets(tmp_path):
@@ -214,7 +219,7 @@ def test_mlm_pretraining_resume_is_exact_with_masking_and_length_buckets(tmp_pat
         torch.manual_seed(seed)
         sampler = LengthBucketBatchSampler(lengths, 8, bucket_size=24, seed=0)
         cfg = _config(tmp_path / out, max_steps=8, **kw)
-        return Trainer(TinyMLM(len(tok)), texts, cfg, collate, batch_sampler=sampler)
+        return Trainer(TinyMLM(len(tok)), MLMObjective(), texts, cfg, collate, batch_sampler=sampler)
 
     full = run("full", 0).fit()
     with pytest.raises(KeyboardInterrupt):
@@ -237,7 +242,7 @@ def test_precision_choice_and_bf16_autocast_on_cpu(tmp_path, tiny_data, tiny_cla
         model = _model(tiny_classifier, dropout=0.0)
         model.head.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
         cfg = _config(tmp_path / precision, max_steps=3, precision=precision)
-        losses[precision] = Trainer(model, tiny_data, cfg, collate).fit().losses
+        losses[precision] = Trainer(model, OBJ, tiny_data, cfg, collate).fit().losses
     assert seen == [torch.float32] * 3 + [torch.bfloat16] * 3  # autocast runs the Linear in bf16
     assert losses["bf16"] != losses["fp32"]
     assert losses["bf16"] == pytest.approx(losses["fp32"], abs=0.05)

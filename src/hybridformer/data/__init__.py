@@ -9,6 +9,7 @@ Quick start::
     sampler = LengthBucketBatchSampler(token_lengths(splits.train, tokenizer, 128), batch_size=32)
 """
 
+from .batches import iterate_batches
 from .collate import MLMCollator, TextCollator, token_lengths
 from .dataset import DatasetSplits, TextDataset, TextExample
 from .files import DataFileError, load_text_file
@@ -30,6 +31,7 @@ from .text_datasets import (
 from .tokenizer import load_tokenizer, minilm_tokenizer, train_bpe_tokenizer
 
 __all__ = [
+    "iterate_batches",
     "BBC_LABELS",
     "BUILTIN_DATASETS",
     "DataFileError",

@@ -21,7 +21,9 @@ from hybridformer.encoders.text_checkpoint import (
 )
 from hybridformer.encoders.text_config import TextEncoderConfig
 from hybridformer.encoders.text_embeddings import TextEmbeddings, extend_position_table
+from hybridformer.initialization import allocating, init_children
 from hybridformer.sparsity import GateStats
+from hybridformer.validation import check_range, values_checkable
 
 __all__ = ["TextEncoder", "TextEncoderOutput", "Pooler"]
 
@@ -67,26 +69,20 @@ class TextEncoder(nn.Module):
     def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.embeddings = TextEmbeddings(config)
-        block_config = config.block_config()
-        self.blocks = nn.ModuleList(TransformerBlock(block_config) for _ in range(config.n_layers))
-        self.final_norm = (
-            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm == "pre" else None
-        )
-        self.pooler = Pooler(config.d_model) if config.pooler else None
-        self._init_embeddings()
+        with allocating():
+            self.embeddings = TextEmbeddings(config)
+            block_config = config.block_config()
+            self.blocks = nn.ModuleList(TransformerBlock(block_config) for _ in range(config.n_layers))
+            self.final_norm = (
+                nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm == "pre" else None
+            )
+            self.pooler = Pooler(config.d_model) if config.pooler else None
+        self.init_weights()
 
-    def _init_embeddings(self) -> None:
-        # BERT's initialisation (N(0, 0.02)); torch's default N(0, 1) makes the embeddings dominate
-        # the residual stream of a freshly built model. Blocks initialise their own modules.
-        for table in (
-            self.embeddings.word_embeddings,
-            self.embeddings.position_embeddings,
-            self.embeddings.token_type_embeddings,
-        ):
-            nn.init.normal_(table.weight, std=0.02)
-        with torch.no_grad():
-            self.embeddings.word_embeddings.weight[self.config.pad_token_id].zero_()
+    def init_weights(self) -> None:
+        """Initialise every parameter and buffer from the global RNG: embeddings as BERT's, blocks as
+        theirs, torch's defaults for the rest (see :mod:`hybridformer.initialization`)."""
+        init_children(self)
 
     def forward(
         self,
@@ -109,8 +105,9 @@ class TextEncoder(nn.Module):
         """
         mask, token_type_ids = self._check_inputs(input_ids, attention_mask, token_type_ids)
         x = self.embeddings(input_ids, mask, token_type_ids)
-        # Without padding, no mask: attention then takes its unmasked (faster) path.
-        key_padding_mask = None if attention_mask is None or bool(mask.all()) else mask
+        # Without padding, no mask: attention then takes its unmasked (faster) path. Whether a given
+        # mask pads anything is only asked where reading it costs no host sync.
+        key_padding_mask = None if attention_mask is None or (values_checkable(mask) and bool(mask.all())) else mask
         aux_loss = torch.zeros((), device=x.device)
         gate_stats: list[GateStats | None] = []
         global_indices: list[Tensor | None] = []
@@ -150,11 +147,7 @@ class TextEncoder(nn.Module):
                 f"input_ids: sequence length {n} exceeds max_positions={cfg.max_positions}; truncate the "
                 f"input or extend the positions (from_pretrained(path, max_positions={n}))"
             )
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= cfg.vocab_size:
-            raise ValueError(
-                f"input_ids: ids must be in [0, vocab_size={cfg.vocab_size}), got min {low} max {high}"
-            )
+        check_range(input_ids, "input_ids", cfg.vocab_size, "vocab_size")
         if attention_mask is None:
             mask = torch.ones_like(input_ids, dtype=torch.bool)
         else:
@@ -172,12 +165,7 @@ class TextEncoder(nn.Module):
                     f"token_type_ids: expected shape {tuple(input_ids.shape)} like input_ids, "
                     f"got {tuple(token_type_ids.shape)}"
                 )
-            low, high = int(token_type_ids.min()), int(token_type_ids.max())
-            if low < 0 or high >= cfg.type_vocab_size:
-                raise ValueError(
-                    f"token_type_ids: must be in [0, type_vocab_size={cfg.type_vocab_size}), "
-                    f"got min {low} max {high}"
-                )
+            check_range(token_type_ids, "token_type_ids", cfg.type_vocab_size, "type_vocab_size")
         return mask, token_type_ids
 
     def resize_position_embeddings(self, max_positions: int) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from torch import Tensor, nn
 from hybridformer.config import ConfigError, apply_overrides, from_dict, to_dict
 from hybridformer.encoders.hf_bert import config_from_hf, convert_hf_state_dict, hf_encoder_keys
 from hybridformer.encoders.text_config import TextEncoderConfig
+from hybridformer.io import atomic_write, write_json
 
 __all__ = [
     "CONFIG_FILE",
@@ -261,17 +260,6 @@ def write_text_checkpoint(
         **extra,
     }
     state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    _atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(path / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    write_json(path / CONFIG_FILE, meta)
     return path
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

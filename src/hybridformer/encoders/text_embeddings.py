@@ -27,6 +27,15 @@ class TextEmbeddings(nn.Module):
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
+    def init_weights(self) -> None:
+        """BERT's initialisation: tables N(0, 0.02) (torch's N(0, 1) would make the embeddings dominate
+        the residual stream of a fresh model), a zero padding row, a unit LayerNorm."""
+        for table in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings):
+            nn.init.normal_(table.weight, std=0.02)
+        with torch.no_grad():
+            self.word_embeddings.weight[self.config.pad_token_id].zero_()
+        self.norm.reset_parameters()
+
     def position_ids(self, attention_mask: Tensor) -> Tensor:
         """Position row of every token.
 

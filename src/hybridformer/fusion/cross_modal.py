@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from hybridformer.attention.dense import dense_attention
 from hybridformer.config import check
+from hybridformer.initialization import allocating
 
 __all__ = ["MODALITIES", "CrossModalConfig", "ModalityTokens", "CrossModalKV", "CrossModalAttention", "stack_kv"]
 
@@ -144,21 +145,23 @@ class CrossModalAttention(nn.Module):
               "(text_dim, image_dim or video_dim)")
         self.config = config
         d = config.d_model
-        self.q_proj = nn.Linear(d, d)
-        self.k_proj = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in dims.items()})
-        self.v_proj = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in dims.items()})
-        self.type_embeddings = nn.ParameterDict({m: nn.Parameter(torch.empty(dim)) for m, dim in dims.items()})
-        self.o_proj = nn.Linear(d, d)
-        self.gate = nn.Parameter(torch.empty(()))
+        with allocating():
+            self.q_proj = nn.Linear(d, d)
+            self.k_proj = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in dims.items()})
+            self.v_proj = nn.ModuleDict({m: nn.Linear(dim, d) for m, dim in dims.items()})
+            self.type_embeddings = nn.ParameterDict({m: nn.Parameter(torch.empty(dim)) for m, dim in dims.items()})
+            self.o_proj = nn.Linear(d, d)
+            self.gate = nn.Parameter(torch.empty(()))
         self.init_weights()
 
     def init_weights(self) -> None:
         """torch's default Linear init, N(0, 0.02) type embeddings, and the gate at exactly 0."""
         for layer in (self.q_proj, self.o_proj, *self.k_proj.values(), *self.v_proj.values()):
             layer.reset_parameters()
-        for embedding in self.type_embeddings.values():
-            nn.init.normal_(embedding, std=0.02)
-        nn.init.zeros_(self.gate)
+        with torch.no_grad():
+            for embedding in self.type_embeddings.values():
+                nn.init.normal_(embedding, std=0.02)
+            nn.init.zeros_(self.gate)
 
     def _split_heads(self, x: Tensor) -> Tensor:
         batch, n, _ = x.shape

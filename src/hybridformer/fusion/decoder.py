@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from hybridformer.attention import AttentionConfig, HybridAttention, KVCache
 from hybridformer.config import check
 from hybridformer.fusion.cross_modal import CrossModalAttention, CrossModalConfig, CrossModalKV
+from hybridformer.initialization import allocating, init_children
 from hybridformer.sparsity import GatedFFN, GateStats, SparsityConfig
 
 __all__ = ["DecoderConfig", "DecoderBlock", "DecoderBlockOutput"]
@@ -125,13 +126,19 @@ class DecoderBlock(nn.Module):
         super().__init__()
         self.config = config
         eps = config.layer_norm_eps
-        self.self_attention_norm = nn.LayerNorm(config.d_model, eps=eps)
-        self.self_attention = HybridAttention(config.attention)
-        self.cross_attention_norm = nn.LayerNorm(config.d_model, eps=eps) if config.has_context else None
-        self.cross_attention = CrossModalAttention(config.cross_config()) if config.has_context else None
-        self.ffn_norm = nn.LayerNorm(config.d_model, eps=eps)
-        self.ffn = GatedFFN(config.d_model, config.d_ff, config.sparsity, activation=config.activation)
-        self.dropout = nn.Dropout(config.dropout)
+        with allocating():
+            self.self_attention_norm = nn.LayerNorm(config.d_model, eps=eps)
+            self.self_attention = HybridAttention(config.attention)
+            self.cross_attention_norm = nn.LayerNorm(config.d_model, eps=eps) if config.has_context else None
+            self.cross_attention = CrossModalAttention(config.cross_config()) if config.has_context else None
+            self.ffn_norm = nn.LayerNorm(config.d_model, eps=eps)
+            self.ffn = GatedFFN(config.d_model, config.d_ff, config.sparsity, activation=config.activation)
+            self.dropout = nn.Dropout(config.dropout)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Every sublayer's own init, in order (the cross-attention gate at 0)."""
+        init_children(self)
 
     def forward(
         self,

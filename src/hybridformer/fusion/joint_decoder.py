@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from hybridformer.attention import KVCache
 from hybridformer.fusion.cross_modal import CrossModalKV, ModalityTokens
 from hybridformer.fusion.decoder import DecoderBlock, DecoderConfig
-from hybridformer.initialization import init_module
+from hybridformer.initialization import allocating, init_children
 from hybridformer.sparsity import GateStats
 
 __all__ = ["JointDecoder", "DecoderOutput"]
@@ -53,18 +53,20 @@ class JointDecoder(nn.Module):
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.token_embeddings = nn.Embedding(config.vocab_size, config.d_model)
-        self.position_embeddings = nn.Embedding(config.max_positions, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        with allocating():
+            self.token_embeddings = nn.Embedding(config.vocab_size, config.d_model)
+            self.position_embeddings = nn.Embedding(config.max_positions, config.d_model)
+            self.dropout = nn.Dropout(config.dropout)
+            self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
+            self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.init_weights()
 
     def init_weights(self) -> None:
         """Every layer's default init, then GPT-2's N(0, 0.02) for the (tied) embeddings."""
-        init_module(self)
-        for table in (self.token_embeddings, self.position_embeddings):
-            nn.init.normal_(table.weight, std=0.02)
+        init_children(self)
+        with torch.no_grad():
+            for table in (self.token_embeddings, self.position_embeddings):
+                nn.init.normal_(table.weight, std=0.02)
 
     def cross_kv(self, context: Mapping[str, ModalityTokens]) -> list[CrossModalKV | None]:
         """Each block's cross-attention keys/values of ``context`` (computed once per input).

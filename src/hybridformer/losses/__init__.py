@@ -1,15 +1,51 @@
-"""Training objectives, each a function plus an ``nn.Module`` returning a typed output, outside the model."""
+"""Training objectives, outside the models: each a function plus a Module called as
+``objective(model, batch) -> LossOutput`` (loss plus named metrics).
 
-from .distill import DistillationLoss, distillation_loss
-from .mlm import IGNORE_INDEX, MaskedTokens, MLMLoss, MLMLossOutput, mask_tokens, mlm_loss
+    ClassificationObjective   cross-entropy on class labels            (classification.py)
+    MLMObjective              BERT's masked language modelling          (mlm.py)
+    DistillationObjective     a student on a frozen teacher's logits    (distill.py)
+    GateDistillObjective      gated FFNs on the full-width network      (gate_distill.py)
+    target_rate_loss          the FFN gates' rate term                  (gate_rate.py)
 
-__all__ = [
-    "IGNORE_INDEX",
-    "DistillationLoss",
-    "MLMLoss",
-    "MLMLossOutput",
-    "MaskedTokens",
-    "distillation_loss",
-    "mask_tokens",
-    "mlm_loss",
-]
+Names are imported lazily: the gated FFN imports ``gate_rate`` while ``gate_distill`` imports the
+FFN, so an eager package ``__init__`` would make a cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "LABELS": "output",
+    "LossOutput": "output",
+    "Objective": "output",
+    "model_inputs": "output",
+    "require_labels": "output",
+    "ClassificationObjective": "classification",
+    "classification_loss": "classification",
+    "check_class_labels": "classification",
+    "IGNORE_INDEX": "mlm",
+    "MaskedTokens": "mlm",
+    "MLMLoss": "mlm",
+    "MLMLossOutput": "mlm",
+    "MLMObjective": "mlm",
+    "mask_tokens": "mlm",
+    "mlm_loss": "mlm",
+    "DistillationLoss": "distill",
+    "DistillationObjective": "distill",
+    "distillation_loss": "distill",
+    "GateDistillConfig": "gate_distill",
+    "GateDistillObjective": "gate_distill",
+    "expected_active_fraction": "gate_rate",
+    "target_rate_loss": "gate_rate",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hybridformer.losses' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"hybridformer.losses.{module}"), name)

@@ -8,10 +8,17 @@ student learns from this term.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DistillationLoss", "distillation_loss"]
+from hybridformer.losses.classification import classification_loss
+from hybridformer.losses.output import LossOutput, model_inputs, require_labels
+
+__all__ = ["DistillationLoss", "DistillationObjective", "distillation_loss"]
 
 
 def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -56,3 +63,58 @@ class DistillationLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
+
+
+class DistillationObjective(nn.Module):
+    """Train a student classifier on a frozen teacher's soft predictions (and optionally the labels).
+
+    ``loss = (1 - label_weight) * distillation_loss(student, teacher, T) + label_weight * CE(student,
+    labels) + student.aux_loss``. The teacher belongs to the objective, not to the student: it is
+    kept out of the module tree (neither trained nor saved; the student's state-dict keys do not
+    change), held in eval mode without gradients, and moved to the batch's device on first use.
+
+    Args:
+        teacher: a trained model whose ``model(**inputs).logits`` has the student's shape.
+        temperature: softening T of both distributions.
+        label_weight: share of the label cross-entropy, in [0, 1] (0: pure distillation, no labels needed).
+    """
+
+    def __init__(self, teacher: nn.Module, temperature: float = 1.0, label_weight: float = 0.0) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"DistillationObjective: temperature must be > 0, got {temperature}")
+        if not 0.0 <= label_weight <= 1.0:
+            raise ValueError(f"DistillationObjective: label_weight must be in [0, 1], got {label_weight}")
+        self.temperature = temperature
+        self.label_weight = label_weight
+        self._teacher = (teacher.eval().requires_grad_(False),)  # a tuple: not a registered submodule
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen teacher."""
+        return self._teacher[0]
+
+    def teacher_logits(self, inputs: Mapping[str, Any]) -> Tensor:
+        """The teacher's logits on ``inputs``, without gradient, on their device."""
+        teacher = self.teacher
+        device = next(v for v in inputs.values() if isinstance(v, Tensor)).device
+        if next(teacher.parameters()).device != device:
+            teacher.to(device)
+        with torch.no_grad():
+            return teacher.eval()(**inputs).logits
+
+    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        inputs = model_inputs(batch)
+        target = self.teacher_logits(inputs)
+        out = model(**inputs)
+        kd = distillation_loss(out.logits, target, self.temperature)
+        loss = (1.0 - self.label_weight) * kd
+        metrics = {"distillation": kd.detach(), "aux_loss": out.aux_loss.detach()}
+        if self.label_weight > 0:
+            ce = classification_loss(out.logits, require_labels(batch, "DistillationObjective"))
+            loss = loss + self.label_weight * ce
+            metrics["cross_entropy"] = ce.detach()
+        return LossOutput(loss=loss + out.aux_loss, metrics=metrics)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, label_weight={self.label_weight}"

@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["IGNORE_INDEX", "MaskedTokens", "mask_tokens", "MLMLossOutput", "mlm_loss", "MLMLoss"]
+from hybridformer.losses.output import LossOutput, model_inputs, require_labels
+
+__all__ = ["IGNORE_INDEX", "MaskedTokens", "mask_tokens", "MLMLossOutput", "mlm_loss", "MLMLoss", "MLMObjective"]
 
 IGNORE_INDEX = -100
 """Label of positions that are not prediction targets."""
@@ -154,3 +157,33 @@ class MLMLoss(nn.Module):
             correct = ((logits.argmax(dim=-1) == labels) & targets).sum()
             accuracy = correct.float() / num.clamp(min=1)
         return MLMLossOutput(loss=loss, num_targets=num, accuracy=accuracy)
+
+
+class MLMObjective(nn.Module):
+    """Masked language modelling on a batch from :class:`~hybridformer.data.MLMCollator`.
+
+    The model scores only the target positions (``positions = labels != -100``; scoring every token
+    against the vocabulary would cost more than the encoder itself). ``loss`` = the MLM cross-entropy
+    + the model's ``aux_loss``. Metrics: ``mlm_loss``, ``aux_loss``, ``mlm_accuracy``, ``mlm_targets``.
+    """
+
+    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        labels = require_labels(batch, "MLMObjective")
+        inputs = model_inputs(batch)
+        if labels.shape != inputs["input_ids"].shape:
+            raise ValueError(
+                f"labels: expected shape {tuple(inputs['input_ids'].shape)} like input_ids, got {tuple(labels.shape)}"
+            )
+        positions = labels != IGNORE_INDEX  # (B, N)
+        out = model(**inputs, positions=positions)
+        targets = labels[positions]  # (M,), row-major like the model's (M, V) logits
+        scored = MLMLoss()(out.logits, targets)
+        return LossOutput(
+            loss=scored.loss + out.aux_loss,
+            metrics={
+                "mlm_loss": scored.loss.detach(),
+                "aux_loss": out.aux_loss.detach(),
+                "mlm_accuracy": scored.accuracy,
+                "mlm_targets": scored.num_targets.float(),
+            },
+        )

@@ -31,13 +31,13 @@ from hybridformer.encoders.image import ImageEncoder
 from hybridformer.encoders.text import TextEncoder
 from hybridformer.encoders.video import VideoEncoder
 from hybridformer.fusion import CrossModalKV, JointDecoder, ModalityTokens
-from hybridformer.heads import SequenceClassificationHead
 from hybridformer.models.decoding import DecodeBatch, SequenceState, prefill
 from hybridformer.models.generate import GenerateOutput, GenerationConfig, generate_tokens, prompts_of
-from hybridformer.initialization import init_module
+from hybridformer.initialization import init_children
 from hybridformer.models.multimodal_config import HeadsConfig, MultimodalConfig
 from hybridformer.models.multimodal_heads import AnswerHead, ContrastiveProjection, ImageClassificationHead, masked_mean
-from hybridformer.models.outputs import ClassificationOutput, ContrastiveOutput, MultimodalOutput
+from hybridformer.models.outputs import ClassifierOutput, ContrastiveOutput, MultimodalOutput
+from hybridformer.models.text_classifier import SequenceClassificationHead
 
 __all__ = ["MultimodalModel"]
 
@@ -96,21 +96,9 @@ class MultimodalModel(nn.Module):
         )
 
     def init_weights(self) -> None:
-        """Initialise every part in place, in a fixed order (after ``to_empty`` of a meta build)."""
-        encoder = self.text_encoder
-        if hasattr(encoder, "init_weights"):
-            encoder.init_weights()
-        else:  # until TextEncoder has its own: the layers' defaults, then its BERT init of the embeddings
-            init_module(encoder)
-            encoder._init_embeddings()
-        for part in (self.image_encoder, self.video_encoder):
-            if part is not None:
-                part.init_weights()
-        self.decoder.init_weights()
-        for head in (self.text_projection, self.image_projection, self.itm_head, self.answer_head,
-                     self.text_head, self.image_head):
-            if head is not None:
-                init_module(head, skip_own=False)
+        """Initialise every part in place, in registration order: the encoders (text, image, video),
+        the decoder, then the heads (see :mod:`hybridformer.initialization`)."""
+        init_children(self)
 
     # ----- encoders ---------------------------------------------------------------------------
 
@@ -222,20 +210,20 @@ class MultimodalModel(nn.Module):
 
     def classify_text(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
-    ) -> ClassificationOutput:
+    ) -> ClassifierOutput:
         """Sequence classification on the text encoder."""
         if self.text_head is None:
             raise ValueError("classify_text: the model has no text head (heads.num_text_labels=0)")
         enc = self.text_encoder(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        return ClassificationOutput(self.text_head(enc.last_hidden_state, mask), enc.aux_loss)
+        return ClassifierOutput(self.text_head(enc.last_hidden_state, mask), enc.aux_loss, enc.gate_stats)
 
-    def classify_image(self, images: Tensor) -> ClassificationOutput:
+    def classify_image(self, images: Tensor) -> ClassifierOutput:
         """Image classification on the pooled image tokens."""
         if self.image_head is None:
             raise ValueError("classify_image: the model has no image head (heads.num_image_labels=0 or no image encoder)")
         out = self.image_encoder(images)
-        return ClassificationOutput(self.image_head(out.tokens, out.mask), out.tokens.new_zeros(()))
+        return ClassifierOutput(self.image_head(out.tokens, out.mask), out.tokens.new_zeros(()), [])
 
     # ----- generation -------------------------------------------------------------------------
 

@@ -35,13 +35,12 @@ def build_multimodal(config: MultimodalConfig) -> MultimodalModel:
     from hybridformer.fusion import JointDecoder
     from hybridformer.models.multimodal import MultimodalModel
 
-    return MultimodalModel(
-        TextEncoder(config.text),
-        JointDecoder(config.decoder),
-        image_encoder=ImageEncoder(config.image) if config.image is not None else None,
-        video_encoder=VideoEncoder(config.video) if config.video is not None else None,
-        heads=config.heads,
-    )
+    # Built in init_weights' order (text, image, video, decoder), so an eager build draws the same numbers.
+    text = TextEncoder(config.text)
+    image = ImageEncoder(config.image) if config.image is not None else None
+    video = VideoEncoder(config.video) if config.video is not None else None
+    return MultimodalModel(text, JointDecoder(config.decoder), image_encoder=image, video_encoder=video,
+                           heads=config.heads)
 
 
 def save_multimodal(model: MultimodalModel, path: str | Path, tokenizer: Any = None) -> Path:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders.image import ImageEncoderConfig
 from hybridformer.encoders.text import TextEncoder
 from hybridformer.encoders.text_config import TextEncoderConfig
 from hybridformer.encoders.video import VideoEncoderConfig
 from hybridformer.fusion import DecoderConfig
+from hybridformer.initialization import allocating
 from hybridformer.models.multimodal import MultimodalModel
 from hybridformer.models.multimodal_checkpoint import build_multimodal
 from hybridformer.models.multimodal_config import HeadsConfig, MultimodalConfig
@@ -71,11 +70,10 @@ def base_config(heads: HeadsConfig | None = None) -> MultimodalConfig:
 
 
 def build_initialised(config: MultimodalConfig) -> MultimodalModel:
-    """Build a model and initialise it with ``init_weights`` from the RNG state at entry, so the result
-    equals a meta-device build + ``to_empty`` + ``init_weights`` under the same seed."""
-    state = torch.random.get_rng_state()
-    model = build_multimodal(config)
-    torch.random.set_rng_state(state)
+    """Build a model without drawing random numbers, then ``init_weights()``: the result equals a
+    meta-device build + ``to_empty`` + ``init_weights`` under the same seed."""
+    with allocating():
+        model = build_multimodal(config)
     model.init_weights()
     return model
 

@@ -1,4 +1,4 @@
-"""Typed outputs of the multimodal model (no losses: objectives compute those, in ``losses/``)."""
+"""Typed outputs of the models: logits, embeddings and auxiliary terms, never a task loss."""
 
 from __future__ import annotations
 
@@ -8,7 +8,34 @@ from torch import Tensor
 
 from hybridformer.sparsity import GateStats
 
-__all__ = ["MultimodalOutput", "ContrastiveOutput", "ClassificationOutput"]
+__all__ = ["ClassifierOutput", "MaskedLMOutput", "MultimodalOutput", "ContrastiveOutput"]
+
+
+@dataclass
+class ClassifierOutput:
+    """What :class:`~hybridformer.models.TextClassifier` returns (and the multimodal model's text and
+    image classification heads)."""
+
+    logits: Tensor
+    """(B, num_labels) unnormalised class scores."""
+    aux_loss: Tensor
+    """Scalar auxiliary term of the encoder (the FFN gates' rate loss; 0 when gates are off), for the
+    objective to add to its task loss."""
+    gate_stats: list[GateStats | None]
+    """Per encoder block, the FFN gates' statistics (None when gates are off)."""
+
+
+@dataclass
+class MaskedLMOutput:
+    """What :class:`~hybridformer.models.TextForMaskedLM` returns."""
+
+    logits: Tensor
+    """Token scores: (B, N, vocab_size), or (M, vocab_size) for the M positions selected by
+    ``positions`` (row-major order)."""
+    aux_loss: Tensor
+    """Scalar auxiliary term of the encoder (FFN gates' rate loss; 0 when gates are off)."""
+    gate_stats: list[GateStats | None]
+    """Per encoder block, the FFN gates' statistics (None when gates are off)."""
 
 
 @dataclass
@@ -39,13 +66,3 @@ class ContrastiveOutput:
     """(B, embed_dim) unit-norm text embeddings; None when no text was given."""
     image_embeddings: Tensor | None
     """(B, embed_dim) unit-norm image embeddings; None when no images were given."""
-
-
-@dataclass
-class ClassificationOutput:
-    """Class scores of a unimodal head (text sequence classification, image classification)."""
-
-    logits: Tensor
-    """(B, num_labels) unnormalised class scores."""
-    aux_loss: Tensor
-    """Scalar FFN-gate auxiliary loss of the encoder (0 for the image encoder or when gates are off)."""

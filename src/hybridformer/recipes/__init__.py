@@ -12,7 +12,6 @@ are thin wrappers around them, and scripts (``benchmarks/text_experiment.py``) c
 from hybridformer.recipes.corpus import CorpusConfig, load_corpus
 from hybridformer.recipes.evaluate import EvaluateConfig, EvaluateResult, evaluate
 from hybridformer.recipes.finetune import FinetuneConfig, FinetuneResult, finetune
-from hybridformer.recipes.gate_distill import GateDistillConfig, GateDistillation, GateDistillOutput
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pretrain import PretrainConfig, PretrainResult, pretrain
@@ -27,9 +26,6 @@ __all__ = [
     "EvaluateResult",
     "FinetuneConfig",
     "FinetuneResult",
-    "GateDistillConfig",
-    "GateDistillOutput",
-    "GateDistillation",
     "ModelConfig",
     "PretrainConfig",
     "PretrainResult",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from hybridformer.config import ConfigError, check, to_dict
 from hybridformer.data import TextCollator
-from hybridformer.heads import TextClassifier
+from hybridformer.io import write_json
+from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import resolve_tokenizer
 from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split
@@ -92,8 +92,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     collate = TextCollator(tokenizer, max_length=config.data.max_length)
     metrics = evaluate_classifier(model, dataset, collate, config.data.eval_batch_size, device)
     path = config.report_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"model_dir": config.model_dir, "task": config.data.task, "split": config.split,
               **metrics.to_dict(), "config": to_dict(config)}
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     return EvaluateResult(metrics=metrics, report_path=path)

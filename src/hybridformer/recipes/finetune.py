@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +10,14 @@ from typing import Any
 from torch import nn
 
 from hybridformer.config import check, save_config, to_dict
+from hybridformer.io import write_json
 from hybridformer.data import LengthBucketBatchSampler, TextCollator, token_lengths
-from hybridformer.heads import TextClassifier
+from hybridformer.losses import ClassificationObjective, Objective
+from hybridformer.losses.gate_distill import GateDistillConfig, GateDistillObjective
+from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
-from hybridformer.recipes.gate_distill import GateDistillation, GateDistillConfig
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.sparsity import GatedFFN, PruneReport, rewire_by_importance
 from hybridformer.training import Trainer, TrainConfig, TrainResult
@@ -112,12 +113,14 @@ def _train_summary(result: TrainResult, n_examples: int) -> dict[str, Any]:
     }
 
 
-def _training_model(model: TextClassifier, config: GateDistillConfig) -> nn.Module:
-    """What the Trainer optimises: the classifier, or its gate-distillation wrapper."""
+def _objective(model: TextClassifier, config: GateDistillConfig) -> Objective:
+    """What the classifier is trained on: the labels, or gate distillation."""
     if not config.enabled:
-        return model
+        return ClassificationObjective()
     teacher = TextClassifier.from_pretrained(config.teacher) if config.teacher is not None else None
-    return GateDistillation(model, config, teacher)
+    objective = GateDistillObjective(config, teacher)
+    objective.check_model(model)
+    return objective
 
 
 def finetune(config: FinetuneConfig) -> FinetuneResult:
@@ -154,7 +157,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         return {"validation_accuracy": evaluate_classifier(model, splits.validation, collate, eval_batch).accuracy}
 
     trainer = Trainer(
-        _training_model(model, config.gate_distill),
+        model,
+        _objective(model, config.gate_distill),
         splits.train,
         train_cfg,
         collate,
@@ -192,8 +196,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         "model_dir": str(model_dir),
         "config": to_dict(config),
     }
-    metrics_path = out / METRICS_FILE
-    metrics_path.write_text(json.dumps(record, indent=2) + "\n")
+    metrics_path = write_json(out / METRICS_FILE, record)
     return FinetuneResult(
         model_dir=model_dir,
         model=model.eval(),

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset, token_lengths
+from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset, iterate_batches, token_lengths
 from hybridformer.training import peak_memory_mb
 
 __all__ = ["ClassificationMetrics", "evaluate_classifier"]
@@ -57,7 +57,7 @@ def evaluate_classifier(
 
     Args:
         model: ``model(**batch).logits`` is (B, num_labels), e.g. a
-            :class:`~hybridformer.heads.TextClassifier`.
+            :class:`~hybridformer.models.TextClassifier`.
         dataset: labelled examples (labels in the model's class order).
         collate: turns examples into a batch; its ``max_length`` truncates the inputs.
         batch_size: examples per forward pass.
@@ -71,7 +71,7 @@ def evaluate_classifier(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     lengths = token_lengths(dataset, collate.tokenizer, collate.max_length)
     sampler = LengthBucketBatchSampler(lengths, batch_size, shuffle=False)
-    batches = [collate([dataset[i] for i in indices]) for indices in sampler]
+    batches = list(iterate_batches(dataset, collate, sampler))
     was_training = model.training
     model.eval()
     if device.type == "cuda":

@@ -12,7 +12,7 @@ from hybridformer.config import ConfigError, apply_overrides, check
 from hybridformer.data import load_tokenizer, minilm_path
 from hybridformer.encoders import TextEncoder
 from hybridformer.encoders.text_checkpoint import TextCheckpoint, read_text_checkpoint
-from hybridformer.heads import TextClassifier
+from hybridformer.models import TextClassifier
 from hybridformer.sparsity import SparsityConfig
 
 if TYPE_CHECKING:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,9 @@ from hybridformer.attention import AttentionConfig
 from hybridformer.config import ConfigError, check, save_config, to_dict
 from hybridformer.data import LengthBucketBatchSampler, MLMCollator, token_lengths
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
-from hybridformer.heads import TextForMaskedLM
+from hybridformer.io import write_json
+from hybridformer.losses import MLMObjective
+from hybridformer.models import TextForMaskedLM
 from hybridformer.recipes.corpus import CorpusConfig, load_corpus
 from hybridformer.recipes.model import resolve_tokenizer
 from hybridformer.training import Trainer, TrainConfig, TrainResult
@@ -135,7 +136,7 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         drop_last=config.train.drop_last,
         seed=config.train.seed,
     )
-    result = Trainer(model, texts, config.train, collate, batch_sampler=sampler).fit()
+    result = Trainer(model, MLMObjective(), texts, config.train, collate, batch_sampler=sampler).fit()
 
     out = config.out_dir
     model_dir = out / MODEL_DIR
@@ -155,6 +156,5 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         "model_dir": str(model_dir),
         "config": to_dict(config),
     }
-    metrics_path = out / METRICS_FILE
-    metrics_path.write_text(json.dumps(record, indent=2) + "\n")
+    metrics_path = write_json(out / METRICS_FILE, record)
     return PretrainResult(model_dir=model_dir, metrics_path=metrics_path, train=result, n_documents=len(texts))

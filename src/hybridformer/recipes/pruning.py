@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hybridformer.config import check
-from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset
+from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset, iterate_batches
 from hybridformer.sparsity import GroupUsage, PruneReport, gated_ffns, measure_group_usage, prune
 
 __all__ = ["PruneConfig", "calibration_batches", "threshold_for_fraction", "prune_classifier"]
@@ -49,7 +49,7 @@ def calibration_batches(
     training sampler has already computed.
     """
     sampler = LengthBucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
-    return [collate([dataset[i] for i in indices]) for indices in itertools.islice(sampler, n_batches)]
+    return list(iterate_batches(dataset, collate, list(itertools.islice(sampler, n_batches))))
 
 
 def threshold_for_fraction(model: nn.Module, usage: dict[str, GroupUsage], fraction: float) -> float:

@@ -17,7 +17,6 @@ from hybridformer.sparsity.config import SparsityConfig
 from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
 from hybridformer.sparsity.full_width import full_width
 from hybridformer.sparsity.gating import GateDecision, SparseGate, gumbel_sigmoid_st
-from hybridformer.sparsity.loss import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity.prune import prune
 from hybridformer.sparsity.rewire import neuron_importance, rewire_by_importance
 from hybridformer.sparsity.report import (
@@ -44,7 +43,6 @@ __all__ = [
     "SparsityConfig",
     "count_parameters",
     "dense_ffn_flops",
-    "expected_active_fraction",
     "full_width",
     "gate_stats",
     "gated_ffn_flops",
@@ -59,6 +57,5 @@ __all__ = [
     "set_sparsity_step",
     "set_temperature",
     "target_at",
-    "target_rate_loss",
     "temperature_at",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hybridformer.losses.output import model_inputs
 from hybridformer.sparsity.sparse_ffn import FFNOutput, GatedFFN
 
 __all__ = ["GroupUsage", "call_model", "gated_ffns", "measure_group_usage", "run_calibration"]
@@ -35,10 +36,10 @@ def gated_ffns(model: nn.Module) -> dict[str, GatedFFN]:
 
 
 def call_model(model: nn.Module, batch: Any) -> Any:
-    """Run one calibration batch: a mapping as ``model(**batch)``, a tuple/list as ``model(*batch)``,
-    a tensor as ``model(batch)``."""
+    """Run one calibration batch: a mapping as ``model(**inputs)`` (its ``labels`` left out: a model
+    takes inputs only), a tuple/list as ``model(*batch)``, a tensor as ``model(batch)``."""
     if isinstance(batch, Mapping):
-        return model(**batch)
+        return model(**model_inputs(batch))
     if isinstance(batch, (tuple, list)):
         return model(*batch)
     if isinstance(batch, Tensor):

@@ -30,10 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridformer.config import check
+from hybridformer.initialization import init_children
 from hybridformer.sparsity.config import SparsityConfig
 from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
 from hybridformer.sparsity.gating import SparseGate
-from hybridformer.sparsity.loss import expected_active_fraction, target_rate_loss
+from hybridformer.losses.gate_rate import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity.schedule import target_at, temperature_at
 from hybridformer.sparsity.stats import GateStats, gate_stats
 
@@ -98,6 +99,14 @@ class GatedFFN(nn.Module):
             self.gate = SparseGate(d_model, config.n_groups, config)
             # Original indices of the groups still present; shrinks when pruned, saved with the weights.
             self.register_buffer("kept_groups", torch.arange(config.n_groups))
+
+    def init_weights(self) -> None:
+        """torch's defaults for ``fc_in``/``fc_out``, the gate's own initialisation, and every group
+        kept (a fresh, unpruned layer; see :mod:`hybridformer.initialization`)."""
+        init_children(self)
+        if self.gate is not None:
+            with torch.no_grad():
+                self.kept_groups.copy_(torch.arange(self.kept_groups.numel()))
 
     @property
     def d_ff(self) -> int:

@@ -4,12 +4,11 @@ Typical use::
 
     from hybridformer.training import Trainer, TrainConfig
     config = TrainConfig(lr=5e-5, epochs=1, batch_size=16, out_dir="runs/sentiment")
-    result = Trainer(model, splits.train, config, collate_fn=TextCollator(tokenizer)).fit()
+    result = Trainer(model, ClassificationObjective(), splits.train, config, TextCollator(tokenizer)).fit()
     print(result.final_step, result.losses[-1], result.tokens_per_s, result.checkpoint_path)
 """
 
 from .checkpoint import (
-    atomic_write,
     latest_checkpoint,
     list_checkpoints,
     load_model_weights,
@@ -31,7 +30,6 @@ __all__ = [
     "Trainer",
     "TrainingDivergedError",
     "WarmupCosine",
-    "atomic_write",
     "autocast_dtype",
     "build_optimizer",
     "build_scheduler",

@@ -17,17 +17,18 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from hybridformer.io import atomic_write, fsync_path
+
 __all__ = [
     "MODEL_FILE",
     "STATE_FILE",
-    "atomic_write",
     "save_model_weights",
     "load_model_weights",
     "rng_state",
@@ -41,40 +42,6 @@ __all__ = [
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-
-
-def _fsync_path(path: Path) -> None:
-    """Flush a file's (or a directory's entries') data to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Write a file so that ``path`` holds either its old content or the complete new one, never a mix.
-
-    ``write(tmp)`` writes the new content to a temporary file beside ``path``; it is fsynced and
-    ``os.replace``-d onto ``path``, then the directory entry is fsynced. If ``write`` raises, the
-    temporary file is removed and ``path`` is left as it was.
-
-    Args:
-        path: destination file.
-        write: callback writing the complete content to the path it receives.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        _fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_path(path.parent)
-    return path
 
 
 def save_model_weights(model: nn.Module, path: str | Path) -> Path:
@@ -174,8 +141,8 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[s
         save_model(model, str(tmp / MODEL_FILE))
         torch.save(state, tmp / STATE_FILE)
         for name in (MODEL_FILE, STATE_FILE):
-            _fsync_path(tmp / name)
-        _fsync_path(tmp)
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         if final.exists():  # re-saving a step: move the old copy aside first, since rename needs a free name
             stale = root / f".{final.name}.old-{os.getpid()}"
             os.replace(final, stale)
@@ -186,7 +153,7 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[s
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_path(root)
+    fsync_path(root)
     for old in list_checkpoints(root)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     for leftover in root.glob(".step-*.tmp-*"):  # from saves that were killed midway

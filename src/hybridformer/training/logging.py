@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write
+from ..io import write_text
 
 __all__ = ["LOG_FILE", "RunLogger", "read_log"]
 
@@ -77,7 +77,7 @@ class RunLogger:
         records = [r for r in read_log(self.out_dir) if r.get("step", 0) <= step]
         if self.path.is_file():
             text = "".join(json.dumps(r) + "\n" for r in records)
-            atomic_write(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            write_text(self.path, text)
 
     @property
     def bar_visible(self) -> bool:

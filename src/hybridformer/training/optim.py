@@ -15,8 +15,19 @@ from .config import TrainConfig
 __all__ = ["param_groups", "build_optimizer", "WarmupCosine", "build_scheduler"]
 
 
+def _named_parameters(model: nn.Module, objective: nn.Module | None) -> list[tuple[str, nn.Parameter]]:
+    """The model's parameters by name, then the objective's as ``objective.<name>``."""
+    named = list(model.named_parameters())
+    if objective is not None:
+        named += [(f"objective.{n}", p) for n, p in objective.named_parameters()]
+    return named
+
+
 def param_groups(
-    model: nn.Module, weight_decay: float, lr_multipliers: Mapping[str, float] | None = None
+    model: nn.Module,
+    weight_decay: float,
+    lr_multipliers: Mapping[str, float] | None = None,
+    objective: nn.Module | None = None,
 ) -> list[dict]:
     """Split trainable parameters into decayed (matrices, embeddings) and non-decayed groups.
 
@@ -24,7 +35,8 @@ def param_groups(
     temperatures) are not decayed: pulling them toward 0 only hurts (BERT, nanoGPT). Shared (tied)
     parameters appear once. With ``lr_multipliers`` each group also carries ``lr_scale``: the factor
     of the longest key contained in the parameter's name (1.0 when none matches); groups are split
-    by (decay, factor).
+    by (decay, factor). Parameters the ``objective`` owns (e.g. a learnable temperature) are
+    trained too, named ``objective.<name>``.
 
     Raises:
         ValueError: a key of ``lr_multipliers`` matches no trainable parameter.
@@ -32,7 +44,8 @@ def param_groups(
     multipliers = dict(lr_multipliers or {})
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
     matched: set[str] = set()
-    for name, param in model.named_parameters():  # yields each shared parameter once
+    named = _named_parameters(model, objective)
+    for name, param in named:  # each shared parameter once
         if not param.requires_grad:
             continue
         keys = [k for k in multipliers if k in name]
@@ -45,7 +58,7 @@ def param_groups(
     if unmatched:
         raise ValueError(
             f"train.lr_multipliers: {unmatched[0]!r} matches no trainable parameter name of the model "
-            f"(names look like {next((n for n, _ in model.named_parameters()), '<none>')!r})"
+            f"(names look like {next((n for n, _ in named), '<none>')!r})"
         )
     return [
         {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": factor}
@@ -54,10 +67,12 @@ def param_groups(
     ]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups` with ``config.lr`` (times each group's ``lr_multipliers``
-    factor), ``betas``, ``eps`` and ``weight_decay``."""
-    groups = param_groups(model, config.weight_decay, config.lr_multipliers)
+def build_optimizer(
+    model: nn.Module, config: TrainConfig, objective: nn.Module | None = None
+) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` (the model's and the objective's parameters) with ``config.lr``
+    (times each group's ``lr_multipliers`` factor), ``betas``, ``eps`` and ``weight_decay``."""
+    groups = param_groups(model, config.weight_decay, config.lr_multipliers, objective)
     if not any(g["params"] for g in groups):
         raise ValueError("model: has no trainable parameters (all have requires_grad=False)")
     for group in groups:

@@ -1,9 +1,15 @@
-"""A model-agnostic training loop with exact resume.
+"""A model-agnostic training loop with exact resume: ``Trainer(model, objective, data, config, collate)``.
 
-Contract with the model: ``output = model(**batch)`` where ``batch`` is the dict the collate function
-returns, and ``output.loss`` (or ``output["loss"]``) is a scalar tensor that already includes any
-auxiliary losses (e.g. the sparse-gate loss). Any module of the model with a ``set_step(step)``
-method is told the current optimizer step before each step (temperature annealing, schedules).
+Contract: ``objective(model, batch) -> LossOutput`` (:mod:`hybridformer.losses`), where ``batch`` is
+the dict the collate function returns; ``LossOutput.loss`` is the scalar to minimise and its
+``metrics`` are logged. The model itself never computes a loss and is never wrapped, so its module
+paths and state-dict keys do not depend on the objective. Parameters of the objective (e.g. a
+learnable temperature) are optimised and checkpointed with the model's. Any module of the model
+with a ``set_step(step)`` method is told the current optimizer step before each step.
+
+:meth:`Trainer.train_step` is the seam: the forward and backward passes of one optimizer step over
+its micro-batches. A pipeline-parallel schedule replaces it by subclassing; ``fit`` keeps the loop,
+clipping, the optimizer, evaluation, logging and checkpoints.
 
 Exact resume: a checkpoint holds the weights, optimizer, scheduler, the torch/Python/NumPy RNG states,
 the epoch, the position inside it and the epoch's batch order itself. A run killed after checkpoint
@@ -23,10 +29,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..config import save_config
+from ..data.batches import iterate_batches
 from ..data.samplers import ShuffledBatchSampler
+from ..losses.output import LossOutput, Objective
 from ..data.splits import stable_hash
 from .checkpoint import latest_checkpoint, load_training_state, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
@@ -34,7 +42,7 @@ from .device import autocast_dtype, peak_memory_mb, resolve_device
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
 
-__all__ = ["TrainingDivergedError", "TrainResult", "Callback", "Trainer"]
+__all__ = ["TrainingDivergedError", "TrainResult", "StepOutput", "Callback", "Trainer"]
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -68,6 +76,21 @@ class TrainResult:
     """True when a callback called :meth:`Trainer.request_stop` before the planned last step."""
 
 
+@dataclass
+class StepOutput:
+    """What :meth:`Trainer.train_step` returns: the losses of one optimizer step, gradients accumulated."""
+
+    micro_losses: Tensor
+    """(n_micro,) float64, detached: each micro-batch's loss."""
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+    """The objective's metrics, averaged over the micro-batches (detached scalars)."""
+
+    @property
+    def loss(self) -> Tensor:
+        """Scalar float64: the step's loss, the mean over its micro-batches."""
+        return self.micro_losses.mean()
+
+
 class Callback:
     """Hooks called by the Trainer; subclass and override what you need (all default to no-ops)."""
 
@@ -84,16 +107,6 @@ class Callback:
         """After the last step and the final checkpoint."""
 
 
-def _loss_of(output: Any) -> Tensor:
-    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
-    if not isinstance(loss, Tensor) or loss.dim() != 0:
-        raise ValueError(
-            f"model: the output of model(**batch) must carry a scalar tensor `loss`; got {type(output).__name__} "
-            f"with loss={loss if not isinstance(loss, Tensor) else tuple(loss.shape)}"
-        )
-    return loss
-
-
 def _count(batch: Mapping[str, Any]) -> tuple[int, int]:
     """(real tokens, examples) in a CPU batch."""
     mask = batch.get("attention_mask")
@@ -106,10 +119,11 @@ def _count(batch: Mapping[str, Any]) -> tuple[int, int]:
 
 
 class Trainer:
-    """Trains ``model`` on ``train_data`` as ``config`` says; see the module docstring for the contract.
+    """Trains ``model`` under ``objective`` on ``train_data`` as ``config`` says (see the module docstring).
 
     Args:
-        model: ``model(**batch).loss`` is a scalar training loss.
+        model: the model to train; ``objective`` runs it.
+        objective: ``objective(model, batch) -> LossOutput`` (e.g. :class:`~hybridformer.losses.ClassificationObjective`).
         train_data: any map-style dataset; ``train_data[i]`` goes to ``collate_fn``.
         config: :class:`TrainConfig`.
         collate_fn: list of examples -> dict of tensors (e.g. :class:`hybridformer.data.TextCollator`).
@@ -125,6 +139,7 @@ class Trainer:
     def __init__(
         self,
         model: nn.Module,
+        objective: Objective,
         train_data: Dataset | Sequence[Any],
         config: TrainConfig,
         collate_fn: Callable[[list[Any]], Mapping[str, Any]],
@@ -133,7 +148,13 @@ class Trainer:
         batch_sampler: Any | None = None,
         callbacks: Sequence[Callback] = (),
     ):
+        if not callable(objective):
+            raise ValueError(
+                f"objective: expected objective(model, batch) -> LossOutput (e.g. ClassificationObjective()), "
+                f"got {type(objective).__name__}; the Trainer is Trainer(model, objective, train_data, config, collate_fn)"
+            )
         self.model = model
+        self.objective = objective
         self.train_data = train_data
         self.config = config
         self.collate_fn = collate_fn
@@ -188,7 +209,12 @@ class Trainer:
                 "num_examples": len(self.train_data),  # type: ignore[arg-type]
             },
             "losses": torch.tensor(losses, dtype=torch.float64),
+            "objective": self._objective_module().state_dict() if self._objective_module() else {},
         }
+
+    def _objective_module(self) -> nn.Module | None:
+        """The objective when it is a Module (its parameters and buffers train and checkpoint too)."""
+        return self.objective if isinstance(self.objective, nn.Module) else None
 
     def _restore(self, path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> list[float]:
         state = load_training_state(path, self.model)
@@ -198,6 +224,9 @@ class Trainer:
             raise ValueError(
                 f"resume: checkpoint {path} was trained on {data['num_examples']} examples, this data has {n}"
             )
+        objective = self._objective_module()
+        if objective is not None and state.get("objective"):
+            objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
@@ -220,10 +249,10 @@ class Trainer:
                 self._epoch_batches = [list(b) for b in self.batch_sampler]
                 self._batch_index = 0
             remaining = self._epoch_batches[self._batch_index :]
-            loader = DataLoader(
-                self.train_data,  # type: ignore[arg-type]
-                batch_sampler=remaining,
-                collate_fn=self.collate_fn,
+            loader = iterate_batches(
+                self.train_data,
+                self.collate_fn,
+                remaining,
                 num_workers=cfg.num_workers,
                 pin_memory=self.device.type == "cuda",
                 # Worker seeds come from this generator, not the global RNG the checkpoint restores.
@@ -253,6 +282,38 @@ class Trainer:
             cb.on_evaluate(self, self.step, metrics)
         return metrics
 
+    def train_step(self, micro_batches: Sequence[Mapping[str, Any]]) -> StepOutput:
+        """Forward and backward passes of one optimizer step: gradients accumulate over the micro-batches.
+
+        The seam a pipeline-parallel schedule replaces (subclass and override). It neither zeroes
+        the gradients nor steps the optimizer; ``fit`` does both around it. Each micro-batch's loss
+        is divided by their number, so the gradient is that of the mean loss.
+
+        Args:
+            micro_batches: collated batches (on the CPU; moved to the device here).
+
+        Returns:
+            :class:`StepOutput` with each micro-batch's loss and the mean of the objective's metrics.
+        """
+        n = len(micro_batches)
+        losses: list[Tensor] = []
+        totals: dict[str, Tensor] = {}
+        for batch in micro_batches:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                out = self.objective(self.model, self._to_device(batch))
+            if not isinstance(out, LossOutput) or not isinstance(out.loss, Tensor) or out.loss.dim() != 0:
+                seen = tuple(out.loss.shape) if isinstance(getattr(out, "loss", None), Tensor) else type(out).__name__
+                raise ValueError(
+                    f"objective: must return a LossOutput with a scalar `loss` tensor, got {seen}"
+                )
+            (out.loss / n).backward()
+            losses.append(out.loss.detach().to(torch.float64))
+            for name, value in out.metrics.items():
+                value = value.detach().to(torch.float64)
+                totals[name] = totals[name] + value if name in totals else value
+        return StepOutput(micro_losses=torch.stack(losses), metrics={k: v / n for k, v in totals.items()})
+
     def fit(self) -> TrainResult:
         """Train to ``total_steps`` (or until a callback stops it) and return a :class:`TrainResult`.
 
@@ -268,7 +329,10 @@ class Trainer:
         cfg = self.config
         self.model.to(self.device)
         self._seed()
-        optimizer = build_optimizer(self.model, cfg)
+        objective = self._objective_module()
+        if objective is not None:
+            objective.to(self.device)
+        optimizer = build_optimizer(self.model, cfg, objective)
         scheduler = build_scheduler(optimizer, cfg, self.total_steps)
         losses: list[float] = []
         resume_path = Path(cfg.resume_from) if cfg.resume_from else None
@@ -286,7 +350,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         steppers = [m for m in self.model.modules() if callable(getattr(m, "set_step", None))]
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
 
         logger = RunLogger(
             self.out_dir, total_steps=self.total_steps, start_step=self.step,
@@ -309,20 +373,14 @@ class Trainer:
                 for module in steppers:
                     module.set_step(self.step)
                 optimizer.zero_grad(set_to_none=True)
-                micro_losses = []
-                for _ in range(cfg.grad_accum):
-                    batch = next(stream)
+                batches = [next(stream) for _ in range(cfg.grad_accum)]
+                for batch in batches:
                     n_tok, n_ex = _count(batch)
                     tokens, examples, window_tokens = tokens + n_tok, examples + n_ex, window_tokens + n_tok
-                    with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                        enabled=self.amp_dtype is not None):
-                        loss = _loss_of(self.model(**self._to_device(batch)))
-                    (loss / cfg.grad_accum).backward()
-                    micro_losses.append(loss.detach().to(torch.float64))
-                stacked = torch.stack(micro_losses)
+                step_out = self.train_step(batches)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm) if cfg.clip_norm else None
-                loss_value = stacked.mean().item()
-                self._check_finite(stacked, grad_norm, losses)
+                loss_value = step_out.loss.item()
+                self._check_finite(step_out.micro_losses, grad_norm, losses)
                 lr = scheduler.get_last_lr()[0]
                 optimizer.step()
                 scheduler.step()
@@ -334,6 +392,7 @@ class Trainer:
                 logger.advance()
 
                 metrics = {"loss": loss_value, "lr": lr}
+                metrics.update({f"train/{k}": float(v) for k, v in step_out.metrics.items()})
                 if grad_norm is not None:
                     metrics["grad_norm"] = float(grad_norm)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from hybridformer.sparsity import GateDecision, GatedFFN, SparsityConfig, expected_active_fraction, target_rate_loss
+from hybridformer.losses.gate_rate import expected_active_fraction, target_rate_loss
+from hybridformer.sparsity import GateDecision, GatedFFN, SparsityConfig
 
 
 def test_expected_active_fraction_by_hand_ignores_padding():

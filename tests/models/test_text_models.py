@@ -1,4 +1,5 @@
-"""Text heads: classifier loss is cross-entropy + aux, sentence pairs, MLM matches Hugging Face, save/reload."""
+"""Text models and their objectives: classification loss = cross-entropy + aux, sentence pairs, MLM matches
+Hugging Face, save/reload, models never compute a loss."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
-from hybridformer.heads import TextClassifier, TextForMaskedLM
+from hybridformer.losses import ClassificationObjective, MLMObjective
+from hybridformer.models import TextClassifier, TextForMaskedLM
 from hybridformer.sparsity import SparsityConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,28 +45,33 @@ def batch(labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
 def test_classifier_loss_is_hand_computed_cross_entropy() -> None:
     model = TextClassifier(tiny_encoder(), num_labels=3).eval()
     labels = torch.tensor([2, 0, 1])
-    out = model(**batch(labels))
-    assert out.logits.shape == (3, 3)
+    out = model(**batch())
+    assert out.logits.shape == (3, 3) and not hasattr(out, "loss")
     logits = out.logits.double()
     log_probs = logits - logits.exp().sum(-1, keepdim=True).log()
     expected = -log_probs[torch.arange(3), labels].mean()
     assert float(out.aux_loss) == 0.0
-    assert abs(out.loss.item() - expected.item()) <= 1e-6
-    assert model(**batch()).loss is None
+    scored = ClassificationObjective()(model, batch(labels))
+    assert abs(scored.loss.item() - expected.item()) <= 1e-6
+    assert scored.metrics["accuracy"].item() == (out.logits.argmax(-1) == labels).float().mean().item()
 
 
 def test_classifier_loss_includes_the_gate_loss() -> None:
     model = TextClassifier(tiny_encoder(sparsity=SparsityConfig(enabled=True, n_groups=4)), num_labels=2)
     labels = torch.tensor([1, 0, 1])
-    out = model(**batch(labels))
+    torch.manual_seed(3)
+    out = model(**batch())
     assert out.aux_loss.item() > 0 and len(out.gate_stats) == 2
     expected = F.cross_entropy(out.logits.detach().double(), labels) + out.aux_loss.detach().double()
-    assert abs(out.loss.item() - expected.item()) <= 1e-6
+    torch.manual_seed(3)  # the same Gumbel gate samples
+    scored = ClassificationObjective()(model, batch(labels))
+    assert abs(scored.loss.item() - expected.item()) <= 1e-6
+    assert scored.metrics["aux_loss"].item() == pytest.approx(out.aux_loss.item())
 
 
 def test_training_step_reaches_scorer_gates_and_embeddings() -> None:
     model = TextClassifier(tiny_encoder(sparsity=SparsityConfig(enabled=True, n_groups=4)), num_labels=2).train()
-    model(**batch(torch.tensor([1, 0, 1]))).loss.backward()
+    ClassificationObjective()(model, batch(torch.tensor([1, 0, 1]))).loss.backward()
     block = model.encoder.blocks[0]
     for name, param in {
         "scorer": next(block.attention.scorer.parameters()),
@@ -98,10 +105,13 @@ def test_sentence_pairs_use_token_type_ids() -> None:
 
 def test_classifier_rejects_bad_labels() -> None:
     model = TextClassifier(tiny_encoder(), num_labels=2)
+    objective = ClassificationObjective()
     with pytest.raises(ValueError, match=r"labels: must be in \[0, num_labels=2\), got min 0 max 2"):
-        model(**batch(torch.tensor([0, 1, 2])))
+        objective(model, batch(torch.tensor([0, 1, 2])))
     with pytest.raises(ValueError, match=r"labels: expected an integer tensor of shape \(3,\)"):
-        model(**batch(torch.tensor([[0, 1, 1]])))
+        objective(model, batch(torch.tensor([[0, 1, 1]])))
+    with pytest.raises(ValueError, match=r"ClassificationObjective: the batch has no `labels` tensor"):
+        objective(model, batch())
     with pytest.raises(ValueError, match="num_labels: a classifier needs at least 2 classes, got 1"):
         TextClassifier(tiny_encoder(), num_labels=1)
 
@@ -152,13 +162,14 @@ def test_masked_lm_matches_hf(tmp_path: Path, kind: str) -> None:
     with torch.no_grad():
         expected = reference(input_ids=ids, attention_mask=mask).logits
         full = model(input_ids=ids, attention_mask=mask)
-        scored = model(input_ids=ids, attention_mask=mask, labels=labels)
+        targets = labels != -100
+        selected = model(input_ids=ids, attention_mask=mask, positions=targets)
+        scored = MLMObjective()(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
     assert (full.logits - expected).abs().max() <= 1e-5
-    targets = labels != -100
-    assert torch.equal(scored.targets, labels[targets])
-    assert (scored.logits - expected[targets]).abs().max() <= 1e-5
+    assert (selected.logits - expected[targets]).abs().max() <= 1e-5
     hand = F.cross_entropy(expected[targets].double(), labels[targets])
     assert abs(float(scored.loss) - float(hand)) <= 1e-5
+    assert scored.metrics["mlm_targets"].item() == 3
 
 
 def test_masked_lm_is_tied_and_reloads(tmp_path: Path) -> None:
@@ -166,8 +177,7 @@ def test_masked_lm_is_tied_and_reloads(tmp_path: Path) -> None:
     assert not any(p.shape[0] == 60 and p.dim() == 2 for p in model.head.parameters())
     labels = torch.full((3, 12), -100)
     labels[:, 3] = 5
-    out = model(**batch(labels))
-    out.loss.backward()
+    MLMObjective()(model, batch(labels)).loss.backward()
     assert model.encoder.embeddings.word_embeddings.weight.grad[5].abs().sum() > 0
     model.save_pretrained(tmp_path)
     again = TextForMaskedLM.from_pretrained(tmp_path)

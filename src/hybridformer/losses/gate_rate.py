@@ -1,10 +1,18 @@
-"""The target-rate loss that holds the expected fraction of open FFN groups at a target."""
+"""The gate-rate loss: holds the expected fraction of open FFN groups at a target (SPEC §3).
+
+The gated FFN computes it as its auxiliary term (``FFNOutput.aux_loss``) because only it sees the
+gates' probabilities; models sum it into their output's ``aux_loss`` and every objective adds that
+to its task loss. It lives here, with the other objectives, and depends on nothing but tensors.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
-from hybridformer.sparsity.gating import GateDecision
+if TYPE_CHECKING:
+    from hybridformer.sparsity.gating import GateDecision
 
 __all__ = ["expected_active_fraction", "target_rate_loss"]
 
