@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("hybridformer.commands.evaluate", "evaluate a fine-tuned model on a task's test split"),
     "pretrain": ("hybridformer.commands.pretrain", "pretrain with self-supervised objectives (MLM)"),
     "train-tokenizer": ("hybridformer.commands.train_tokenizer", "train a byte-level BPE tokenizer"),
+    "generate": ("hybridformer.commands.generate", "generate text from an image (and clip) and a prompt"),
 }
 
 

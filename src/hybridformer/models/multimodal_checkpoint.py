@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hybridformer.config import ConfigError, from_dict, to_dict
+from hybridformer.io import atomic_write, write_json
 from hybridformer.models.multimodal_config import MultimodalConfig
 
 if TYPE_CHECKING:
@@ -48,11 +49,11 @@ def save_multimodal(model: MultimodalModel, path: str | Path, tokenizer: Any = N
     from safetensors.torch import save_file
 
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {"architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, "config": to_dict(model.config)}
-    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
+    # Weights first, config last: a folder with a config always has the weights it describes.
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    write_json(folder / CONFIG_FILE, meta)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
     return folder
