@@ -36,7 +36,8 @@ class DecoderOutput:
     hidden_states: Tensor
     """(B, N, d_model) tokens after the last block and the final LayerNorm."""
     logits: Tensor
-    """(B, N, vocab_size) next-token scores (tied to the token embeddings)."""
+    """(B, N, vocab_size) next-token scores (tied to the token embeddings); (B, 1, vocab_size) with
+    ``logits_at``."""
     aux_loss: Tensor
     """Scalar sum over blocks of the FFN gates' auxiliary loss (0 when gates are off)."""
     gate_stats: list[GateStats | None]
@@ -91,6 +92,7 @@ class JointDecoder(nn.Module):
         *,
         caches: Sequence[Sequence[KVCache]] | None = None,
         positions: Tensor | None = None,
+        logits_at: Tensor | None = None,
     ) -> DecoderOutput:
         """Run the decoder.
 
@@ -105,6 +107,8 @@ class JointDecoder(nn.Module):
                 block (updated in place); None for a plain forward.
             positions: LongTensor (B, N) position of every token; None = 0..N-1 (plain forward) or
                 each cache's length onwards (cached).
+            logits_at: LongTensor (B,): score only this position of each row (logits (B, 1, V)), e.g.
+                the last real token when generating; None = every position.
 
         Returns:
             :class:`DecoderOutput`.
@@ -130,7 +134,8 @@ class JointDecoder(nn.Module):
             aux_loss = aux_loss + out.aux_loss
             gate_stats.append(out.gate_stats)
         x = self.final_norm(x)
-        logits = F.linear(x, self.token_embeddings.weight)  # (B, N, vocab_size)
+        scored = x if logits_at is None else x[torch.arange(batch, device=x.device), logits_at][:, None]
+        logits = F.linear(scored, self.token_embeddings.weight)  # (B, N or 1, vocab_size)
         return DecoderOutput(hidden_states=x, logits=logits, aux_loss=aux_loss, gate_stats=gate_stats)
 
     def new_caches(self) -> list[KVCache]:

@@ -78,7 +78,8 @@ def prefill(
         return states, DecodeBatch(decoder, states)._recompute()
     logits = []
     for prompt, state in zip(prompts, states):
-        out = decoder(prompt[None], kv=state.kv, caches=[state.caches])
+        last = torch.tensor([prompt.numel() - 1], device=prompt.device)
+        out = decoder(prompt[None], kv=state.kv, caches=[state.caches], logits_at=last)
         logits.append(out.logits[0, -1])
     return states, torch.stack(logits)
 
@@ -153,6 +154,5 @@ class DecodeBatch:
             ids[i, : lengths[i]] = torch.tensor(state.tokens)
         ids = ids.to(self._device())
         mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < torch.tensor(lengths, device=ids.device)[:, None]
-        out = self.decoder(ids, attention_mask=mask, kv=self._stacked_kv())
         last = torch.tensor(lengths, device=ids.device) - 1
-        return out.logits[torch.arange(len(lengths), device=ids.device), last]  # (B, vocab_size)
+        return self.decoder(ids, attention_mask=mask, kv=self._stacked_kv(), logits_at=last).logits[:, 0]
