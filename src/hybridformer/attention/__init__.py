@@ -5,6 +5,7 @@ from hybridformer.attention.dense import dense_attention
 from hybridformer.attention.dispatch import ATTENTION_BACKENDS, hybrid_attention, register_backend
 from hybridformer.attention.cache import KVCache
 from hybridformer.attention.hybrid import AttentionOutput, HybridAttention
+from hybridformer.attention.masks import MaskSpec
 from hybridformer.attention.reference import all_keys_mask, dense_mask, reference_attention
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "hybrid_attention",
     "dense_attention",
     "register_backend",
+    "MaskSpec",
     "ATTENTION_BACKENDS",
     "reference_attention",
     "dense_mask",

@@ -54,17 +54,7 @@ def _reference_backend(q: Tensor, k: Tensor, v: Tensor, spec: MaskSpec) -> Tenso
     if nq != nk:  # validated to be dense: every (earlier) real key
         mask = all_keys_mask(batch, nq, nk, causal=spec.causal, key_padding_mask=spec.key_padding_mask, device=q.device)
     else:
-        mask = dense_mask(
-            batch,
-            nq,
-            window=spec.window,
-            local=spec.local,
-            global_indices=spec.global_indices,
-            causal=spec.causal,
-            key_padding_mask=spec.key_padding_mask,
-            global_queries_attend_all=spec.global_queries_attend_all,
-            device=q.device,
-        )
+        mask = dense_mask(batch, nq, spec, device=q.device)
     return reference_attention(q, k, v, mask, spec.scale).to(q.dtype)
 
 

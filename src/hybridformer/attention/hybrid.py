@@ -93,7 +93,8 @@ class HybridAttention(nn.Module):
     Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model), and for
     `kind="hybrid"` the token `scorer` (:class:`TokenScorer`), plus `gate_proj` (d_model -> 2·n_heads,
     output 2·h + g = gate g (0 local, 1 global) of head h, so a contiguous head shard of its rows is a
-    shard of heads) for `combine="gated"`. The constructor initialises exactly as :meth:`init_weights` does.
+    shard of heads) for `combine="gated"`. The constructor initialises exactly as
+    :meth:`init_weights` does.
     """
 
     def __init__(self, config: AttentionConfig) -> None:

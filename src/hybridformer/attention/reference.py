@@ -1,7 +1,8 @@
 """Dense float64 reference of hybrid attention — the test oracle, O(N²), never used by models.
 
 Written straight from the definition in issue 2 and independently of the fast kernels
-(`blocked.py`, `flex.py`, `masks.py`), so that comparing against it tests them. It builds the full
+(`blocked.py`, `flex.py`, `dense.py`, and the visibility helpers of `masks.py`: only the `MaskSpec`
+container comes from there), so that comparing against it tests them. It builds the full
 N×N boolean mask, which is exactly what the real kernels must never do: use it in tests, in the
 benchmark's "naive" variant and as the `backend="reference"` debugging aid only.
 """
@@ -13,20 +14,18 @@ import math
 import torch
 from torch import Tensor
 
+from hybridformer.attention.masks import MaskSpec
+
 __all__ = ["dense_mask", "all_keys_mask", "reference_attention"]
 
 
 def dense_mask(
     batch_size: int,
     n: int,
+    spec: MaskSpec | None = None,
     *,
-    window: int,
-    local: str = "block",
-    global_indices: Tensor | None = None,
-    causal: bool = False,
-    key_padding_mask: Tensor | None = None,
-    global_queries_attend_all: bool = False,
     device: torch.device | str | None = None,
+    **fields,
 ) -> Tensor:
     """The boolean "query i sees key j" matrix of hybrid attention.
 
@@ -38,17 +37,19 @@ def dense_mask(
     Args:
         batch_size: B.
         n: sequence length N.
-        window: local window size (>= 1).
-        local: "block" or "sliding".
-        global_indices: LongTensor (B, K) or (B, ceil(N / window), K); -1 marks an empty slot.
-        causal: restrict to j <= i.
-        key_padding_mask: bool (B, N), True = real token.
-        global_queries_attend_all: global queries see every non-padding key.
+        spec: the mask (its scale is not used); or None and the fields given as keywords.
         device: device of the result (defaults to that of the index/mask tensors, else CPU).
+        **fields: `MaskSpec` fields, when `spec` is None: window (>= 1), local ("block" or
+            "sliding"), global_indices (LongTensor (B, K) or (B, ceil(N / window), K); -1 marks an
+            empty slot), causal, key_padding_mask (bool (B, N), True = real token),
+            global_queries_attend_all.
 
     Returns:
         Bool tensor (B, N, N); entry [b, i, j] is True iff query i sees key j.
     """
+    spec = MaskSpec(**fields) if spec is None else spec
+    window, local, causal = spec.window, spec.local, spec.causal
+    global_indices, key_padding_mask = spec.global_indices, spec.key_padding_mask
     if device is None:
         given = global_indices if global_indices is not None else key_padding_mask
         device = given.device if given is not None else "cpu"
@@ -74,16 +75,13 @@ def dense_mask(
             sees |= member[:, torch.arange(n, device=device) // window]  # (B, N, N): set of i's block
         else:
             sees |= member  # (B, 1, N): one set for every query
-        if global_queries_attend_all:
+        if spec.global_queries_attend_all:
             if global_indices.dim() == 3:
                 raise ValueError("global_queries_attend_all: needs global_indices of shape (B, K)")
             global_query = member[:, 0]  # (B, N)
     sees |= global_query.unsqueeze(-1)
-    if causal:
-        sees &= j <= i
-    if key_padding_mask is not None:
-        sees &= key_padding_mask.to(device).view(batch_size, 1, n)
-    return sees
+    # (j <= i if causal) and j is not padding
+    return sees & all_keys_mask(batch_size, n, n, causal=causal, key_padding_mask=key_padding_mask, device=device)
 
 
 def all_keys_mask(
