@@ -11,6 +11,7 @@ from PIL import Image
 
 from hybridformer.cli import main
 from hybridformer.commands.generate import TINY_NOTICE
+from hybridformer.data.mm_collate import PixelSpec, stack_pixels
 from hybridformer.data.tokenizer import minilm_tokenizer
 from hybridformer.models import multimodal_tiny
 
@@ -47,8 +48,8 @@ def test_a_saved_model_generates_what_it_generates_in_python(files, tmp_path, ca
                  "--strategy", "beam", "--num-beams", "2", "--max-new-tokens", "4"])
     out, err = capsys.readouterr()
     assert code == 0 and err == ""
-    image = torch.from_numpy(np.array(Image.open(files["image"]).convert("RGB").resize((32, 32), Image.BILINEAR)))
-    pixels = image.permute(2, 0, 1)[None].float() / 255.0
+    rgb = torch.from_numpy(np.array(Image.open(files["image"]).convert("RGB"))).permute(2, 0, 1)  # (3, H, W)
+    pixels = stack_pixels([rgb], PixelSpec(image_size=32, channels=3))  # as the training collators do
     tokenizer = minilm_tokenizer()
     prompt = torch.tensor([[101, *tokenizer("the", add_special_tokens=False)["input_ids"]]])
     expected = model.generate(prompt, images=pixels, strategy="beam", num_beams=2, max_new_tokens=4)

@@ -68,22 +68,25 @@ def load_generator(ref: str, seed: int = 0) -> tuple[Any, Any, bool]:
 
 
 def _pixels(request: GenerateRequest, model: Any) -> dict[str, torch.Tensor]:
-    """The context tensors of the request, read with the data pipeline's limits (pixels / 255)."""
+    """The context tensors of the request: read with the data pipeline's limits, then converted as its
+    collators convert training examples (``stack_pixels``: pixels / 255, resized to the model's size)."""
     from hybridformer.data.images import load_image, load_video
+    from hybridformer.data.mm_collate import PixelSpec, stack_pixels
 
     cfg = model.config
     context: dict[str, torch.Tensor] = {}
     if request.image is not None:
         if cfg.image is None:
             raise ValueError(f"--image: model {request.model} has no image encoder")
-        image = load_image(request.image, channels=cfg.image.in_channels, size=cfg.image.image_size)
-        context["images"] = image[None].float() / 255.0  # (1, C, H, W)
+        spec = PixelSpec(image_size=cfg.image.image_size, channels=cfg.image.in_channels)
+        context["images"] = stack_pixels([load_image(request.image, channels=spec.channels)], spec)  # (1, C, H, W)
     if request.video is not None:
         if cfg.video is None:
             raise ValueError(f"--video: model {request.model} has no video encoder")
+        spec = PixelSpec(image_size=cfg.video.frame_size, channels=cfg.video.in_channels)
         clip = load_video(request.video, min_frames=cfg.video.num_frames, max_frames=cfg.video.num_frames,
-                          channels=cfg.video.in_channels, size=cfg.video.frame_size)
-        context["videos"] = clip[None].float() / 255.0  # (1, C, T, H, W)
+                          channels=spec.channels)
+        context["videos"] = stack_pixels([clip], spec, what="clips")  # (1, C, T, H, W)
     return context
 
 
