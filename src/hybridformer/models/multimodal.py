@@ -110,6 +110,8 @@ class MultimodalModel(nn.Module):
         all-False masks."""
         if encoder is None:
             raise ValueError(f"{name}s: this model has no {name} encoder")
+        if not getattr(self.config.decoder, f"{name}_dim"):
+            raise ValueError(f"{name}s: this model's decoder does not read {name}s (decoder.{name}_dim=0)")
         batch = pixels.shape[0]
         if present is None:
             present = torch.ones(batch, dtype=torch.bool, device=pixels.device)
@@ -151,9 +153,9 @@ class MultimodalModel(nn.Module):
             run_mask[~mask.any(dim=1), 0] = True
             hidden = self.text_encoder(context_ids, attention_mask=run_mask).last_hidden_state
             context["text"] = ModalityTokens(hidden, mask)
-        if images is not None and self.config.decoder.image_dim:
+        if images is not None:
             context["image"] = self._encode_visual("image", self.image_encoder, images, image_mask)
-        if videos is not None and self.config.decoder.video_dim:
+        if videos is not None:
             context["video"] = self._encode_visual("video", self.video_encoder, videos, video_mask)
         return context
 
