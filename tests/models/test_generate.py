@@ -70,7 +70,7 @@ def _sequence_logprob(decoder, prompt, kv, tokens):
 
 @pytest.mark.parametrize("length_penalty", [1.0, 0.0, -0.5])
 def test_beam_search_keeping_every_hypothesis_equals_exhaustive_search(length_penalty):
-    vocab, limit, eos = 5, 3, 2
+    vocab, limit, eos = 4, 3, 2
     decoder = tiny_decoder(vocab_size=vocab, eos_token_id=eos, pad_token_id=0, bos_token_id=1)
     prompt = torch.tensor([1, 3])
     kv = [layer.row(1) for layer in decoder.cross_kv({
