@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-tokenizer": ("hybridformer.commands.train_tokenizer", "train a byte-level BPE tokenizer"),
     "distill": ("hybridformer.commands.distill", "distill a classifier into a student with half its layers"),
     "quantize": ("hybridformer.commands.quantize", "int8-quantize a saved classifier (weight-only or dynamic)"),
+    "train": ("hybridformer.commands.train", "fine-tune in parallel under torchrun (--parallel.tp/pp/dp_shard)"),
+    "plan": ("hybridformer.commands.plan", "memory, communication and step time of a parallel layout (on paper)"),
+    "serve": ("hybridformer.commands.serve", "serve models over HTTP (OpenAI-compatible, dynamic batching)"),
+    "generate": ("hybridformer.commands.generate", "generate text from an image (and clip) and a prompt"),
 }
 
 

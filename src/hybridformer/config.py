@@ -31,6 +31,9 @@ __all__ = [
     "parse_overrides",
     "apply_overrides",
     "save_config",
+    "partial_config",
+    "set_fields",
+    "as_partial",
 ]
 
 T = TypeVar("T")
@@ -69,6 +72,9 @@ def _convert(value: Any, tp: Any, field: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:
                 return None
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) == 1:  # `T | None`: T's own message says what is wrong
+            return _convert(value, options[0], field)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -295,3 +301,43 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
         write_text(path, yaml.safe_dump(data, sort_keys=False))
 
+
+
+_PARTIALS: dict[type, type] = {}
+
+
+def partial_config(cls: type) -> type:
+    """A typed "changes to ``cls``" section: the same fields, each ``T | None`` defaulting to None (unset).
+
+    For sections that modify a config held elsewhere (a checkpoint's attention settings): values are
+    converted and checked against the field's real type, unknown names are refused, and
+    :func:`set_fields` gives only what was set. The class is made once per ``cls`` and named
+    ``<cls>Changes``; ``None`` cannot be set as a value (it means "keep").
+    """
+    if cls not in _PARTIALS:
+        hints = get_type_hints(cls)
+        fields = [
+            (f.name, hints[f.name] | None, dataclasses.field(default=None))
+            for f in dataclasses.fields(cls)
+            if f.init
+        ]
+        partial = dataclasses.make_dataclass(f"{cls.__name__}Changes", fields)
+        partial.__doc__ = f"Changes to a {cls.__name__}: each field as documented there; None keeps the value."
+        partial.__module__ = cls.__module__
+        _PARTIALS[cls] = partial
+    return _PARTIALS[cls]
+
+
+def set_fields(partial: Any) -> dict[str, Any]:
+    """The fields of a :func:`partial_config` instance that were set (not None), by name."""
+    return {f.name: getattr(partial, f.name) for f in dataclasses.fields(partial) if getattr(partial, f.name) is not None}
+
+
+def as_partial(cls: type, value: Any, field: str) -> Any:
+    """``value`` as a ``partial_config(cls)`` instance: passed through, or built from a mapping."""
+    partial = partial_config(cls)
+    if isinstance(value, partial):
+        return value
+    if isinstance(value, dict):
+        return from_dict(partial, value, prefix=f"{field}.")
+    raise ConfigError(f"{field}: expected a mapping of {cls.__name__} fields, got {value!r}")

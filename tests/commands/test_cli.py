@@ -164,10 +164,11 @@ def test_train_tokenizer_then_pretrain_from_scratch(tmp_path: Path, capsys: pyte
     assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
 
     code, out, _ = run_cli(
-        capsys, "pretrain", "--objectives", "mlm", "--tokenizer", str(tmp_path / "bpe"),
+        capsys, "pretrain", "--objectives", "mlm", "--model.tokenizer", str(tmp_path / "bpe"),
         "--corpus.source", "file", "--corpus.file", str(corpus), "--corpus.max_documents", "64",
-        "--scratch.d_model", "32", "--scratch.n_layers", "1", "--scratch.n_heads", "2", "--scratch.d_ff", "64",
-        "--scratch.attention.window", "8", "--scratch.attention.global_k", "4", "--max_length", "32",
+        "--model.scratch.d_model", "32", "--model.scratch.n_layers", "1", "--model.scratch.n_heads", "2",
+        "--model.scratch.d_ff", "64", "--model.scratch.attention.window", "16", "--model.attention.window", "8",
+        "--model.attention.global_k", "4", "--max_length", "32",
         "--train.max_steps", "3", "--train.batch_size", "8", "--train.tensorboard", "false",
         "--out-dir", str(tmp_path / "mlm"),
     )
@@ -178,13 +179,15 @@ def test_train_tokenizer_then_pretrain_from_scratch(tmp_path: Path, capsys: pyte
     assert metrics["steps"] == 3 and math.isfinite(metrics["final_loss"])
     encoder = TextEncoder.from_pretrained(tmp_path / "mlm" / "model")
     assert encoder.config.vocab_size == 600 and encoder.config.attention.kind == "hybrid"
+    assert encoder.config.attention.window == 8  # --model.attention.* changes a new encoder too
     ids = load_tokenizer(tmp_path / "mlm" / "model")(["a film"], return_tensors="pt")["input_ids"]
     assert encoder(ids).last_hidden_state.shape == (1, ids.shape[1], 32)
 
 
 def test_pretrain_continues_from_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(
-        capsys, "pretrain", "--objectives", "mlm", "--init_from", str(minilm_path()),
+        capsys, "pretrain", "--objectives", "mlm", "--model.init_from", str(minilm_path()),
+        "--model.attention.kind", "hybrid", "--model.attention.window", "8", "--model.attention.global_k", "2",
         "--corpus.source", "sentiment", "--corpus.max_documents", "8", "--max_length", "16",
         "--train.max_steps", "1", "--train.batch_size", "4", "--train.tensorboard", "false",
         "--out-dir", str(tmp_path),
@@ -192,6 +195,7 @@ def test_pretrain_continues_from_checkpoint(tmp_path: Path, capsys: pytest.Captu
     assert code == 0
     model = TextForMaskedLM.from_pretrained(tmp_path / "model")
     assert model.encoder.config.n_layers == 6 and model.encoder.config.d_model == 384
+    assert model.encoder.config.attention.kind == "hybrid" and model.encoder.config.attention.window == 8
     assert (tmp_path / "model" / "vocab.txt").is_file() or (tmp_path / "model" / "tokenizer.json").is_file()
 
 
@@ -244,7 +248,7 @@ def test_example_configs_load(name: str) -> None:
     config = load_config(cls, CONFIGS / name, ["--train.lr", "3e-5"])
     assert config.train.lr == 3e-5
     if name == "finetune_bbc.yaml":
-        assert not config.model.gates().enabled and config.model.attention["kind"] == "hybrid"
+        assert not config.model.gates().enabled and config.model.attention.kind == "hybrid"
         assert config.train.out_dir == "runs/finetune_bbc"
     if name == "compress_bbc.yaml":
         # It compresses what finetune_bbc.yaml saves.

@@ -1,4 +1,5 @@
-"""Deployment transforms of trained models (SPEC §8): int8 quantization and distillation.
+"""Deployment (SPEC §8): int8 quantization and distillation of trained models, and serving a trained
+model over HTTP (``deploy.serve``).
 
     from hybridformer.deploy import quantize, save_quantized
     q = quantize(model, mode="dynamic")      # or mode="weight"; backend="ao" | "torchao"

@@ -14,7 +14,7 @@ from hybridformer.recipes.evaluate import EvaluateConfig, EvaluateResult, evalua
 from hybridformer.recipes.finetune import FinetuneConfig, FinetuneResult, finetune
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
-from hybridformer.recipes.pretrain import PretrainConfig, PretrainResult, pretrain
+from hybridformer.recipes.pretrain import PretrainConfig, PretrainModelConfig, PretrainResult, pretrain
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.recipes.tokenizer import TokenizerConfig, TokenizerResult, train_tokenizer
@@ -28,6 +28,7 @@ __all__ = [
     "FinetuneResult",
     "ModelConfig",
     "PretrainConfig",
+    "PretrainModelConfig",
     "PretrainResult",
     "PruneConfig",
     "TaskDataConfig",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from hybridformer.attention import AttentionConfig
-from hybridformer.config import ConfigError, apply_overrides, check
+from hybridformer.config import ConfigError, apply_overrides, as_partial, check, partial_config, set_fields
 from hybridformer.data import load_tokenizer, minilm_path
 from hybridformer.encoders import TextEncoder
 from hybridformer.encoders.text_checkpoint import TextCheckpoint, read_text_checkpoint
@@ -18,30 +17,23 @@ from hybridformer.sparsity import SparsityConfig
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["ModelConfig", "build_classifier", "check_section_keys", "resolve_tokenizer"]
+__all__ = ["AttentionChanges", "EncoderSource", "ModelConfig", "SparsityChanges", "build_classifier", "resolve_tokenizer"]
 
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 
 
-def check_section_keys(name: str, section: type, values: dict[str, Any]) -> None:
-    """Raise ConfigError naming ``name.key`` for a key that is not a field of the dataclass ``section``.
-
-    Values are converted and range-checked later, against the checkpoint's config, when the model is
-    built; unknown names are caught here so a typo fails before any data is read.
-    """
-    known = {f.name for f in dataclasses.fields(section)}
-    for key in values:
-        check(key in known, f"{name}.{key}", f"unknown field of {section.__name__} (known: {', '.join(sorted(known))})")
+AttentionChanges = partial_config(AttentionConfig)
+"""Typed changes to the checkpoint's attention config (every field of AttentionConfig, None = keep)."""
+SparsityChanges = partial_config(SparsityConfig)
+"""Typed changes to the FFN-gate config (every field of SparsityConfig, None = keep)."""
 
 
 @dataclass
-class ModelConfig:
-    """A pretrained text encoder and the changes made to it before fine-tuning.
+class EncoderSource:
+    """Which text encoder to start from, and what to change in it: the ``model`` section's common part.
 
-    Without ``attention``/``sparsity`` entries the encoder is the checkpoint as trained (full
-    attention, dense FFN). Entries are fields of :class:`~hybridformer.attention.AttentionConfig` and
-    :class:`~hybridformer.sparsity.SparsityConfig`, e.g. ``--model.attention.kind hybrid
-    --model.attention.window 64 --model.sparsity.enabled true``.
+    ``--model.attention.kind hybrid --model.attention.window 64 --model.sparsity.enabled true`` change
+    every block; fields the weights fix (widths, layer count) cannot change.
     """
 
     init_from: str | None = None
@@ -54,10 +46,54 @@ class ModelConfig:
     max_positions: int | None = None
     """Longest input in tokens; above the checkpoint's, positions are extended by copying
     (Longformer's recipe). None: the checkpoint's."""
-    attention: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the attention config of every block (``kind``, ``window``, ``global_k``, ...)."""
-    sparsity: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the FFN-gate config of every block (``enabled``, ``n_groups``, ``target_active``, ...)."""
+    attention: AttentionChanges = field(default_factory=AttentionChanges)
+    """Changes to the attention of every block (``kind``, ``window``, ``global_k``, ...; the fields of
+    AttentionConfig); unset fields keep the checkpoint's."""
+    sparsity: SparsityChanges = field(default_factory=SparsityChanges)
+    """Changes to the FFN gates of every block (``enabled``, ``n_groups``, ``target_active``, ...; the
+    fields of SparsityConfig)."""
+
+    def __post_init__(self) -> None:
+        self.attention = as_partial(AttentionConfig, self.attention, "attention")
+        self.sparsity = as_partial(SparsityConfig, self.sparsity, "sparsity")
+        self.gates()  # the sparsity section depends on nothing the checkpoint fixes: check it all now
+        check(
+            self.max_positions is None or self.max_positions >= 2,
+            "max_positions",
+            f"must be >= 2 or None, got {self.max_positions}",
+        )
+
+    def gates(self) -> SparsityConfig:
+        """The FFN-gate config these changes give (from the defaults; checkpoints carry gates off).
+
+        Raises:
+            ConfigError: a value of the ``sparsity`` section is out of range.
+        """
+        try:
+            return apply_overrides(SparsityConfig(), set_fields(self.sparsity))
+        except ConfigError as err:
+            raise ConfigError(f"sparsity.{err}") from None
+
+    def encoder_overrides(self) -> dict[str, Any]:
+        """Keyword overrides for :meth:`TextEncoder.from_pretrained` (only what was set)."""
+        overrides: dict[str, Any] = {}
+        for name, section in (("attention", self.attention), ("sparsity", self.sparsity)):
+            if changes := set_fields(section):
+                overrides[name] = changes
+        if self.max_positions is not None:
+            overrides["max_positions"] = self.max_positions
+        return overrides
+
+
+@dataclass
+class ModelConfig(EncoderSource):
+    """A pretrained text encoder, the changes made to it before fine-tuning, and the head.
+
+    Without ``attention``/``sparsity`` entries the encoder is the checkpoint as trained (full
+    attention, dense FFN), e.g. ``--model.attention.kind hybrid --model.attention.window 64
+    --model.sparsity.enabled true``.
+    """
+
     rewire_ffn: bool = True
     """With FFN gates on: before training, sort each FFN's neurons by importance on calibration
     training batches (``prune.calibration_batches`` of them), so group 0 holds the most important
@@ -69,45 +105,16 @@ class ModelConfig:
     """Dropout of the classification head; None: the encoder's."""
 
     def __post_init__(self) -> None:
-        check_section_keys("attention", AttentionConfig, self.attention)
-        check_section_keys("sparsity", SparsityConfig, self.sparsity)
-        self.gates()  # the sparsity section depends on nothing the checkpoint fixes: check it all now
-        check(
-            self.max_positions is None or self.max_positions >= 2,
-            "max_positions",
-            f"must be >= 2 or None, got {self.max_positions}",
-        )
+        super().__post_init__()
         check(
             self.head_dropout is None or 0.0 <= self.head_dropout < 1.0,
             "head_dropout",
             f"must be in [0, 1) or None, got {self.head_dropout}",
         )
 
-    def gates(self) -> SparsityConfig:
-        """The FFN-gate config these overrides give (from the defaults; checkpoints carry gates off).
-
-        Raises:
-            ConfigError: a value of the ``sparsity`` section is ill-typed or out of range.
-        """
-        try:
-            return apply_overrides(SparsityConfig(), self.sparsity)
-        except ConfigError as err:
-            raise ConfigError(f"sparsity.{err}") from None
-
     def init_path(self) -> Path:
         """The checkpoint folder (the bundled MiniLM when ``init_from`` is None)."""
         return Path(self.init_from) if self.init_from is not None else minilm_path()
-
-    def encoder_overrides(self) -> dict[str, Any]:
-        """Keyword overrides for :meth:`TextEncoder.from_pretrained`."""
-        overrides: dict[str, Any] = {}
-        if self.attention:
-            overrides["attention"] = dict(self.attention)
-        if self.sparsity:
-            overrides["sparsity"] = dict(self.sparsity)
-        if self.max_positions is not None:
-            overrides["max_positions"] = self.max_positions
-        return overrides
 
 
 def build_classifier(config: ModelConfig, label_names: Sequence[str]) -> TextClassifier:

@@ -5,20 +5,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hybridformer.attention import AttentionConfig
-from hybridformer.config import ConfigError, check, save_config, to_dict
+from hybridformer.config import ConfigError, apply_overrides, check, save_config, to_dict
 from hybridformer.data import LengthBucketBatchSampler, MLMCollator, token_lengths
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.io import write_json
 from hybridformer.losses import MLMObjective
 from hybridformer.models import TextForMaskedLM
 from hybridformer.recipes.corpus import CorpusConfig, load_corpus
-from hybridformer.recipes.model import resolve_tokenizer
+from hybridformer.recipes.model import EncoderSource, resolve_tokenizer
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 
-__all__ = ["OBJECTIVES", "PretrainConfig", "PretrainResult", "pretrain"]
+__all__ = ["OBJECTIVES", "PretrainConfig", "PretrainModelConfig", "PretrainResult", "pretrain"]
 
 OBJECTIVES = ("mlm",)
 """Objectives text pretraining supports: ``mlm`` (BERT's masked language modelling)."""
@@ -39,23 +38,27 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
+class PretrainModelConfig(EncoderSource):
+    """The encoder to pretrain: a checkpoint to continue, or a new one of shape ``scratch``; the
+    ``attention``/``sparsity``/``max_positions`` changes apply to either
+    (``--model.attention.window 64``, the same spelling as in fine-tuning)."""
+
+    init_from: str | None = None
+    """Checkpoint folder to continue from (Hugging Face BERT/RoBERTa or hybridformer); None: a new
+    encoder of shape ``scratch``."""
+    scratch: TextEncoderConfig = field(default_factory=_small_encoder)
+    """Without ``init_from``: the new encoder's shape (``vocab_size`` and ``pad_token_id`` are taken
+    from the tokenizer)."""
+
+
+@dataclass
 class PretrainConfig:
     """A pretraining run. Outputs go to ``train.out_dir`` (logs, checkpoints, ``model/``, ``metrics.json``)."""
 
     objectives: list[str] = field(default_factory=lambda: ["mlm"])
     """Self-supervised objectives to train with; text pretraining supports ``mlm``."""
-    init_from: str | None = None
-    """Checkpoint folder to continue from (Hugging Face BERT/RoBERTa or hybridformer); None: a new
-    encoder of shape ``scratch``."""
-    encoder_overrides: dict[str, Any] = field(default_factory=dict)
-    """With ``init_from``: changes to the checkpoint's encoder config, as ``TextEncoder.from_pretrained``
-    takes them (``--encoder_overrides.attention.kind hybrid``, ``--encoder_overrides.max_positions 1024``)."""
-    scratch: TextEncoderConfig = field(default_factory=_small_encoder)
-    """Without ``init_from``: the new encoder's shape (``vocab_size`` and ``pad_token_id`` are taken
-    from the tokenizer)."""
-    tokenizer: str | None = None
-    """Tokenizer folder (e.g. from ``hybridformer train-tokenizer``); None: the one in ``init_from``
-    when it has one, else MiniLM's WordPiece."""
+    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
+    """The encoder: checkpoint or new shape, tokenizer, attention and FFN-gate changes."""
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     """The training texts."""
     max_length: int = 128
@@ -76,11 +79,6 @@ class PretrainConfig:
         check(self.max_length >= 2, "max_length", f"must be >= 2, got {self.max_length}")
         check(
             0.0 < self.mlm_probability < 1.0, "mlm_probability", f"must be in (0, 1), got {self.mlm_probability}"
-        )
-        check(
-            self.init_from is not None or not self.encoder_overrides,
-            "encoder_overrides",
-            "apply to a checkpoint (init_from); for a new encoder set the scratch section instead",
         )
 
     @property
@@ -104,13 +102,14 @@ class PretrainResult:
     """Documents trained on."""
 
 
-def _build(config: PretrainConfig, vocab_size: int, pad_token_id: int) -> TextForMaskedLM:
-    if config.init_from is not None:
-        try:
-            return TextForMaskedLM.from_pretrained(config.init_from, **config.encoder_overrides)
-        except ConfigError as err:
-            raise ConfigError(f"encoder_overrides.{err}") from None
-    shape = dataclasses.replace(config.scratch, vocab_size=vocab_size, pad_token_id=pad_token_id)
+def _build(config: PretrainModelConfig, vocab_size: int, pad_token_id: int) -> TextForMaskedLM:
+    try:
+        if config.init_from is not None:
+            return TextForMaskedLM.from_pretrained(config.init_from, **config.encoder_overrides())
+        shape = dataclasses.replace(config.scratch, vocab_size=vocab_size, pad_token_id=pad_token_id)
+        shape = apply_overrides(shape, config.encoder_overrides())
+    except ConfigError as err:
+        raise ConfigError(f"model.{err}") from None
     return TextForMaskedLM(TextEncoder(shape))
 
 
@@ -122,13 +121,13 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         ValueError / FileNotFoundError: bad or missing corpus, checkpoint or tokenizer.
     """
     texts = load_corpus(config.corpus)
-    tokenizer = resolve_tokenizer(config.tokenizer, config.init_from)
+    tokenizer = resolve_tokenizer(config.model.tokenizer, config.model.init_from)
     if tokenizer.pad_token_id is None:
-        raise ValueError("tokenizer: has no padding token; MLM batches need one")
-    model = _build(config, len(tokenizer), tokenizer.pad_token_id)
+        raise ValueError("model.tokenizer: has no padding token; MLM batches need one")
+    model = _build(config.model, len(tokenizer), tokenizer.pad_token_id)
     vocab = model.encoder.config.vocab_size
     if len(tokenizer) > vocab:
-        raise ConfigError(f"tokenizer: has {len(tokenizer)} tokens but the model's vocabulary has {vocab}")
+        raise ConfigError(f"model.tokenizer: has {len(tokenizer)} tokens but the model's vocabulary has {vocab}")
     collate = MLMCollator(tokenizer, max_length=config.max_length, mlm_probability=config.mlm_probability)
     sampler = LengthBucketBatchSampler(
         token_lengths(texts, tokenizer, config.max_length),

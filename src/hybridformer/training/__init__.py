@@ -20,11 +20,13 @@ from .config import TrainConfig
 from .logging import RunLogger, read_log
 from .optim import WarmupCosine, build_optimizer, build_scheduler, param_groups
 from .device import autocast_dtype, peak_memory_mb, resolve_device
-from .trainer import Callback, Trainer, TrainingDivergedError, TrainResult
+from .results import Callback, StepOutput, TrainingDivergedError, TrainResult
+from .trainer import Trainer
 
 __all__ = [
     "Callback",
     "RunLogger",
+    "StepOutput",
     "TrainConfig",
     "TrainResult",
     "Trainer",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -41,70 +40,11 @@ from .config import TrainConfig
 from .device import autocast_dtype, peak_memory_mb, resolve_device
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
+from .results import Callback, StepOutput, TrainingDivergedError, TrainResult
 
 __all__ = ["TrainingDivergedError", "TrainResult", "StepOutput", "Callback", "Trainer"]
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the gradient norm became NaN/inf; the message names the step."""
-
-
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.fit` returns."""
-
-    final_step: int
-    """Optimizer steps completed (including those before a resume)."""
-    losses: list[float]
-    """Training loss of every step ``1..final_step`` (mean over its micro-batches)."""
-    tokens_per_s: float
-    """Training throughput of this process: real (non-pad) tokens per second of training time
-    (evaluation and checkpointing excluded); examples/s when batches carry no ``attention_mask``."""
-    examples_per_s: float
-    """Training examples per second of training time."""
-    peak_memory_mb: float
-    """CUDA: peak allocated tensor memory of the device. CPU: peak resident memory of the process."""
-    checkpoint_path: Path | None
-    """The last checkpoint written (None if none was)."""
-    eval_metrics: dict[str, float] = field(default_factory=dict)
-    """The last ``eval_fn`` result (empty without ``eval_fn``)."""
-    train_seconds: float = 0.0
-    """Wall time spent in training steps in this process."""
-    stopped_early: bool = False
-    """True when a callback called :meth:`Trainer.request_stop` before the planned last step."""
-
-
-@dataclass
-class StepOutput:
-    """What :meth:`Trainer.train_step` returns: the losses of one optimizer step, gradients accumulated."""
-
-    micro_losses: Tensor
-    """(n_micro,) float64, detached: each micro-batch's loss."""
-    metrics: dict[str, Tensor] = field(default_factory=dict)
-    """The objective's metrics, averaged over the micro-batches (detached scalars)."""
-
-    @property
-    def loss(self) -> Tensor:
-        """Scalar float64: the step's loss, the mean over its micro-batches."""
-        return self.micro_losses.mean()
-
-
-class Callback:
-    """Hooks called by the Trainer; subclass and override what you need (all default to no-ops)."""
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        """Before the first step (after any resume)."""
-
-    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        """After optimizer step ``step`` (1-based); ``metrics`` has ``loss`` and ``lr``."""
-
-    def on_evaluate(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        """After ``eval_fn`` ran at ``step``."""
-
-    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
-        """After the last step and the final checkpoint."""
 
 
 def _count(batch: Mapping[str, Any]) -> tuple[int, int]:
