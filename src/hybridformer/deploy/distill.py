@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridformer.attention import AttentionConfig
-from hybridformer.config import ConfigError, check, save_config, to_dict
+from hybridformer.config import ConfigError, as_partial, check, save_config, set_fields, to_dict
 from hybridformer.data import LengthBucketBatchSampler, TextCollator, token_lengths
 from hybridformer.encoders.text_checkpoint import TextCheckpoint, read_text_checkpoint
 from hybridformer.io import write_json
@@ -27,7 +27,7 @@ from hybridformer.losses import ClassificationObjective
 from hybridformer.losses.layer_distill import LayerDistillationObjective
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
-from hybridformer.recipes.model import check_section_keys, resolve_tokenizer
+from hybridformer.recipes.model import AttentionChanges, SparsityChanges, resolve_tokenizer
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.sparsity import SparsityConfig
 from hybridformer.training import Trainer, TrainConfig, TrainResult
@@ -67,18 +67,18 @@ class StudentConfig:
 
     layers: list[int] | None = None
     """Teacher blocks copied into the student, in order; None: every other block (0, 2, 4 of 6)."""
-    attention: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the student's attention (e.g. ``kind: hybrid, window: 64``); {}: the teacher's."""
-    sparsity: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the student's FFN gates (e.g. ``enabled: true, n_groups: 16``); {}: the teacher's."""
+    attention: AttentionChanges = field(default_factory=AttentionChanges)
+    """Changes to the student's attention (e.g. ``kind: hybrid, window: 64``); unset: the teacher's."""
+    sparsity: SparsityChanges = field(default_factory=SparsityChanges)
+    """Changes to the student's FFN gates (e.g. ``enabled: true, n_groups: 16``); unset: the teacher's."""
 
     def __post_init__(self) -> None:
-        check_section_keys("student.attention", AttentionConfig, self.attention)
-        check_section_keys("student.sparsity", SparsityConfig, self.sparsity)
+        self.attention = as_partial(AttentionConfig, self.attention, "student.attention")
+        self.sparsity = as_partial(SparsityConfig, self.sparsity, "student.sparsity")
 
     def overrides(self) -> dict[str, Any]:
-        """Keyword overrides for ``TextClassifier.from_checkpoint``."""
-        return {k: dict(v) for k, v in (("attention", self.attention), ("sparsity", self.sparsity)) if v}
+        """Keyword overrides for ``TextClassifier.from_checkpoint`` (only what was set)."""
+        return {name: changes for name in ("attention", "sparsity") if (changes := set_fields(getattr(self, name)))}
 
 
 def student_from_teacher(teacher_dir: str | Path, student: StudentConfig | None = None) -> TextClassifier:
