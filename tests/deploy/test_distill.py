@@ -13,6 +13,7 @@ import torch
 from hybridformer.attention import AttentionConfig
 from hybridformer.cli import main
 from hybridformer.config import ConfigError
+from hybridformer.data import minilm_path
 from hybridformer.deploy.distill import StudentConfig, every_other_layer, student_from_teacher
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.losses.layer_distill import LayerDistillationObjective, default_layer_map
@@ -137,6 +138,8 @@ def test_loss_equals_the_hand_computed_value(teacher_dir: Path) -> None:
 
 
 def test_bad_students_fail_clearly(teacher_dir: Path, tmp_path: Path, capsys) -> None:
+    fresh = student_from_teacher(teacher_dir, StudentConfig(init_from=str(teacher_dir), layers=[1]))
+    assert fresh.encoder.config.n_layers == 1 and fresh.label_names == LABELS
     with pytest.raises(ConfigError, match="student.layers"):
         student_from_teacher(teacher_dir, StudentConfig(layers=[0, 9]))
     with pytest.raises(ConfigError, match="windw"):
@@ -170,7 +173,10 @@ def test_distill_command_on_real_reviews(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_distilled_student_beats_the_student_without_teacher(tmp_path: Path) -> None:
     """Real task, same budget: fine-tune a MiniLM teacher on 1,000 reviews, then train the 3-block student
-    twice on the same 1,000 reviews, one epoch each: on the labels alone, and distilled."""
+    twice from MiniLM's pretrained blocks 0, 2, 4 with a new head (the student knows nothing of the
+    task but what it is taught) on the same 1,000 reviews, one epoch each: on the labels alone, and
+    distilled. (Started from the fine-tuned teacher's own blocks, both reach the same accuracy:
+    0.7445 vs 0.7429 on the whole test split here, the blocks already carry the teacher's knowledge.)"""
     from hybridformer.config import apply_overrides
     from hybridformer.deploy.distill import DistillConfig, distill
     from hybridformer.recipes import FinetuneConfig, finetune
@@ -183,6 +189,7 @@ def test_distilled_student_beats_the_student_without_teacher(tmp_path: Path) -> 
     accuracy = {}
     for name, terms in {"labels": ["--label_weight", "1", "--hidden_weight", "0"], "distilled": []}.items():
         config = apply_overrides(DistillConfig(), [*common, *terms, "--teacher", str(teacher.model_dir),
+                                                   "--student.init_from", str(minilm_path()),
                                                    "--train.out_dir", str(tmp_path / name), "--evaluate_teacher", "false"])
         accuracy[name] = distill(config).metrics["test"].accuracy
     assert accuracy["distilled"] > accuracy["labels"], accuracy

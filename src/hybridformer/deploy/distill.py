@@ -21,6 +21,7 @@ from typing import Any
 from hybridformer.attention import AttentionConfig
 from hybridformer.config import ConfigError, as_partial, check, save_config, set_fields, to_dict
 from hybridformer.data import LengthBucketBatchSampler, TextCollator, token_lengths
+from hybridformer.encoders import TextEncoder
 from hybridformer.encoders.text_checkpoint import TextCheckpoint, read_text_checkpoint
 from hybridformer.io import write_json
 from hybridformer.losses import ClassificationObjective
@@ -67,6 +68,11 @@ class StudentConfig:
 
     layers: list[int] | None = None
     """Teacher blocks copied into the student, in order; None: every other block (0, 2, 4 of 6)."""
+    init_from: str | None = None
+    """None: the blocks (and head) come from the fine-tuned teacher (DistilBERT's recipe). A folder
+    (e.g. the pretrained checkpoint the teacher was fine-tuned from): the blocks come from it and the
+    head is new, so the student starts knowing nothing of the task (the clean with/without-teacher
+    comparison)."""
     attention: AttentionChanges = field(default_factory=AttentionChanges)
     """Changes to the student's attention (e.g. ``kind: hybrid, window: 64``); unset: the teacher's."""
     sparsity: SparsityChanges = field(default_factory=SparsityChanges)
@@ -82,7 +88,8 @@ class StudentConfig:
 
 
 def student_from_teacher(teacher_dir: str | Path, student: StudentConfig | None = None) -> TextClassifier:
-    """A student classifier initialised from the blocks ``student.layers`` of the classifier in ``teacher_dir``.
+    """A student classifier initialised from the blocks ``student.layers`` of the classifier in
+    ``teacher_dir`` (or of ``student.init_from``, with a new head for the teacher's classes).
 
     Raises:
         FileNotFoundError: no such folder; ValueError: not a float TextClassifier; ConfigError: bad overrides.
@@ -91,11 +98,23 @@ def student_from_teacher(teacher_dir: str | Path, student: StudentConfig | None 
     checkpoint = read_text_checkpoint(teacher_dir)
     if checkpoint.meta.get("architecture") != "TextClassifier":
         raise ValueError(f"teacher: {teacher_dir} holds no trained TextClassifier (fine-tune one first)")
-    layers = student.layers if student.layers is not None else every_other_layer(checkpoint.config.n_layers)
+    meta = checkpoint.meta
+    source = checkpoint if student.init_from is None else read_text_checkpoint(student.init_from)
+    layers = student.layers if student.layers is not None else every_other_layer(source.config.n_layers)
     try:
-        return TextClassifier.from_checkpoint(student_checkpoint(checkpoint, layers), **student.overrides())
+        thinned = student_checkpoint(source, layers)
+        if student.init_from is None:
+            return TextClassifier.from_checkpoint(thinned, **student.overrides())
+        encoder = TextEncoder.from_checkpoint(thinned, **student.overrides())
     except ConfigError as err:
         raise ConfigError(f"student.{err}") from None
+    return TextClassifier(encoder, meta["num_labels"], dropout=meta["dropout"], pooling=meta["pooling"],
+                          label_names=meta["label_names"])
+
+
+def student_layers(config: DistillConfig, teacher: TextClassifier) -> list[int]:
+    """The blocks the student was built from."""
+    return config.student.layers or every_other_layer(teacher.encoder.config.n_layers)
 
 
 def _default_train() -> TrainConfig:
@@ -210,7 +229,8 @@ def distill(config: DistillConfig) -> DistillResult:
     record = {
         "task": config.data.task,
         "teacher": config.teacher,
-        "student_layers": config.student.layers or every_other_layer(teacher.encoder.config.n_layers),
+        "student_layers": [int(k) for k in student_layers(config, teacher)],
+        "student_init_from": config.student.init_from or config.teacher,
         "train": {"steps": result.final_step, "seconds": result.train_seconds, "tokens_per_s": result.tokens_per_s,
                   "final_loss": result.losses[-1] if result.losses else None},
         "student": {s: m.to_dict() for s, m in metrics.items()},
