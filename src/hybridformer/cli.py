@@ -59,7 +59,6 @@ def _configure_logging() -> None:
     if not logger.handlers:
         logger.addHandler(StderrHandler())
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
