@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from hybridformer.config import ConfigError
@@ -47,17 +48,19 @@ def _flagged(args: argparse.Namespace, err: Exception) -> str:
     return name_flag(str(err), cls, flag_aliases(args))
 
 
+class _StderrHandler(logging.Handler):
+    """Prints each record to the current ``sys.stderr`` (looked up per record: tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
 def _configure_logging() -> None:
-    """Progress and run summaries (the ``hybridformer`` loggers) go to stderr as plain lines."""
-    import logging
-
-    class StderrHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            print(self.format(record), file=sys.stderr, flush=True)  # today's sys.stderr (tests swap it)
-
-    logger = logging.getLogger("hybridformer")
-    if not logger.handlers:
-        logger.addHandler(StderrHandler())
+    """Progress lines and run summaries (``hybridformer.training`` / ``.recipes``) go to stderr as plain lines."""
+    for name in ("hybridformer.training", "hybridformer.recipes"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            logger.addHandler(_StderrHandler())
         logger.setLevel(logging.INFO)
 
 

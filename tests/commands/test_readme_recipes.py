@@ -77,5 +77,7 @@ def test_readme_recipes_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert Path("runs/mine/eval_file_test/confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(Path("runs/mine/eval_file_test/predictions.jsonl").read_text().splitlines()) == 12
     assert not Path("runs/mine/checkpoints").exists()  # deleted after a successful finish
-    assert [p.name for p in Path("runs/long/checkpoints").iterdir()] == ["step-00000003"]  # keep_last 1
+    assert not Path("runs/long/checkpoints").exists()  # the resumed run finished: deleted too
+    assert [s for s in (r.get("step") for r in map(json.loads, Path("runs/long/log.jsonl").read_text().split()))
+            if s is not None][-1] == 3
     assert namespace["logits"].shape == (1, 2)  # the gated classifier's forward ran
