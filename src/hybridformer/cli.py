@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("hybridformer.commands.evaluate", "evaluate a fine-tuned model on a task's test split"),
     "pretrain": ("hybridformer.commands.pretrain", "pretrain with self-supervised objectives (MLM)"),
     "train-tokenizer": ("hybridformer.commands.train_tokenizer", "train a byte-level BPE tokenizer"),
+    "train": ("hybridformer.commands.train", "fine-tune in parallel under torchrun (--parallel.tp/pp/dp_shard)"),
+    "plan": ("hybridformer.commands.plan", "memory, communication and step time of a parallel layout (on paper)"),
+    "serve": ("hybridformer.commands.serve", "serve models over HTTP (OpenAI-compatible, dynamic batching)"),
 }
 
 

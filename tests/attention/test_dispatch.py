@@ -5,8 +5,16 @@ import typing
 import pytest
 import torch
 
-from hybridformer.attention import ATTENTION_BACKENDS, AttentionConfig, hybrid_attention, register_backend
+from hybridformer.attention import (
+    ATTENTION_BACKENDS,
+    AttentionConfig,
+    all_keys_mask,
+    hybrid_attention,
+    reference_attention,
+    register_backend,
+)
 from hybridformer.attention.blocked import blocked_attention
+from hybridformer.attention.masks import MaskSpec
 
 
 def _qkv(batch=2, heads=2, n=10, dim=4, dtype=torch.float32):
@@ -48,9 +56,9 @@ def test_bad_input_is_a_value_error_naming_the_argument(change, match):
 def test_registered_backend_is_used_by_name():
     calls = []
 
-    def doubled(q, k, v, **rule):
-        calls.append(rule)
-        return 2 * blocked_attention(q, k, v, **rule)
+    def doubled(q, k, v, spec):
+        calls.append(spec)
+        return 2 * blocked_attention(q, k, v, spec)
 
     register_backend("doubled", doubled)
     try:
@@ -58,7 +66,9 @@ def test_registered_backend_is_used_by_name():
         idx = torch.tensor([[1, 2], [3, -1]])
         out = hybrid_attention(q, k, v, window=4, global_indices=idx, backend="doubled")
         torch.testing.assert_close(out, 2 * hybrid_attention(q, k, v, window=4, global_indices=idx))
-        assert calls[0]["window"] == 4 and calls[0]["local"] == "block" and calls[0]["scale"] is None
+        spec = calls[0]
+        assert isinstance(spec, MaskSpec) and spec.window == 4 and spec.local == "block" and spec.scale is None
+        assert torch.equal(spec.global_indices, idx) and spec.key_padding_mask is None and not spec.causal
     finally:
         del ATTENTION_BACKENDS["doubled"]
 
@@ -76,3 +86,36 @@ def test_every_config_backend_is_registered():
     choices = set(typing.get_args(typing.get_type_hints(AttentionConfig)["backend"]))
     assert choices - {"auto"} <= set(ATTENTION_BACKENDS)
     assert {"blocked", "flex", "reference"} <= choices
+
+
+def test_cross_attention_shapes_take_the_dense_path():
+    torch.manual_seed(0)
+    q = torch.randn(2, 2, 3, 4)
+    k, v = torch.randn(2, 2, 7, 4), torch.randn(2, 2, 7, 4)
+    pad = torch.tensor([[True] * 7, [False] * 5 + [True] * 2])
+    for causal in (False, True):
+        want = reference_attention(q, k, v, all_keys_mask(2, 3, 7, causal=causal, key_padding_mask=pad))
+        for backend in ("auto", "blocked", "reference"):
+            out = hybrid_attention(q, k, v, window=7, causal=causal, key_padding_mask=pad, backend=backend)
+            torch.testing.assert_close(out.double(), want, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(window=6), r"k, v: keys of another length than the queries .* window >= Nk = 7; got .* window 6"),
+        (dict(local="sliding"), r"k, v: keys of another length .* local 'sliding'"),
+        (dict(global_indices=torch.zeros(2, 1, dtype=torch.long)), r"k, v: keys of another length .*global_indices given"),
+        (dict(key_padding_mask=torch.ones(2, 3, dtype=torch.bool)), r"key_padding_mask: expected shape \(B, Nk\) = \(2, 7\), got \(2, 3\)"),
+    ],
+)
+def test_cross_attention_shapes_with_a_sparse_mask_are_refused(change, match):
+    q, k, v = torch.randn(2, 2, 3, 4), torch.randn(2, 2, 7, 4), torch.randn(2, 2, 7, 4)
+    with pytest.raises(ValueError, match=match):
+        hybrid_attention(q, k, v, **(dict(window=7) | change))
+
+
+def test_causal_queries_cannot_outnumber_the_keys():
+    q, k = torch.randn(1, 1, 5, 4), torch.randn(1, 1, 3, 4)
+    with pytest.raises(ValueError, match=r"causal: the 5 queries must be the last of the 3 keys"):
+        hybrid_attention(q, k, k, window=8, causal=True)

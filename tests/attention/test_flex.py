@@ -14,7 +14,7 @@ from torch.nn.attention.flex_attention import create_mask
 
 from hybridformer.attention import dense_mask, hybrid_attention, reference_attention
 from hybridformer.attention.flex import BLOCK, hybrid_block_mask
-from hybridformer.attention.masks import canonical_global_sets
+from hybridformer.attention.masks import MaskSpec, canonical_global_sets
 
 # (n, window, local, causal, k, per_block, padding)
 CASES = [
@@ -65,9 +65,7 @@ def test_block_lists_cover_every_visible_pair(case):
     n, window, local, causal, _, _, _ = case
     q, _, _, rule = _case(case)
     sets = canonical_global_sets(rule["global_indices"], n, window)
-    mask = hybrid_block_mask(
-        n, window=window, local=local, causal=causal, sets=sets, key_padding_mask=rule["key_padding_mask"], batch=2, device="cpu"
-    )
+    mask = hybrid_block_mask(MaskSpec(**rule), sets, batch=2, n=n, device="cpu")
     kv_len = mask.seq_lengths[1]
     visible = create_mask(mask.mask_mod, 2, 1, n, kv_len, device="cpu").any(dim=(0, 1))  # (N, N + G·K) over the batch
     pad_q, pad_kv = -n % BLOCK, -kv_len % BLOCK
@@ -81,7 +79,7 @@ def test_block_lists_cover_every_visible_pair(case):
 def test_block_lists_are_sparse(local):
     # N = 4096: 32 query blocks of 128; each needs <= 3 local key blocks and 1 block of global slots.
     sets = canonical_global_sets(torch.randint(0, 4096, (1, 8)), 4096, 128)
-    mask = hybrid_block_mask(4096, window=128, local=local, causal=False, sets=sets, key_padding_mask=None, batch=1, device="cpu")
+    mask = hybrid_block_mask(MaskSpec(window=128, local=local), sets, batch=1, n=4096, device="cpu")
     listed = mask.to_dense()[0, 0]
     assert listed.shape == (32, 33)
     assert listed.sum(dim=1).max() <= 4

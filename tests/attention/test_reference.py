@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hybridformer.attention import dense_mask, reference_attention
+from hybridformer.attention import all_keys_mask, dense_mask, reference_attention
 
 
 def _rows(text: str) -> torch.Tensor:
@@ -71,3 +71,13 @@ def test_reference_attention_full_mask_matches_softmax_attention():
     full = torch.ones(2, 5, 5, dtype=torch.bool)
     probs = torch.softmax(q.double() @ k.double().transpose(-1, -2) / math.sqrt(4), dim=-1)
     assert torch.allclose(reference_attention(q, k, v, full), probs @ v.double(), atol=1e-12)
+
+
+def test_all_keys_mask_rectangular_causal_and_padding():
+    # 2 queries over 4 keys, causal: the queries sit at positions 2 and 3.
+    assert torch.equal(all_keys_mask(1, 2, 4, causal=True)[0], _rows("1110 1111"))
+    pad = torch.tensor([[True, False, True, True], [False, False, False, False]])
+    got = all_keys_mask(2, 2, 4, causal=True, key_padding_mask=pad)
+    assert torch.equal(got[0], _rows("1010 1011"))
+    assert torch.equal(got[1], _rows("0000 0000"))
+    assert torch.equal(all_keys_mask(1, 3, 2)[0], _rows("11 11 11"))

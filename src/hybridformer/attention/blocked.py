@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hybridformer.attention.masks import (
+    MaskSpec,
     canonical_global_sets,
     global_query_rows,
     local_key_range,
@@ -44,12 +45,8 @@ class _Plan:
 
     n: int
     """Sequence length N."""
-    window: int
-    """Local window size."""
-    local: str
-    """"block" or "sliding"."""
-    causal: bool
-    """Keys j <= i only."""
+    spec: MaskSpec
+    """The call's mask: local rule, global indices, padding, scale."""
     tile: int
     """Queries per tile; divides `window`, so a tile lies in one query block."""
     left: int
@@ -81,41 +78,26 @@ class _Plan:
     def tile_set_ids(self, t0: int, t1: int) -> Tensor:
         """Which global set (index into dim 1 of `sets`) each of tiles t0..t1-1 uses: (c,)."""
         tiles = torch.arange(t0, t1, device=self.key_ok.device)
-        return tiles * self.tile // self.window if self.sets.shape[1] > 1 else torch.zeros_like(tiles)
+        return tiles * self.tile // self.spec.window if self.sets.shape[1] > 1 else torch.zeros_like(tiles)
 
 
-def _make_plan(
-    n: int,
-    window: int,
-    local: str,
-    causal: bool,
-    global_indices: Tensor | None,
-    key_padding_mask: Tensor | None,
-    batch: int,
-    device: torch.device,
-) -> _Plan:
+def _make_plan(spec: MaskSpec, batch: int, n: int, device: torch.device) -> _Plan:
+    window = spec.window
     # Half-window tiles in sliding mode: 1.5·window local slots per query instead of 2·window.
-    tile = window // 2 if local == "sliding" and window % 2 == 0 and window >= 64 else window
+    tile = window // 2 if spec.local == "sliding" and window % 2 == 0 and window >= 64 else window
     # A sequence shorter than a tile lies in one window block: one tile of N is enough.
     tile = min(tile, n)
     n_tiles = math.ceil(n / tile)
-    lo, hi = local_key_range(0, tile - 1, window=window, local=local, causal=causal)
+    lo, hi = local_key_range(0, tile - 1, **spec.rule())
     # Key tiles further away than the sequence is long hold no keys.
     left = min(math.ceil(max(0, -lo) / tile), n_tiles - 1)
     right = min(math.ceil(max(0, hi - (tile - 1)) / tile), n_tiles - 1)
-    real = torch.ones(batch, n, dtype=torch.bool, device=device) if key_padding_mask is None else key_padding_mask
-    return _Plan(
-        n=n,
-        window=window,
-        local=local,
-        causal=causal,
-        tile=tile,
-        left=left,
-        right=right,
-        n_tiles=n_tiles,
-        key_ok=F.pad(real, (left * tile, (n_tiles + right) * tile - n), value=False),
-        sets=canonical_global_sets(global_indices, n, window),
-    )
+    real = spec.key_padding_mask
+    if real is None:
+        real = torch.ones(batch, n, dtype=torch.bool, device=device)
+    key_ok = F.pad(real, (left * tile, (n_tiles + right) * tile - n), value=False)
+    sets = canonical_global_sets(spec.global_indices, n, window)
+    return _Plan(n=n, spec=spec, tile=tile, left=left, right=right, n_tiles=n_tiles, key_ok=key_ok, sets=sets)
 
 
 def _attention_bias(plan: _Plan, dtype: torch.dtype) -> Tensor:
@@ -125,7 +107,7 @@ def _attention_bias(plan: _Plan, dtype: torch.dtype) -> Tensor:
     `sets[t's set, m]`. A key is visible in one slot at most. O(N·n_keys), built once per call.
     """
     device = plan.key_ok.device
-    rule = dict(window=plan.window, local=plan.local, causal=plan.causal)
+    rule = plan.spec.rule()
     # Tiles align with the window blocks, so the local rule is the same pattern for every tile;
     # evaluate it at tile `left`, the first one whose local slots all have positions >= 0.
     a = plan.left * plan.tile + torch.arange(plan.tile, device=device).view(-1, 1)  # (tile, 1)
@@ -139,7 +121,7 @@ def _attention_bias(plan: _Plan, dtype: torch.dtype) -> Tensor:
         real_g = (idx >= 0) & plan.key_ok.gather(1, idx.clamp(min=0).flatten(1) + plan.left * plan.tile).view_as(idx)
         # A global key the local window already covers is skipped here: each key counts once.
         global_seen = real_g.unsqueeze(2) & ~sees_locally(i, g, **rule)  # (B, n_tiles, tile, K)
-        if plan.causal:
+        if plan.spec.causal:
             global_seen = global_seen & (g <= i)
         visible = torch.cat([visible, global_seen], dim=-1)
     return torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
@@ -194,6 +176,41 @@ def _put_rows(plan: _Plan, dst: Tensor, rows: Tensor, t0: int) -> None:
     dst[:, start:end] = rows.flatten(1, 2)[:, : end - start]
 
 
+def _vjp(fn, inputs: tuple[Tensor, ...], grad: Tensor) -> tuple[Tensor, ...]:
+    """Gradients of `fn` at `inputs` for the output gradient `grad` (a chunk's recomputed backward).
+
+    Under torch.compile through `torch.func.vjp`, which dynamo traces (`torch.autograd.grad` would be a
+    graph break); eagerly through `torch.autograd.grad`, which costs less per call (~30% of a small
+    layer's backward on this CPU).
+    """
+    if torch.compiler.is_compiling():
+        _, pullback = torch.func.vjp(fn, *inputs)
+        return pullback(grad)
+    inputs = tuple(x.detach().requires_grad_() for x in inputs)
+    with torch.enable_grad():
+        return torch.autograd.grad(fn(*inputs), inputs, grad)
+
+
+def _blocked_forward(q: Tensor, k: Tensor, v: Tensor, plan: _Plan, scale: float, bias: Tensor) -> Tensor:
+    """The chunk loop: (B, H, N, D) output of every tile's fused attention over its key slots."""
+    out = torch.empty_like(q)
+    k_sets, v_sets = _gather_sets(plan, k), _gather_sets(plan, v)
+    for b in range(q.shape[0]):
+        kb_sets = None if k_sets is None else k_sets[b]
+        vb_sets = None if v_sets is None else v_sets[b]
+        for t0 in range(0, plan.n_tiles, plan.chunk):
+            t1 = min(t0 + plan.chunk, plan.n_tiles)
+            rows = _attend(
+                _tiles(plan, q[b], t0, t1),  # (H, c, tile, D): tiles ride on SDPA's head axis
+                _chunk_keys(plan, k[b], kb_sets, t0, t1),
+                _chunk_keys(plan, v[b], vb_sets, t0, t1),
+                bias[b, t0:t1].unsqueeze(0),  # (1, c, tile, n_keys), shared by the heads
+                scale,
+            )
+            _put_rows(plan, out[b], rows, t0)
+    return out
+
+
 class _BlockedAttention(torch.autograd.Function):
     """Chunked tile attention whose backward recomputes each chunk (activation checkpointing).
 
@@ -204,22 +221,8 @@ class _BlockedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, plan: _Plan, scale: float) -> Tensor:
-        out = torch.empty_like(q)
         bias = _attention_bias(plan, q.dtype)
-        k_sets, v_sets = _gather_sets(plan, k), _gather_sets(plan, v)
-        for b in range(q.shape[0]):
-            kb_sets = None if k_sets is None else k_sets[b]
-            vb_sets = None if v_sets is None else v_sets[b]
-            for t0 in range(0, plan.n_tiles, plan.chunk):
-                t1 = min(t0 + plan.chunk, plan.n_tiles)
-                rows = _attend(
-                    _tiles(plan, q[b], t0, t1),  # (H, c, tile, D): tiles ride on SDPA's head axis
-                    _chunk_keys(plan, k[b], kb_sets, t0, t1),
-                    _chunk_keys(plan, v[b], vb_sets, t0, t1),
-                    bias[b, t0:t1].unsqueeze(0),  # (1, c, tile, n_keys), shared by the heads
-                    scale,
-                )
-                _put_rows(plan, out[b], rows, t0)
+        out = _blocked_forward(q, k, v, plan, scale, bias)
         ctx.save_for_backward(q, k, v, bias)
         ctx.plan, ctx.scale = plan, scale
         return out
@@ -243,12 +246,16 @@ class _BlockedAttention(torch.autograd.Function):
             vb_sets = None if v_sets is None else v_sets[b]
             for t0 in range(0, plan.n_tiles, plan.chunk):
                 t1 = min(t0 + plan.chunk, plan.n_tiles)
-                qc = _tiles(plan, q[b], t0, t1).detach().requires_grad_()
-                kc = _chunk_keys(plan, k[b], kb_sets, t0, t1).detach().requires_grad_()
-                vc = _chunk_keys(plan, v[b], vb_sets, t0, t1).detach().requires_grad_()
-                with torch.enable_grad():
-                    rows = _attend(qc, kc, vc, bias[b, t0:t1].unsqueeze(0), scale)
-                    dqc, dkc, dvc = torch.autograd.grad(rows, (qc, kc, vc), _tiles(plan, grad_out[b], t0, t1))
+                chunk_bias = bias[b, t0:t1].unsqueeze(0)
+                dqc, dkc, dvc = _vjp(
+                    lambda qc, kc, vc: _attend(qc, kc, vc, chunk_bias, scale),
+                    (
+                        _tiles(plan, q[b], t0, t1),
+                        _chunk_keys(plan, k[b], kb_sets, t0, t1),
+                        _chunk_keys(plan, v[b], vb_sets, t0, t1),
+                    ),
+                    _tiles(plan, grad_out[b], t0, t1),
+                )
                 _put_rows(plan, dq[b], dqc, t0)
                 for grad, d_tiles, d_sets in ((dkc, dk_tiles, dk_sets), (dvc, dv_tiles, dv_sets)):
                     for o in range(plan.left + 1 + plan.right):
@@ -270,33 +277,25 @@ class _BlockedAttention(torch.autograd.Function):
         return dq, dk.to(k.dtype), dv.to(v.dtype), None, None
 
 
-def blocked_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    window: int,
-    local: str = "block",
-    global_indices: Tensor | None = None,
-    causal: bool = False,
-    key_padding_mask: Tensor | None = None,
-    global_queries_attend_all: bool = False,
-    scale: float | None = None,
-) -> Tensor:
+def blocked_attention(q: Tensor, k: Tensor, v: Tensor, spec: MaskSpec) -> Tensor:
     """Hybrid attention with the pure-PyTorch blocked kernel (inputs already validated).
 
     Args:
         q, k, v: (B, H, N, D), float32 / bfloat16 / float16 / float64.
-        window, local, global_indices, causal, key_padding_mask, global_queries_attend_all, scale:
-            see `hybridformer.attention.hybrid_attention`.
+        spec: the mask (see `hybridformer.attention.hybrid_attention`).
 
     Returns:
         (B, H, N, D) in q's dtype (low-precision inputs accumulate in float32 inside SDPA).
     """
     batch, _, n, dim = q.shape
-    scale = 1.0 / math.sqrt(dim) if scale is None else float(scale)
-    plan = _make_plan(n, window, local, causal, global_indices, key_padding_mask, batch, q.device)
-    out = _BlockedAttention.apply(q, k, v, plan, scale)
-    if global_queries_attend_all and plan.sets is not None:
-        out = global_query_rows(q, k, v, out, plan.sets, key_padding_mask, causal, scale)
+    scale = spec.scale_for(dim)
+    plan = _make_plan(spec, batch, n, q.device)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        out = _BlockedAttention.apply(q, k, v, plan, scale)
+    else:
+        # Nothing to differentiate: the loop alone, which torch.compile traces into one graph (the
+        # autograd.Function's backward calls torch.autograd.grad, a graph break when compiled).
+        out = _blocked_forward(q, k, v, plan, scale, _attention_bias(plan, q.dtype))
+    if spec.global_queries_attend_all and plan.sets is not None:
+        out = global_query_rows(q, k, v, out, plan.sets, spec)
     return out

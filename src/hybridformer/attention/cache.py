@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hybridformer.attention.dense import dense_attention
 from hybridformer.attention.scorer import merge_topk
 from hybridformer.attention.selected import softmax_attend
 
@@ -139,17 +140,17 @@ def _attend_segment(
     scale: float,
 ) -> Tensor:
     """Attention of queries at positions first.. (all in one block) over the cache; (B, H, S, D)."""
+    if kind == "full":
+        # The cache holds every token and the queries are its last S: dense causal attention.
+        return dense_attention(q, cache.keys, cache.values, key_padding_mask=cache.valid, causal=True, scale=scale)
     device = q.device
     n_local = cache.keys.shape[2]
     q_pos = torch.arange(first, first + q.shape[2], device=device)[:, None]  # (S, 1)
     k_pos = torch.arange(cache.length - n_local, cache.length, device=device)[None, :]  # (1, L)
-    near = k_pos <= q_pos  # (S, L)
-    if kind == "hybrid":
-        near = near & ((k_pos // window == q_pos // window) if local == "block" else (k_pos > q_pos - window))
+    near = (k_pos <= q_pos) & ((k_pos // window == q_pos // window) if local == "block" else (k_pos > q_pos - window))
     sees_local = (near[None] & cache.valid[:, None, :])[:, None]  # (B, 1, S, L)
     local_logits = (q @ cache.keys.transpose(-1, -2)) * scale  # (B, H, S, L)
-    has_global = kind == "hybrid" and cache.global_keys.shape[2] > 0
-    if not has_global:
+    if cache.global_keys.shape[2] == 0:
         out = softmax_attend(local_logits, sees_local, cache.values)
         return out if gates is None else gates[..., :1] * out
     g_pos = cache.global_positions[:, None, :]  # (B, 1, K)

@@ -25,7 +25,13 @@ import torch
 from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from hybridformer.attention.masks import canonical_global_sets, global_query_rows, local_key_range, sees_locally
+from hybridformer.attention.masks import (
+    MaskSpec,
+    canonical_global_sets,
+    global_query_rows,
+    local_key_range,
+    sees_locally,
+)
 
 __all__ = ["flex_attention_backend", "hybrid_block_mask"]
 
@@ -53,32 +59,22 @@ def _block_lists(n: int, kv_len: int, window: int, local: str, causal: bool, n_s
     return rows
 
 
-def hybrid_block_mask(
-    n: int,
-    *,
-    window: int,
-    local: str,
-    causal: bool,
-    sets: Tensor | None,
-    key_padding_mask: Tensor | None,
-    batch: int,
-    device: torch.device,
-) -> BlockMask:
+def hybrid_block_mask(spec: MaskSpec, sets: Tensor | None, *, batch: int, n: int, device: torch.device) -> BlockMask:
     """The BlockMask of hybrid attention over the extended key axis (N + G·K keys).
 
     Args:
-        n: sequence length N.
-        window, local, causal: the local rule (see `masks.sees_locally`).
+        spec: the mask: its local rule (see `masks.sees_locally`) and key padding.
         sets: canonical global sets (B, G, K) from `masks.canonical_global_sets`, or None.
-        key_padding_mask: bool (B, N), True = real token, or None.
         batch: B.
+        n: sequence length N.
         device: where the mask lives.
     """
+    window, local, causal, key_padding_mask = spec.window, spec.local, spec.causal, spec.key_padding_mask
     n_sets, k = (0, 0) if sets is None else (sets.shape[1], sets.shape[2])
     kv_len = n + n_sets * k
     real = torch.ones(batch, n, dtype=torch.bool, device=device) if key_padding_mask is None else key_padding_mask
     flat_sets = None if sets is None else sets.flatten(1)  # (B, G·K)
-    rule = dict(window=window, local=local, causal=causal)
+    rule = spec.rule()
 
     def mask_mod(b, h, q_idx, kv_idx):
         local_ok = sees_locally(q_idx, kv_idx, **rule) & real[b, kv_idx.clamp(max=n - 1)] & (kv_idx < n)
@@ -123,38 +119,17 @@ def _extend(x: Tensor, sets: Tensor | None) -> Tensor:
     return torch.cat([x, x.gather(2, flat[:, None, :, None].expand(batch, heads, -1, dim))], dim=2)
 
 
-def flex_attention_backend(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    *,
-    window: int,
-    local: str = "block",
-    global_indices: Tensor | None = None,
-    causal: bool = False,
-    key_padding_mask: Tensor | None = None,
-    global_queries_attend_all: bool = False,
-    scale: float | None = None,
-) -> Tensor:
+def flex_attention_backend(q: Tensor, k: Tensor, v: Tensor, spec: MaskSpec) -> Tensor:
     """Hybrid attention through FlexAttention (inputs already validated by `hybrid_attention`).
 
-    Args and result as `hybridformer.attention.hybrid_attention`. Compiled on CUDA, eager elsewhere.
+    Args and result as the blocked backend (`fn(q, k, v, spec)`). Compiled on CUDA, eager elsewhere.
     """
     batch, _, n, dim = q.shape
-    scale = 1.0 / math.sqrt(dim) if scale is None else float(scale)
-    sets = canonical_global_sets(global_indices, n, window)
-    block_mask = hybrid_block_mask(
-        n,
-        window=window,
-        local=local,
-        causal=causal,
-        sets=sets,
-        key_padding_mask=key_padding_mask,
-        batch=batch,
-        device=q.device,
-    )
+    scale = spec.scale_for(dim)
+    sets = canonical_global_sets(spec.global_indices, n, spec.window)
+    block_mask = hybrid_block_mask(spec, sets, batch=batch, n=n, device=q.device)
     attend = _compiled_flex() if q.is_cuda else flex_attention
     out = attend(q, _extend(k, sets), _extend(v, sets), block_mask=block_mask, scale=scale)
-    if global_queries_attend_all and sets is not None:
-        out = global_query_rows(q, k, v, out, sets, key_padding_mask, causal, scale)
+    if spec.global_queries_attend_all and sets is not None:
+        out = global_query_rows(q, k, v, out, sets, spec)
     return out

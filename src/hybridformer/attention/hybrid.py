@@ -2,8 +2,8 @@
 
 Projections q/k/v/o around one of two attentions:
 
-- ``kind="full"``: ordinary dense attention through ``F.scaled_dot_product_attention`` with the padding
-  (and causal) mask — numerically BERT/RoBERTa's self-attention, so pretrained checkpoints load as is.
+- ``kind="full"``: ordinary dense attention (:func:`~hybridformer.attention.dense.dense_attention`,
+  fused SDPA) with the padding (and causal) mask — numerically BERT/RoBERTa's self-attention, so pretrained checkpoints load as is.
 - ``kind="hybrid"``: local windows plus the ``global_k`` tokens picked by a learned scorer
   (``scorer.py``). ``combine="union"`` is one softmax over window ∪ selected, one call of the kernel
   :func:`hybridformer.attention.hybrid_attention`. ``combine="gated"`` is NSA-style: a local branch
@@ -16,6 +16,12 @@ logits get a bias ``s_j - stopgrad(s_j)``, zero in value, so forward outputs are
 hard selection while ``d loss / d s_j`` is that of weighting key j by ``exp(s_j)``. In training the
 selection adds Gumbel noise (``AttentionConfig.selection_noise``) to explore; eval does not.
 
+Head reshapes infer the head count from the projections (``view(B, N, -1, head_dim)``), so a layer
+whose q/k/v projections (and ``gate_proj``) are sharded by heads for tensor parallelism runs with its
+local heads; ``o_proj`` then holds the matching input columns and the shards' outputs sum to the
+layer's. The forward pass never syncs with the host: inputs are checked on metadata only and the
+kernel is reached through ``dispatch.attend`` (no per-call value checks), so the layer compiles.
+
 Dropout on attention probabilities is applied for ``kind="full"`` only (SDPA's ``dropout_p``, training
 only). The hybrid kernel never materialises the probabilities, so ``kind="hybrid"`` with
 ``dropout > 0`` is refused at construction rather than silently ignored.
@@ -26,12 +32,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridformer.attention.cache import KVCache, cached_attention
 from hybridformer.attention.config import AttentionConfig
-from hybridformer.attention.dispatch import hybrid_attention
+from hybridformer.attention.dense import dense_attention
+from hybridformer.attention.dispatch import attend
+from hybridformer.attention.masks import MaskSpec
 from hybridformer.attention.scorer import (
     TokenScorer,
     select_prefix_topk,
@@ -42,6 +49,7 @@ from hybridformer.attention.scorer import (
 )
 from hybridformer.attention.selected import selected_attention
 from hybridformer.config import check
+from hybridformer.initialization import allocating, init_children
 
 __all__ = ["AttentionOutput", "HybridAttention"]
 
@@ -85,7 +93,9 @@ class HybridAttention(nn.Module):
 
     Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model), and for
     `kind="hybrid"` the token `scorer` (:class:`TokenScorer`), plus `gate_proj` (d_model -> 2·n_heads,
-    local and global gate per head) for `combine="gated"`.
+    output 2·h + g = gate g (0 local, 1 global) of head h, so a contiguous head shard of its rows is a
+    shard of heads) for `combine="gated"`. The constructor allocates without drawing random numbers,
+    then calls :meth:`init_weights`.
     """
 
     def __init__(self, config: AttentionConfig) -> None:
@@ -104,14 +114,23 @@ class HybridAttention(nn.Module):
         )
         self.config = config
         d = config.d_model
-        self.q_proj = nn.Linear(d, d, bias=config.bias)
-        self.k_proj = nn.Linear(d, d, bias=config.bias)
-        self.v_proj = nn.Linear(d, d, bias=config.bias)
-        self.o_proj = nn.Linear(d, d, bias=config.bias)
-        if hybrid:
-            self.scorer = TokenScorer(d, config.scorer_hidden)
-            if config.combine == "gated":
-                self.gate_proj = nn.Linear(d, 2 * config.n_heads)
+        with allocating():  # draws nothing: init_weights does
+            self.q_proj = nn.Linear(d, d, bias=config.bias)
+            self.k_proj = nn.Linear(d, d, bias=config.bias)
+            self.v_proj = nn.Linear(d, d, bias=config.bias)
+            self.o_proj = nn.Linear(d, d, bias=config.bias)
+            if hybrid:
+                self.scorer = TokenScorer(d, config.scorer_hidden)
+                if config.combine == "gated":
+                    self.gate_proj = nn.Linear(d, 2 * config.n_heads)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """(Re)initialise every parameter from the global RNG, in registration order: q, k, v, o
+        projections and `gate_proj` with nn.Linear's defaults, the scorer by
+        :meth:`TokenScorer.init_weights`. A layer built on the meta device, moved with ``to_empty``
+        and initialised under a seed equals one built eagerly under that seed."""
+        init_children(self)
 
     @property
     def scale(self) -> float:
@@ -142,7 +161,7 @@ class HybridAttention(nn.Module):
         if cache is not None:
             return self._forward_cached(hidden_states, q, k, v, key_padding_mask, cache)
         if cfg.kind == "full":
-            out = self._full(q, k, v, key_padding_mask)
+            out = self._dense(q, k, v, key_padding_mask)
             return AttentionOutput(self.o_proj(self._merge_heads(out)), None)
 
         scores = self.scorer(hidden_states)  # (B, N)
@@ -157,47 +176,7 @@ class HybridAttention(nn.Module):
         bias = None
         if indices is not None and torch.is_grad_enabled() and scores.requires_grad:
             bias = straight_through_bias(scores, selected_mask(indices, n))  # (B, N), zero in value
-        if cfg.combine == "union":
-            out = self._union(q, k, v, indices, bias, key_padding_mask)
-        else:
-            out = self._gated(hidden_states, q, k, v, indices, bias, key_padding_mask)
-        return AttentionOutput(self.o_proj(self._merge_heads(out)), indices, scores)
-
-    def _split_heads(self, x: Tensor) -> Tensor:
-        batch, n, _ = x.shape
-        return x.view(batch, n, self.config.n_heads, self.config.head_dim).transpose(1, 2)  # (B, H, N, D)
-
-    def _merge_heads(self, x: Tensor) -> Tensor:
-        batch, _, n, _ = x.shape
-        return x.transpose(1, 2).reshape(batch, n, self.config.d_model)  # (B, N, d_model)
-
-    def _full(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        """Dense SDPA attention; a query that sees no key (all its keys are padding) outputs zeros."""
-        dropout = self.config.dropout if self.training else 0.0
-        causal = self.config.causal
-        if key_padding_mask is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=causal)
-        n = q.shape[2]
-        sees = key_padding_mask[:, None, None, :]  # (B, 1, 1, N)
-        if causal:
-            sees = sees & torch.ones(n, n, dtype=torch.bool, device=q.device).tril()  # (B, 1, N, N)
-        sees_any = sees.any(dim=-1, keepdim=True)  # (B, 1, N|1, 1)
-        # SDPA returns NaN for a row that sees nothing: let it see everything, then zero it.
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=sees | ~sees_any, dropout_p=dropout)
-        return out * sees_any
-
-    def _kernel(
-        self, q: Tensor, k: Tensor, v: Tensor, indices: Tensor | None, key_padding_mask: Tensor | None
-    ) -> Tensor:
-        """`hybrid_attention` with this layer's window, locality, causality, scale and backend.
-
-        indices None runs the local branch alone (the gated mode's first branch).
-        """
-        cfg = self.config
-        return hybrid_attention(
-            q,
-            k,
-            v,
+        spec = MaskSpec(
             window=cfg.window,
             local=cfg.local,
             global_indices=indices,
@@ -205,63 +184,58 @@ class HybridAttention(nn.Module):
             key_padding_mask=key_padding_mask,
             global_queries_attend_all=cfg.global_queries_attend_all and indices is not None,
             scale=self.scale,
-            backend=cfg.backend,
+        )
+        if cfg.combine == "union":
+            out = self._union(q, k, v, spec, bias)
+        else:
+            out = self._gated(hidden_states, q, k, v, spec, bias)
+        return AttentionOutput(self.o_proj(self._merge_heads(out)), indices, scores)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        batch, n, _ = x.shape
+        # -1: the local head count, fewer than config.n_heads when the projection is sharded by heads.
+        return x.view(batch, n, -1, self.config.head_dim).transpose(1, 2)  # (B, H, N, D)
+
+    def _merge_heads(self, x: Tensor) -> Tensor:
+        batch, _, n, _ = x.shape
+        return x.transpose(1, 2).reshape(batch, n, -1)  # (B, N, H·D)
+
+    def _dense(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+        """Dense attention with this layer's causality, scale and (training only) dropout."""
+        dropout = self.config.dropout if self.training else 0.0
+        return dense_attention(
+            q, k, v, key_padding_mask=key_padding_mask, causal=self.config.causal, scale=self.scale, dropout_p=dropout
         )
 
-    def _union(
-        self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        indices: Tensor | None,
-        bias: Tensor | None,
-        key_padding_mask: Tensor | None,
-    ) -> Tensor:
+    def _union(self, q: Tensor, k: Tensor, v: Tensor, spec: MaskSpec, bias: Tensor | None) -> Tensor:
+        """One softmax over window ∪ selected; `bias` (B, N) is the scorer's straight-through bias."""
         dim = q.shape[-1]
-        if bias is None and self.config.local == "block" and q.shape[2] <= self.config.window:
+        if bias is None and spec.local == "block" and q.shape[2] <= spec.window:
             # One block holds the whole sequence: every query already sees every key (causal: every
             # earlier key), so the union is dense attention; fused SDPA computes it with less overhead.
             # Only without the scorer's straight-through bias, i.e. at inference; training keeps
             # the kernel path unchanged.
-            return self._full(q, k, v, key_padding_mask)
+            return self._dense(q, k, v, spec.key_padding_mask)
         if bias is not None:
             q, k, v = _fold_key_bias(q, k, v, bias, self.scale)
-        out = self._kernel(q, k, v, indices, key_padding_mask)
+        out = attend(q, k, v, spec, self.config.backend)
         return out[..., :dim]
 
     def _gated(
-        self,
-        hidden_states: Tensor,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-        indices: Tensor | None,
-        bias: Tensor | None,
-        key_padding_mask: Tensor | None,
+        self, hidden_states: Tensor, q: Tensor, k: Tensor, v: Tensor, spec: MaskSpec, bias: Tensor | None
     ) -> Tensor:
-        cfg = self.config
-        local = self._kernel(q, k, v, None, key_padding_mask)
+        """Local branch (the kernel without global keys) and global branch, mixed by per-head gates."""
+        local = attend(q, k, v, spec.replace(global_indices=None, global_queries_attend_all=False), self.config.backend)
         gates = self._gates(hidden_states)  # (B, H, N, 2)
         out = gates[..., :1] * local
-        if indices is not None:
-            far = selected_attention(
-                q,
-                k,
-                v,
-                indices,
-                window=cfg.window,
-                scale=self.scale,
-                key_bias=bias,
-                key_padding_mask=key_padding_mask,
-                global_queries_attend_all=cfg.global_queries_attend_all,
-            )
-            out = out + gates[..., 1:] * far
+        if spec.global_indices is not None:
+            out = out + gates[..., 1:] * selected_attention(q, k, v, spec, key_bias=bias)
         return out
 
     def _gates(self, hidden_states: Tensor) -> Tensor:
         """Per-head sigmoid gates of the local and global branch: (B, H, N, 2)."""
         batch, n, _ = hidden_states.shape
-        gates = torch.sigmoid(self.gate_proj(hidden_states)).view(batch, n, self.config.n_heads, 2)
+        gates = torch.sigmoid(self.gate_proj(hidden_states)).view(batch, n, -1, 2)  # (B, N, H, 2), H local
         return gates.transpose(1, 2)  # (B, H, N, 2)
 
     def _forward_cached(

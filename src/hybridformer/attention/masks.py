@@ -1,6 +1,7 @@
 """Who-sees-whom of hybrid attention, in one place for every fast backend.
 
-The blocked CPU kernel (`blocked.py`) and the FlexAttention backend (`flex.py`) both express the
+`MaskSpec` carries the seven mask arguments of `hybrid_attention` from the dispatch to a backend
+(every backend is called as ``fn(q, k, v, spec)``). The blocked CPU kernel (`blocked.py`) and the FlexAttention backend (`flex.py`) both express the
 visibility rule through these helpers, so the semantics of issue 2 live here once:
 
     query i sees key j  iff  (local(i, j) or j in the global set of i's block)
@@ -12,18 +13,59 @@ The dense float64 oracle in `reference.py` deliberately does not use this module
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "MaskSpec",
     "local_key_range",
     "sees_locally",
     "canonical_global_sets",
     "global_query_rows",
+    "scatter_rows",
 ]
+
+
+@dataclass(frozen=True, eq=False)
+class MaskSpec:
+    """Which keys each query sees, and the logit scale: the mask arguments of `hybrid_attention`.
+
+    Built once per call (by `hybrid_attention` or by the layer) and handed unchanged to the backend.
+    Tensor fields are not copied; ``eq=False`` because comparing tensors elementwise is not equality.
+    """
+
+    window: int
+    """Local window size (>= 1); also the size of the query blocks of per-block global sets."""
+    local: Literal["block", "sliding"] = "block"
+    """"block": i // window == j // window; "sliding": |i - j| <= window // 2 (i - window < j <= i causal)."""
+    global_indices: Tensor | None = None
+    """LongTensor (B, K) one set per sequence, or (B, ceil(N / window), K) one per query block; -1 = empty."""
+    causal: bool = False
+    """Only keys j <= i."""
+    key_padding_mask: Tensor | None = None
+    """Bool (B, N), True = real token; None = all real."""
+    global_queries_attend_all: bool = False
+    """The global tokens of a (B, K) set attend to every non-padding key."""
+    scale: float | None = None
+    """Logit scale; None = 1 / sqrt(head dim)."""
+
+    def scale_for(self, head_dim: int) -> float:
+        """The logit scale for heads of size `head_dim`."""
+        return 1.0 / math.sqrt(head_dim) if self.scale is None else float(self.scale)
+
+    def replace(self, **changes) -> MaskSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def rule(self) -> dict:
+        """The local rule as keyword arguments of `sees_locally` / `local_key_range`."""
+        return dict(window=self.window, local=self.local, causal=self.causal)
 
 
 def local_key_range(q_first, q_last, *, window: int, local: str, causal: bool):
@@ -104,34 +146,48 @@ def global_query_rows(
     v: Tensor,
     out: Tensor,
     sets: Tensor,
-    key_padding_mask: Tensor | None,
-    causal: bool,
-    scale: float,
+    spec: MaskSpec,
 ) -> Tensor:
-    """Overwrite the rows of global queries in `out` with attention over every key.
+    """`out` with the rows of global queries replaced by attention over every key.
 
     For `global_queries_attend_all`: global query i sees every non-padding key (j <= i if causal).
-    Computed for the <= K global queries only, O(N·K), and written in place into `out` (a fresh
-    backend output) with autograd tracking the write. A global query that sees no key gets zeros.
+    Computed for the <= K global queries only, O(N·K), and written with `scatter_rows` (no host
+    sync). A global query that sees no key gets zeros.
 
     Args:
         q, k, v: (B, H, N, D).
-        out: the backend's (B, H, N, D) result, modified in place and returned.
+        out: the backend's (B, H, N, D) result.
         sets: canonical per-sequence global sets (B, 1, K) from `canonical_global_sets`.
-        key_padding_mask: bool (B, N), True = real token, or None.
-        causal: restrict to j <= i.
-        scale: score scale.
+        spec: the call's mask (padding, causality, scale).
     """
     batch, heads, n, dim = q.shape
+    key_padding_mask = spec.key_padding_mask
     pos = sets[:, 0]  # (B, K), -1 = empty slot, no duplicates
     rows = q.gather(2, pos.clamp(min=0)[:, None, :, None].expand(batch, heads, -1, dim))  # (B, H, K, D)
     visible = torch.ones(batch, 1, n, dtype=torch.bool, device=q.device)
     if key_padding_mask is not None:
         visible = key_padding_mask.view(batch, 1, n)
-    if causal:
+    if spec.causal:
         visible = visible & (torch.arange(n, device=q.device) <= pos.unsqueeze(-1))  # (B, K, N)
-    rows = F.scaled_dot_product_attention(rows, k, v, attn_mask=visible.unsqueeze(1), scale=scale)
-    seq, slot = (pos >= 0).nonzero(as_tuple=True)
-    # (B, N, H, D) view of out: one (H, D) row per (sequence, position) pair.
-    out.transpose(1, 2).index_put_((seq, pos[seq, slot]), rows.transpose(1, 2)[seq, slot])
-    return out
+    rows = F.scaled_dot_product_attention(rows, k, v, attn_mask=visible.unsqueeze(1), scale=spec.scale_for(dim))
+    return scatter_rows(out, pos, rows)
+
+
+def scatter_rows(out: Tensor, positions: Tensor, rows: Tensor) -> Tensor:
+    """`out` with row positions[b, m] of sequence b replaced by rows[b, :, m]; slots -1 write nothing.
+
+    Shape-static (no `nonzero`, no host sync): empty slots write into an extra row N that is dropped.
+    Out of place, differentiable with respect to `out` and `rows`.
+
+    Args:
+        out: (B, H, N, D).
+        positions: LongTensor (B, K), each position at most once, -1 = empty slot.
+        rows: (B, H, K, D).
+
+    Returns:
+        (B, H, N, D).
+    """
+    batch, heads, n, dim = out.shape
+    target = torch.where(positions < 0, n, positions)[:, None, :, None].expand(batch, heads, -1, dim)
+    extended = torch.cat([out, out.new_zeros(batch, heads, 1, dim)], dim=2)  # (B, H, N + 1, D)
+    return extended.scatter(2, target, rows.to(out.dtype))[:, :, :n]

@@ -37,6 +37,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from hybridformer.initialization import allocating
+
 __all__ = [
     "TokenScorer",
     "TopK",
@@ -61,22 +63,26 @@ class TokenScorer(nn.Module):
 
     def __init__(self, d_model: int, hidden: int = 0) -> None:
         super().__init__()
-        out = nn.Linear(d_model if hidden == 0 else hidden, 1)
-        self.net: nn.Module = out
-        if hidden > 0:
-            self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), out)
+        with allocating():  # draws nothing: init_weights does
+            out = nn.Linear(d_model if hidden == 0 else hidden, 1)
+            self.net: nn.Module = out
+            if hidden > 0:
+                self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), out)
         self.init_weights()
 
+    @property
+    def out(self) -> nn.Linear:
+        """The output layer (-> 1 score)."""
+        return self.net if isinstance(self.net, nn.Linear) else self.net[-1]
+
     def init_weights(self) -> None:
-        """torch's default for the hidden layer; the output layer at zero. Equal scores make selection
-        in training uniform Gumbel-top-k sampling, so no token is shut out by an unlucky random
-        initialisation before the scorer has learnt."""
-        out = self.net
+        """(Re)initialise every parameter from the global RNG: the output layer drawn, then zeroed, then
+        the hidden layer's nn.Linear defaults. The discarded draw keeps the random stream of earlier
+        versions (the same seed gives the same initial weights as before init_weights existed)."""
+        self.out.reset_parameters()
+        _start_equal(self.out)
         if isinstance(self.net, nn.Sequential):
             self.net[0].reset_parameters()
-            out = self.net[-1]
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """Score tokens.
@@ -88,6 +94,14 @@ class TokenScorer(nn.Module):
             (B, N) scores, differentiable.
         """
         return self.net(hidden_states).squeeze(-1)
+
+
+def _start_equal(out: nn.Linear) -> None:
+    # Start from equal scores: selection in training is then uniform Gumbel-top-k sampling, and no
+    # token is shut out by an unlucky random initialisation before the scorer has learnt.
+    with torch.no_grad():
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
 
 
 def selection_scores(scores: Tensor, key_padding_mask: Tensor | None = None, noise: float = 0.0) -> Tensor:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hybridformer.attention.masks import MaskSpec, scatter_rows
+
 __all__ = ["softmax_attend", "selected_attention"]
 
 
@@ -34,18 +36,7 @@ def softmax_attend(logits: Tensor, sees: Tensor, values: Tensor) -> Tensor:
     return (probs.to(values.dtype) @ values) * sees_any
 
 
-def selected_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    global_indices: Tensor,
-    *,
-    window: int,
-    scale: float,
-    key_bias: Tensor | None = None,
-    key_padding_mask: Tensor | None = None,
-    global_queries_attend_all: bool = False,
-) -> Tensor:
+def selected_attention(q: Tensor, k: Tensor, v: Tensor, spec: MaskSpec, key_bias: Tensor | None = None) -> Tensor:
     """Each query attends to only its selected keys, one softmax: the gated global branch, O(N·K).
 
     Selected keys are never padding (selection skips it), and per-block sets only hold positions of
@@ -53,18 +44,17 @@ def selected_attention(
 
     Args:
         q, k, v: (B, H, N, D).
-        global_indices: (B, K) one set per sequence, or (B, ceil(N / window), K) one per query block;
-            -1 = empty slot.
-        window: query block size (for per-block sets).
-        scale: logit scale.
+        spec: the mask. Read here: `global_indices` ((B, K) one set per sequence, or
+            (B, ceil(N / window), K) one per query block; -1 = empty slot; not None), `window` (query
+            block size of per-block sets), `scale`, and for `global_queries_attend_all` (with (B, K)
+            sets, a selected query attends to every real key instead) `key_padding_mask`.
         key_bias: (B, N) float added to the logits of key j, or None.
-        key_padding_mask: bool (B, N), True = real; used by `global_queries_attend_all` rows.
-        global_queries_attend_all: with (B, K) sets, a selected query attends to every real key instead.
 
     Returns:
         (B, H, N, D); a query whose set is empty outputs zeros.
     """
     batch, heads, n, dim = q.shape
+    global_indices, window, scale = spec.global_indices, spec.window, spec.scale_for(dim)
     sets = global_indices if global_indices.dim() == 3 else global_indices.unsqueeze(1)  # (B, G, K)
     n_sets, k_slots = sets.shape[1:]
     flat = sets.reshape(batch, n_sets * k_slots).clamp(min=0)  # (B, G·K), empty slots read token 0
@@ -82,9 +72,9 @@ def selected_attention(
     sees = (sets >= 0)[:, None, :, None, :]  # (B, 1, G, 1, K)
     out = softmax_attend(logits, sees, v_sel)  # (B, H, G, Q, D)
     out = out.reshape(batch, heads, -1, dim)[:, :, :n]  # (B, H, N, D)
-    if global_queries_attend_all:
+    if spec.global_queries_attend_all:
         out = _global_queries_over_all(
-            out, q, k, v, global_indices, scale=scale, key_bias=key_bias, key_padding_mask=key_padding_mask
+            out, q, k, v, global_indices, scale=scale, key_bias=key_bias, key_padding_mask=spec.key_padding_mask
         )
     return out
 
@@ -102,7 +92,6 @@ def _global_queries_over_all(
 ) -> Tensor:
     """Overwrite the rows of selected queries (B, K) with attention over every real key, O(N·K)."""
     batch, heads, n, dim = q.shape
-    empty = global_indices < 0  # (B, K)
     take = global_indices.clamp(min=0)[:, None, :, None].expand(batch, heads, -1, dim)
     logits = (q.gather(2, take) @ k.transpose(-1, -2)) * scale  # (B, H, K, N)
     if key_bias is not None:
@@ -112,7 +101,4 @@ def _global_queries_over_all(
         real = torch.ones(batch, n, dtype=torch.bool, device=q.device)
     sees = real[:, None, None, :]  # (B, 1, 1, N)
     rows = softmax_attend(logits, sees, v)  # (B, H, K, D)
-    # Empty slots write into an extra row N that is dropped.
-    target = torch.where(empty, n, global_indices)[:, None, :, None].expand(batch, heads, -1, dim)
-    extended = torch.cat([out, out.new_zeros(batch, heads, 1, dim)], dim=2)  # (B, H, N + 1, D)
-    return extended.scatter(2, target, rows)[:, :, :n]
+    return scatter_rows(out, global_indices, rows)

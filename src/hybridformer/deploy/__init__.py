@@ -1,0 +1,1 @@
+"""Deployment: serving a trained model over HTTP (``deploy.serve``)."""

@@ -1,0 +1,168 @@
+"""The FastAPI application: served models, their batchers, error handling, start-up and drain.
+
+``create_app(models, config)`` gives an ASGI app for uvicorn. Every error a client can cause is
+answered in OpenAI's shape with a 4xx; anything else is a 500 in the same shape, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hybridformer.deploy.serve.batcher import DynamicBatcher, ModelWorker
+from hybridformer.deploy.serve.config import ServeConfig
+from hybridformer.deploy.serve.errors import APIError, error_body
+from hybridformer.deploy.serve.metrics import ServeMetrics
+from hybridformer.deploy.serve.middleware import ServeMiddleware
+from hybridformer.deploy.serve.models import ServedModel
+from hybridformer.deploy.serve.scheduler import ContinuousBatcher
+
+__all__ = ["create_app", "ServeState"]
+
+log = logging.getLogger("hybridformer.serve")
+
+
+class ServeState:
+    """The models and their batchers, shared by the routes (``app.state.serve``)."""
+
+    def __init__(self, models: list[ServedModel], config: ServeConfig) -> None:
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--model: two models share a name: {names}; name them with NAME=DIR")
+        if not models:
+            raise ValueError("--model: give at least one model (a folder or tiny)")
+        self.models = {m.name: m for m in models}
+        self.config = config
+        self.metrics = ServeMetrics()
+        self.worker = ModelWorker()
+        self.created = int(time.time())
+        self.draining = False
+        self.classify: dict[str, DynamicBatcher] = {}
+        self.embed: dict[str, DynamicBatcher] = {}
+        self.chat: dict[str, ContinuousBatcher] = {}
+        for m in models:
+            if m.classifier is not None:
+                self.classify[m.name] = DynamicBatcher(m.name, "classify", m.classifier, config, self.metrics, self.worker)
+            if m.embedder is not None:
+                self.embed[m.name] = DynamicBatcher(m.name, "embed", m.embedder, config, self.metrics, self.worker)
+            if m.generator is not None:
+                self.chat[m.name] = ContinuousBatcher(m.name, m.generator, config, self.metrics, self.worker)
+        self._tasks: list[asyncio.Task] = []
+
+    def batchers(self) -> list[DynamicBatcher | ContinuousBatcher]:
+        return [*self.classify.values(), *self.embed.values(), *self.chat.values()]
+
+    def lookup(self, name: str, table: dict[str, Any], capability: str) -> Any:
+        """The batcher of model `name` for an endpoint, or a 404/400 naming what is served."""
+        if name not in self.models:
+            raise APIError(404, f"model {name!r} does not exist; served: {sorted(self.models)}",
+                           param="model", code="model_not_found")
+        if name not in table:
+            raise APIError(400, f"model {name!r} does not serve {capability} (it serves: "
+                           f"{', '.join(self.models[name].capabilities())})", param="model", code="model_not_supported")
+        return table[name]
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(b.run_forever(), name=f"batcher-{b.name}") for b in self.batchers()]
+        for task in self._tasks:
+            task.add_done_callback(_report_crash)
+
+    async def drain(self, timeout: float) -> None:
+        """Let queued and running requests finish (up to `timeout` s), then stop the batchers."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(b.idle() for b in self.batchers()):
+            await asyncio.sleep(0.02)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.worker.shutdown()
+
+
+def _report_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("batcher %s stopped: %r", task.get_name(), task.exception())
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    """Pydantic's error location as a field path: ('body', 'messages', 0, 'content') -> messages[0].content."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "list[str]", "list[int]", "list[list[int]]", "text", "image_url") and out:
+            continue  # union-member tags pydantic adds
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", first.get("msg"))
+        return JSONResponse(error_body(f"the body is not valid JSON: {detail}", "invalid_request_error", None,
+                                       "invalid_json"), status_code=400)
+    param = _param(tuple(first.get("loc", ())))
+    if param is None and first.get("type") in ("model_attributes_type", "dict_type"):
+        message = "the body must be a JSON object (send Content-Type: application/json)"
+        return JSONResponse(error_body(message, "invalid_request_error", None, "invalid_json"), status_code=400)
+    loc = tuple(first.get("loc", ()))
+    same = [e for e in errors if tuple(e.get("loc", ()))[:2] == loc[:2]]
+    if len(same) > 1 and len(loc) > 2 and isinstance(loc[2], str):  # a union field: what each alternative wanted
+        param = _param(loc[:2])
+        wanted = "; ".join(dict.fromkeys(e["msg"] for e in same))
+        message = f"{param}: matches none of the accepted types ({wanted})"
+    else:
+        message = f"{param or 'body'}: {first.get('msg')}"
+    return JSONResponse(error_body(message, "invalid_request_error", param, "invalid_value"), status_code=400)
+
+
+def create_app(models: list[ServedModel], config: ServeConfig) -> FastAPI:
+    """The server's ASGI app for `models` under `config` (run it with uvicorn)."""
+    from hybridformer.deploy.serve.routes import router
+
+    state = ServeState(models, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.start()
+        yield
+        await state.drain(config.drain_timeout_s)
+
+    app = FastAPI(title="hybridformer", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.serve = state
+    app.include_router(router)
+    app.add_middleware(ServeMiddleware, max_body_bytes=config.max_body_bytes, api_key=config.api_key,
+                       metrics=state.metrics)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_error(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(f"{request.method} {request.url.path}: {exc.detail}", kind, None, None),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", "server_error", None, None),
+                            status_code=500)
+
+    return app

@@ -1,0 +1,50 @@
+"""Helpers of the serving tests: start a server, read its metrics, make images, check error bodies."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from hybridformer.deploy.serve import ServeConfig
+from hybridformer.deploy.serve.models import ServedModel
+from hybridformer.deploy.serve.server import ServerThread
+
+
+def start_server(models: list[ServedModel], **config) -> ServerThread:
+    return ServerThread(models, ServeConfig(port=0, **config)).start()
+
+
+def metric(client_or_url, name: str, **labels) -> list[tuple[str, dict, float]]:
+    """Samples (name, labels, value) of metric family `name` whose labels include `labels`."""
+    text = (httpx.get(client_or_url + "/metrics") if isinstance(client_or_url, str) else client_or_url.get("/metrics")).text
+    out = []
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
+            continue
+        for s in family.samples:
+            if all(s.labels.get(k) == v for k, v in labels.items()):
+                out.append((s.name, s.labels, s.value))
+    return out
+
+
+def png_data_url(width: int = 24, height: int = 16, color=(200, 30, 30)) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def assert_openai_error(response: httpx.Response, status: int, code: str | None = None, param: str | None = None):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    assert body["error"]["message"], body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    if param is not None:
+        assert body["error"]["param"] == param, body
+    return body["error"]

@@ -1,0 +1,54 @@
+"""The multimodal model behind the server's Generator interface: concurrent chats (with and without an
+image) through the real server give what the model gives each prompt alone. Runs where the build has
+the multimodal model (``hybridformer.models.multimodal_tiny``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import torch
+
+from hybridformer.data import minilm_tokenizer
+from serve_helpers import png_data_url, start_server
+
+models_pkg = pytest.importorskip("hybridformer.models")
+if not hasattr(models_pkg, "multimodal_tiny"):
+    pytest.skip("this build has no multimodal model (branch mmmodel not merged)", allow_module_level=True)
+
+
+def test_concurrent_chats_equal_each_prompt_alone():
+    from hybridformer.deploy.serve.images import decode_image
+    from hybridformer.deploy.serve.models import ServedModel, tiny_generator
+    from hybridformer.deploy.serve.multimodal import MultimodalGenerator
+    from hybridformer.deploy.serve.sampling import SamplingParams, sample
+
+    gen = tiny_generator(minilm_tokenizer())
+    assert isinstance(gen, MultimodalGenerator)
+    image = png_data_url(40, 30, (10, 200, 90))
+    asks = [("describe", image), ("hello there", None), ("what colour is it", image)]
+
+    def body(text, url):
+        content = [{"type": "text", "text": text}] + ([{"type": "image_url", "image_url": {"url": url}}] if url else [])
+        return {"model": "mm", "max_tokens": 6, "temperature": 0, "messages": [{"role": "user", "content": content}]}
+
+    with start_server([ServedModel("mm", generator=gen)], max_wait_ms=50) as s:
+        async def go():
+            async with httpx.AsyncClient(base_url=s.url, timeout=60) as c:
+                return await asyncio.gather(*(c.post("/v1/chat/completions", json=body(t, u)) for t, u in asks))
+
+        responses = asyncio.run(go())
+    for (text, url), r in zip(asks, responses):
+        assert r.status_code == 200, r.text
+        images = [decode_image(url, max_bytes=10**6, max_pixels=10**6, param="x")] if url else []
+        state, logits = gen.prefill([gen.chat_prompt([("user", text)], images)])
+        alone = []
+        for _ in range(6):
+            token = sample(logits, [SamplingParams(temperature=0.0)])
+            if int(token) in gen.eos_token_ids:
+                break
+            alone.append(int(token))
+            logits = gen.step(state, token)
+        assert r.json()["choices"][0]["message"]["content"] == gen.detokenize(alone)
+    assert torch.is_tensor(logits)
