@@ -12,6 +12,7 @@ import pytest
 
 from hybridformer.cli import main
 from hybridformer.data import load_builtin
+from hybridformer.training import read_log
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # Appended to each finetune (later flags win): 2 steps at 32 tokens on a 48-example pick, no TensorBoard.
@@ -78,6 +79,5 @@ def test_readme_recipes_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     assert len(Path("runs/mine/eval_file_test/predictions.jsonl").read_text().splitlines()) == 12
     assert not Path("runs/mine/checkpoints").exists()  # deleted after a successful finish
     assert not Path("runs/long/checkpoints").exists()  # the resumed run finished: deleted too
-    assert [s for s in (r.get("step") for r in map(json.loads, Path("runs/long/log.jsonl").read_text().split()))
-            if s is not None][-1] == 3
+    assert [r["step"] for r in read_log("runs/long") if "loss" in r] == [1, 2, 3]  # one run: 2 steps, resumed, 1
     assert namespace["logits"].shape == (1, 2)  # the gated classifier's forward ran
