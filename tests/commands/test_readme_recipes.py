@@ -17,7 +17,7 @@ from hybridformer.training import read_log
 README = Path(__file__).resolve().parents[2] / "README.md"
 # Appended to each finetune (later flags win): 2 steps at 32 tokens on a 48-example pick, no TensorBoard.
 TINY = ["--data.train_subset", "48", "--data.max_length", "32", "--train.max_steps", "2",
-        "--train.batch_size", "8", "--train.tensorboard", "false", "--eval_splits", "test"]
+        "--train.batch_size", "8", "--train.tensorboard", "false", "--eval_splits", "test", "--train.log_every", "1"]
 
 
 def recipe_blocks() -> list[tuple[str, str]]:
