@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hybridformer.commands.train", "fine-tune in parallel under torchrun (--parallel.tp/pp/dp_shard)"),
     "plan": ("hybridformer.commands.plan", "memory, communication and step time of a parallel layout (on paper)"),
     "serve": ("hybridformer.commands.serve", "serve models over HTTP (OpenAI-compatible, dynamic batching)"),
+    "generate": ("hybridformer.commands.generate", "generate text from an image (and clip) and a prompt"),
 }
 
 
