@@ -13,7 +13,7 @@ from typing import Any, Mapping
 __all__ = ["add_config_arguments", "overrides_of", "flag_aliases"]
 
 _EPILOG = (
-    "Every config field below can be set on the command line as --section.field VALUE (after the\n"
+    "Every config field{below} can be set on the command line as --section.field VALUE (after the\n"
     "defaults and the --config file), e.g. --data.task bbc --train.lr 1e-4; lists take commas.\n"
     "An unknown field or a bad value stops with exit code 2 and names the flag."
 )
@@ -45,7 +45,7 @@ def add_config_arguments(
                             help=help_text)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.set_defaults(config_class=config_class, config_flags={f: field for f, (field, _) in own.items()})
-    lines = [_EPILOG]
+    lines = [_EPILOG.format(below=" below" if config_class is not None else "")]
     if config_class is not None:
         from hybridformer.config_help import describe_fields
 
