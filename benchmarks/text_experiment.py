@@ -173,7 +173,7 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
         train=TrainConfig(
             lr=budget.lr, epochs=budget.epochs, max_steps=budget.max_steps, batch_size=budget.batch_size[case],
             warmup_ratio=0.1, seed=seed, lr_multipliers=multipliers, out_dir=str(run_dir), tensorboard=False,
-            progress_bar=False, log_every=10,
+            progress_bar=False, log_every=10, keep_checkpoints=False,
         ),
         gate_distill=GateDistillConfig(
             enabled=compress or variant == "hybrid-pruned-inplace",
@@ -183,7 +183,6 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
             enabled=pruned, target_removed=PRUNE_TARGET, calibration_batches=budget.calibration_batches
         ),
         eval_splits=["test"],
-        keep_checkpoints=False,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from hybridformer.config import ConfigError
@@ -42,6 +43,33 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _flagged(args: argparse.Namespace, err: Exception) -> str:
+    """The error message naming the flag a user typed (``--data.train_file: ...``) when it names a field."""
+    cls = getattr(args, "config_class", None)
+    if cls is None:
+        return str(err)
+    from hybridformer.commands._common import flag_aliases
+    from hybridformer.config_help import name_flag
+
+    return name_flag(str(err), cls, flag_aliases(args))
+
+
+class _StderrHandler(logging.Handler):
+    """Prints each record to the current ``sys.stderr`` (looked up per record: tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def _configure_logging() -> None:
+    """Progress lines and run summaries (``hybridformer.training`` / ``.recipes``) go to stderr as plain lines."""
+    for name in ("hybridformer.training", "hybridformer.recipes"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            logger.addHandler(_StderrHandler())
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -52,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.overrides = extra
     module = importlib.import_module(COMMANDS[args.command][0])
+    _configure_logging()
     try:
         return int(module.run(args) or 0)
     except ConfigError as err:
-        print(f"hybridformer {args.command}: config error: {err}", file=sys.stderr)
+        print(f"hybridformer {args.command}: config error: {_flagged(args, err)}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"hybridformer {args.command}: error: {err}", file=sys.stderr)
+        print(f"hybridformer {args.command}: error: {_flagged(args, err)}", file=sys.stderr)
         return 1
     except RuntimeError as err:
         from hybridformer.training import TrainingDivergedError

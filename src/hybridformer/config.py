@@ -34,6 +34,8 @@ __all__ = [
     "partial_config",
     "set_fields",
     "as_partial",
+    "required_field",
+    "check_required",
 ]
 
 T = TypeVar("T")
@@ -148,6 +150,29 @@ def _convert(value: Any, tp: Any, field: str) -> Any:
             return Path(value)
         raise ConfigError(f"{field}: expected a path, got {value!r}")
     return value
+
+
+def required_field(**kwargs: Any) -> Any:
+    """A field that defaults to None but must be set before the config runs (:func:`check_required`).
+
+    ``model_dir: str | None = required_field()``; ``--help`` shows it as ``required`` and leaving it
+    out of a loaded config is one :class:`ConfigError` naming it.
+    """
+    metadata = {**kwargs.pop("metadata", {}), "required": True}
+    return dataclasses.field(default=None, metadata=metadata, **kwargs)
+
+
+def check_required(cfg: Any, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first :func:`required_field` of ``cfg`` (nested) left None."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("required") and value is None:
+            from hybridformer.config_help import field_docs, one_line
+
+            doc = one_line(field_docs(type(cfg)).get(f.name, "")).removeprefix("Required: ")
+            raise ConfigError(f"{prefix}{f.name}: is required" + (f" ({doc.rstrip('.')})" if doc else ""))
+        if dataclasses.is_dataclass(value):
+            check_required(value, f"{prefix}{f.name}.")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
@@ -273,13 +298,18 @@ def apply_overrides(cfg: T, overrides: dict[str, Any] | list[str]) -> T:
 def load_config(
     cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | list[str] | None = None
 ) -> T:
-    """Load ``cls`` from defaults, then a YAML/TOML/JSON file, then dotted overrides."""
+    """Load ``cls`` from defaults, then a YAML/TOML/JSON file, then dotted overrides.
+
+    Raises:
+        ConfigError: an unknown field, a bad value, or a :func:`required_field` left unset.
+    """
     data: dict[str, Any] = to_dict(cls()) if _has_defaults(cls) else {}
     if path is not None:
         data = _merge(data, _read_file(path))
     cfg = from_dict(cls, data)
     if overrides:
         cfg = apply_overrides(cfg, overrides)
+    check_required(cfg)
     return cfg
 
 
@@ -300,7 +330,6 @@ def save_config(cfg: Any, path: str | Path) -> None:
         import yaml
 
         write_text(path, yaml.safe_dump(data, sort_keys=False))
-
 
 
 _PARTIALS: dict[type, type] = {}
@@ -324,6 +353,7 @@ def partial_config(cls: type) -> type:
         partial = dataclasses.make_dataclass(f"{cls.__name__}Changes", fields)
         partial.__doc__ = f"Changes to a {cls.__name__}: each field as documented there; None keeps the value."
         partial.__module__ = cls.__module__
+        partial.__partial_of__ = cls  # its fields are documented in cls's source
         _PARTIALS[cls] = partial
     return _PARTIALS[cls]
 

@@ -73,11 +73,11 @@ def test_finetune_writes_model_metrics_and_prunes(finetuned: FinetuneResult) -> 
 
 def test_finetune_prints_where_outputs_went(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "finetune", "--out-dir", str(tmp_path), *TINY, "--train.max_steps", "1",
-                           "--eval_splits", "test", "--keep_checkpoints", "false")
+                           "--eval_splits", "test")
     assert code == 0
     assert f"model saved to {tmp_path / 'model'}" in out
     assert f"metrics written to {tmp_path / 'metrics.json'}" in out
-    assert not (tmp_path / "checkpoints").exists()  # keep_checkpoints=false removed them
+    assert not (tmp_path / "checkpoints").exists()  # a fine-tune deletes them once the model is saved
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) >= {"test", "train", "ffn_params", "config"} and "validation" not in metrics
     assert metrics["prune"] is None
@@ -107,15 +107,27 @@ def test_the_example_configs_fine_tune_then_compress(tmp_path: Path, capsys: pyt
 
 def test_evaluate_reproduces_finetune_accuracy(finetuned: FinetuneResult, capsys: pytest.CaptureFixture[str]) -> None:
     """Reloading from disk and evaluating again gives the accuracy finetune measured in memory."""
-    report = finetuned.model_dir.parent / "eval.json"
-    code, out, _ = run_cli(capsys, "evaluate", "--model-dir", str(finetuned.model_dir), "--data.task", "sentiment",
-                           "--data.eval_subset", "32", "--data.max_length", "32", "--out", str(report))
-    assert code == 0 and f"report written to {report}" in out
-    evaluated = json.loads(report.read_text())
+    out_dir = finetuned.model_dir.parent / "eval"
+    # No --data.task / --data.max_length: the settings recorded in the model folder (sentiment, 32 tokens).
+    code, out, _ = run_cli(capsys, "evaluate", "--model-dir", str(finetuned.model_dir), "--data.eval_subset", "32",
+                           "--out-dir", str(out_dir))
+    assert code == 0 and f"metrics (confusion matrix included) written to {out_dir / 'metrics.json'}" in out
+    evaluated = json.loads((out_dir / "metrics.json").read_text())
     expected = json.loads(finetuned.metrics_path.read_text())["test"]
-    assert evaluated["accuracy"] == expected["accuracy"]
-    assert evaluated["n_tokens"] == expected["n_tokens"]
+    assert evaluated["task"] == "sentiment" and evaluated["max_length"] == 32
+    for key in ("accuracy", "n_tokens", "macro_f1", "per_class", "confusion"):
+        assert evaluated[key] == expected[key], key
     assert evaluated["tokens_per_s"] > 0 and evaluated["peak_memory_mb"] > 0
+    # The predictions file agrees with the scores: recount accuracy and the confusion matrix from it.
+    rows = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
+    names = evaluated["label_names"]
+    assert len(rows) == 32 and len({r["id"] for r in rows}) == 32
+    assert sum(r["label"] == r["prediction"] for r in rows) / 32 == evaluated["accuracy"]
+    counts = [[sum(r["label"] == a and r["prediction"] == b for r in rows) for b in names] for a in names]
+    assert counts == evaluated["confusion"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 and
+               max(r["probabilities"], key=r["probabilities"].get) == r["prediction"] for r in rows)
+    assert (out_dir / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_saved_model_reloads_with_identical_logits(finetuned: FinetuneResult) -> None:
@@ -141,8 +153,10 @@ def test_evaluate_user_file_and_unknown_label(finetuned: FinetuneResult, tmp_pat
                            "--data.test_file", str(good), "--data.text_column", "review",
                            "--data.label_column", "verdict", "--data.max_length", "32")
     assert code == 0
-    report = json.loads((finetuned.model_dir / "eval_file_test.json").read_text())
+    # By default the results go beside the model folder, not inside it.
+    report = json.loads((finetuned.model_dir.parent / "eval_file_test" / "metrics.json").read_text())
     assert report["n_examples"] == 12 and 0.0 <= report["accuracy"] <= 1.0
+    assert not list(finetuned.model_dir.glob("eval*"))
 
     bad = tmp_path / "bad.csv"
     bad.write_text("review,verdict\nfine film,so-so\n")
@@ -209,7 +223,7 @@ def test_pretrain_continues_from_checkpoint(tmp_path: Path, capsys: pytest.Captu
         (["finetune", "--config", "no/such.yaml"], 2, ["config file not found", "no/such.yaml"]),
         (["finetune", "--data.task", "file", "--data.train_file", "no/such.csv"], 1, ["no such file", "no/such.csv"]),
         (["finetune", "--model.init_from", "no/such/model", *TINY], 1, ["checkpoint folder not found"]),
-        (["evaluate"], 2, ["model_dir", "required"]),
+        (["evaluate"], 2, ["--model-dir", "is required"]),
         (["evaluate", "--model-dir", "no/such/model"], 1, ["checkpoint folder not found", "no/such/model"]),
         (["pretrain", "--objectives", "mlm,itc"], 2, ["objectives", "unknown objective 'itc'", "mlm"]),
         (["pretrain", "--corpus.source", "file", "--corpus.file", "no/such.txt"], 1, ["corpus.file", "no such file"]),

@@ -1,35 +1,76 @@
-"""What the text commands share: the ``--config`` option and the help text on overrides."""
+"""What the config-driven commands share: ``--config``, flags of their own, and help built from the config.
+
+A command passes its config dataclass to :func:`add_config_arguments`; its ``--help`` then lists every
+field (``--section.field TYPE (default X): doc``, from the dataclasses' attribute docstrings) and the
+CLI's error messages name the flag a user typed (``--data.train_file: ...``).
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any, Mapping
 
-__all__ = ["add_config_arguments", "overrides_of"]
+__all__ = ["add_config_arguments", "overrides_of", "flag_aliases"]
+
+_EPILOG = (
+    "Every config field{below} can be set on the command line as --section.field VALUE (after the\n"
+    "defaults and the --config file), e.g. --data.task bbc --train.lr 1e-4; lists take commas.\n"
+    "An unknown field or a bad value stops with exit code 2 and names the flag."
+)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, example: str, out_dir_field: str | None) -> None:
-    """Add ``--config`` (and ``--out-dir`` when the command has a run folder) and explain overrides.
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    example: str,
+    out_dir_field: str | None,
+    config_class: type | None = None,
+    flags: Mapping[str, tuple[str, str]] | None = None,
+) -> None:
+    """Add ``--config``, ``--out-dir`` (when the command has a run folder) and flags of the command's own.
 
     Args:
         parser: the subcommand's parser.
         example: an example config file shown in the help.
         out_dir_field: the dotted config field ``--out-dir`` sets, or None for no ``--out-dir``.
+        config_class: the command's config dataclass: its fields are listed in ``--help`` and errors
+            about them name the flag.
+        flags: ``{"model-dir": ("model_dir", "help")}``: more flags that set a config field.
     """
     parser.add_argument("--config", metavar="FILE", help=f"YAML, TOML or JSON config (e.g. {example})")
+    own = dict(flags or {})
     if out_dir_field is not None:
-        parser.add_argument("--out-dir", metavar="DIR", help=f"where outputs go (the same as --{out_dir_field})")
+        own = {"out-dir": (out_dir_field, f"where outputs go (the same as --{out_dir_field})"), **own}
+    for flag, (field, help_text) in own.items():
+        parser.add_argument(f"--{flag}", metavar=flag.split("-")[-1].upper(), dest=flag.replace("-", "_"),
+                            help=help_text)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = (
-        "Every config field can be set on the command line as --section.field VALUE (after the\n"
-        "defaults and the --config file), e.g. --data.task bbc --train.lr 1e-4; lists take commas.\n"
-        "An unknown field or a bad value stops with exit code 2 and names the field."
-    )
+    parser.set_defaults(config_class=config_class, config_flags={f: field for f, (field, _) in own.items()})
+    lines = [_EPILOG.format(below=" below" if config_class is not None else "")]
+    if config_class is not None:
+        from hybridformer.config_help import describe_fields
+
+        lines += ["", "config fields:", *describe_fields(config_class(), aliases=flag_aliases(parser))]
+    parser.epilog = "\n".join(lines)
 
 
-def overrides_of(args: argparse.Namespace, out_dir_field: str | None) -> list[str]:
-    """The config overrides: ``--out-dir`` first, so an explicit ``--<out_dir_field>`` wins over it."""
+def flag_aliases(source: argparse.ArgumentParser | argparse.Namespace) -> dict[str, str]:
+    """``{dotted field: "--flag"}`` for the fields a command sets through flags of its own."""
+    flags: dict[str, str] = (
+        source.get_default("config_flags") if isinstance(source, argparse.ArgumentParser)
+        else getattr(source, "config_flags", None)
+    ) or {}
+    return {field: f"--{flag}" for flag, field in flags.items()}
+
+
+def overrides_of(args: argparse.Namespace, out_dir_field: str | None = None) -> list[str]:
+    """The config overrides: the command's own flags first, so an explicit ``--section.field`` wins."""
     extra = list(getattr(args, "overrides", []) or [])
-    out_dir = getattr(args, "out_dir", None)
-    if out_dir_field is not None and out_dir is not None:
-        extra = [f"--{out_dir_field}", out_dir, *extra]
-    return extra
+    flags: dict[str, str] = dict(getattr(args, "config_flags", None) or {})
+    if out_dir_field is not None:
+        flags.setdefault("out-dir", out_dir_field)
+    first: list[str] = []
+    for flag, field in flags.items():
+        value: Any = getattr(args, flag.replace("-", "_"), None)
+        if value is not None:
+            first += [f"--{field}", value]
+    return [*first, *extra]

@@ -1,8 +1,8 @@
-"""``hybridformer evaluate``: accuracy, tokens/s and peak memory of a saved classifier.
+"""``hybridformer evaluate``: accuracy, macro-F1, per-class scores, confusion matrix and predictions of a saved classifier.
 
-    hybridformer evaluate --model-dir runs/sentiment/model --data.task sentiment
-    hybridformer evaluate --model-dir runs/bbc/model --data.task bbc --max-positions 2048 --data.max_length 2048
-    hybridformer evaluate --model-dir runs/mine/model --data.task file --data.test_file test.csv
+    hybridformer evaluate --model-dir runs/sentiment/model                  # on the data it was trained with
+    hybridformer evaluate --model-dir runs/bbc/model --max_positions 2048 --data.max_length 2048
+    hybridformer evaluate --model-dir runs/mine/model --data.test_file other.csv --out-dir runs/mine/eval_other
 """
 
 from __future__ import annotations
@@ -12,20 +12,33 @@ import argparse
 from hybridformer.commands._common import add_config_arguments, overrides_of
 from hybridformer.config import load_config
 
+OUT_DIR_FIELD = "out_dir"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "an evaluate.yaml with model_dir, data, split", None)
+    from hybridformer.recipes import EvaluateConfig
+
+    add_config_arguments(
+        parser, "an evaluate.yaml with model_dir, data, split", OUT_DIR_FIELD, EvaluateConfig,
+        flags={"model-dir": ("model_dir", "the saved classifier's folder (a finetune run's model/); required")},
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from hybridformer.recipes import EvaluateConfig, evaluate
 
-    config = load_config(EvaluateConfig, args.config, overrides_of(args, None))
+    config = load_config(EvaluateConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = evaluate(config)
     m = result.metrics
-    print(f"{config.data.task} {config.split} accuracy: {m.accuracy:.4f} ({m.n_examples} examples, "
-          f"max_length {m.max_length})")
+    print(f"{result.data.task} {config.split}: accuracy {m.accuracy:.4f}, macro-F1 {m.macro_f1:.4f} "
+          f"({m.n_examples} examples, max_length {m.max_length})")
+    width = max(len(name) for name in m.per_class)
+    print(f"  {'class':<{width}}  precision  recall     f1  support")
+    for name, s in m.per_class.items():
+        print(f"  {name:<{width}}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['f1']:5.3f}  {s['support']:7d}")
     print(f"inference: {m.tokens_per_s:,.0f} tokens/s at batch size {m.batch_size}, "
           f"peak memory {m.peak_memory_mb:,.0f} MB")
-    print(f"report written to {result.report_path}")
+    print(f"metrics (confusion matrix included) written to {result.metrics_path}")
+    print(f"predictions written to {result.predictions_path}")
+    print(f"confusion matrix drawn in {result.confusion_path}")
     return 0

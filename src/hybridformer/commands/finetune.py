@@ -15,7 +15,9 @@ OUT_DIR_FIELD = "train.out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "configs/finetune_sentiment.yaml", OUT_DIR_FIELD)
+    from hybridformer.recipes import FinetuneConfig
+
+    add_config_arguments(parser, "configs/finetune_sentiment.yaml", OUT_DIR_FIELD, FinetuneConfig)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if result.prune_report is not None:
         print(f"pruned {100 * result.prune_report.ffn_params_removed:.1f}% of the FFN parameters")
     for split, metrics in result.metrics.items():
-        print(f"{split} accuracy: {metrics.accuracy:.4f} ({metrics.n_examples} examples, "
-              f"{metrics.tokens_per_s:,.0f} tokens/s)")
-    print(f"model saved to {result.model_dir}")
+        print(f"{split} accuracy: {metrics.accuracy:.4f}, macro-F1 {metrics.macro_f1:.4f} "
+              f"({metrics.n_examples} examples, {metrics.tokens_per_s:,.0f} tokens/s)")
+    print(f"model saved to {result.model_dir} (with training_data.json: the data settings evaluate reuses)")
     print(f"metrics written to {result.metrics_path}")
-    print(f"training logs in {config.out_dir}")
+    print(f"training logs in {config.out_dir} (log.jsonl{', tensorboard/' if config.train.tensorboard else ''})")
     return 0

@@ -12,7 +12,9 @@ from hybridformer.commands._common import add_config_arguments, overrides_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "configs/plan_70b.yaml", None)
+    from hybridformer.distributed.plan import PlanConfig
+
+    add_config_arguments(parser, "configs/plan_70b.yaml", None, PlanConfig)
 
 
 def run(args: argparse.Namespace) -> int:

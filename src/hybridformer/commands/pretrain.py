@@ -15,7 +15,9 @@ OUT_DIR_FIELD = "train.out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "configs/pretrain_mlm.yaml", OUT_DIR_FIELD)
+    from hybridformer.recipes import PretrainConfig
+
+    add_config_arguments(parser, "configs/pretrain_mlm.yaml", OUT_DIR_FIELD, PretrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:

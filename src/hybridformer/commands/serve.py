@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from hybridformer.deploy.serve.config import ServeConfig, field_docs
+from hybridformer.config_help import field_docs
+from hybridformer.deploy.serve.config import ServeConfig
 
 
 def _flag(name: str) -> str:

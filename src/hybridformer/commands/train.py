@@ -15,7 +15,9 @@ OUT_DIR_FIELD = "train.out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "configs/finetune_bbc.yaml", OUT_DIR_FIELD)
+    from hybridformer.recipes.train_parallel import TrainParallelConfig
+
+    add_config_arguments(parser, "configs/finetune_bbc.yaml", OUT_DIR_FIELD, TrainParallelConfig)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,9 @@ OUT_DIR_FIELD = "out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "a tokenizer.yaml with corpus, vocab_size, out_dir", OUT_DIR_FIELD)
+    from hybridformer.recipes import TokenizerConfig
+
+    add_config_arguments(parser, "a tokenizer.yaml with corpus, vocab_size, out_dir", OUT_DIR_FIELD, TokenizerConfig)
 
 
 def run(args: argparse.Namespace) -> int:

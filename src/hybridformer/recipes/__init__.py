@@ -10,13 +10,15 @@ are thin wrappers around them, and scripts (``benchmarks/text_experiment.py``) c
 """
 
 from hybridformer.recipes.corpus import CorpusConfig, load_corpus
-from hybridformer.recipes.evaluate import EvaluateConfig, EvaluateResult, evaluate
+from hybridformer.recipes.evaluate import EvaluateConfig, EvaluateResult, TaskDataChanges, evaluate
 from hybridformer.recipes.finetune import FinetuneConfig, FinetuneResult, finetune
-from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
+from hybridformer.recipes.metrics import (
+    ClassificationMetrics, Predictions, evaluate_classifier, predict_classifier, score_predictions,
+)
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pretrain import PretrainConfig, PretrainModelConfig, PretrainResult, pretrain
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
-from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
+from hybridformer.recipes.task_data import TaskDataConfig, load_task_data, read_data_record
 from hybridformer.recipes.tokenizer import TokenizerConfig, TokenizerResult, train_tokenizer
 
 __all__ = [
@@ -30,7 +32,9 @@ __all__ = [
     "PretrainConfig",
     "PretrainModelConfig",
     "PretrainResult",
+    "Predictions",
     "PruneConfig",
+    "TaskDataChanges",
     "TaskDataConfig",
     "TokenizerConfig",
     "TokenizerResult",
@@ -41,8 +45,11 @@ __all__ = [
     "finetune",
     "load_corpus",
     "load_task_data",
+    "predict_classifier",
     "pretrain",
     "prune_classifier",
+    "read_data_record",
     "resolve_tokenizer",
+    "score_predictions",
     "train_tokenizer",
 ]

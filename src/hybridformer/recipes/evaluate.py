@@ -1,32 +1,51 @@
-"""Evaluate a saved text classifier on a task's split or the user's file: accuracy, tokens/s, memory."""
+"""Evaluate a saved text classifier: scores per class, confusion matrix, predictions, speed and memory.
+
+The data settings default to those the model was trained with (``training_data.json`` in its
+folder, written by ``hybridformer finetune``); ``--data.*`` changes them.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hybridformer.config import ConfigError, check, to_dict
-from hybridformer.data import TextCollator
-from hybridformer.io import write_json
+from hybridformer.config import (
+    ConfigError, apply_overrides, as_partial, check, partial_config, required_field, set_fields, to_dict,
+)
+from hybridformer.data import TextCollator, TextDataset
+from hybridformer.evaluation import plot_confusion
+from hybridformer.io import write_json, write_text
 from hybridformer.models import TextClassifier
-from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
+from hybridformer.recipes.metrics import ClassificationMetrics, Predictions, predict_classifier, score_predictions
 from hybridformer.recipes.model import resolve_tokenizer
-from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split
+from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split, read_data_record
 from hybridformer.training import resolve_device
 
-__all__ = ["EvaluateConfig", "EvaluateResult", "evaluate"]
+__all__ = ["EvaluateConfig", "EvaluateResult", "TaskDataChanges", "evaluate", "resolve_eval_data"]
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+CONFUSION_FILE = "confusion.png"
+_log = logging.getLogger("hybridformer.recipes")
+
+TaskDataChanges = partial_config(TaskDataConfig)
+"""Typed changes to the data settings a model was trained with (None = keep)."""
 
 
 @dataclass
 class EvaluateConfig:
-    """Which saved model to evaluate, on what, and where the JSON report goes."""
+    """Which saved model to evaluate, on what, and where the results go."""
 
-    model_dir: str | None = None
+    model_dir: str | None = required_field()
     """Required: a classifier folder, the ``model/`` folder of a ``hybridformer finetune`` run (or one
     written by ``TextClassifier.save_pretrained``)."""
-    data: TaskDataConfig = field(default_factory=TaskDataConfig)
-    """The task (its ``test_file``/``validation_file`` for ``task=file``) and the input length."""
+    data: TaskDataChanges = field(default_factory=TaskDataChanges)
+    """Changes to the data settings the model was trained with (its ``training_data.json``: task,
+    files, columns, max length); unset fields keep them, and a model without the record starts from
+    the defaults (task ``sentiment``). A different ``task`` starts from that task's defaults."""
     split: Literal["validation", "test"] = "test"
     """Which split to evaluate."""
     max_positions: int | None = None
@@ -36,21 +55,17 @@ class EvaluateConfig:
     """Tokenizer folder; None: the one saved with the model, else MiniLM's."""
     device: str = "auto"
     """``auto`` (CUDA if available), ``cpu`` or ``cuda[:N]``."""
-    out: str | None = None
-    """Where the JSON report goes; None: ``<model_dir>/eval_<task>_<split>.json``."""
+    out_dir: str | None = None
+    """Folder for ``metrics.json``, ``predictions.jsonl`` and ``confusion.png``; None:
+    ``eval_<task>_<split>`` beside the model folder (in the run folder, not inside the model)."""
 
     def __post_init__(self) -> None:
+        self.data = as_partial(TaskDataConfig, self.data, "data")
         check(
             self.max_positions is None or self.max_positions >= 2,
             "max_positions",
             f"must be >= 2 or None, got {self.max_positions}",
         )
-
-    def report_path(self) -> Path:
-        """The JSON report's path."""
-        if self.out is not None:
-            return Path(self.out)
-        return Path(self.model_dir or ".") / f"eval_{self.data.task}_{self.split}.json"
 
 
 @dataclass
@@ -58,15 +73,54 @@ class EvaluateResult:
     """What :func:`evaluate` returns."""
 
     metrics: ClassificationMetrics
-    """Accuracy, tokens/s and peak memory."""
-    report_path: Path
-    """The JSON report written."""
+    """Accuracy, macro-F1, per-class scores, confusion matrix, tokens/s and peak memory."""
+    data: TaskDataConfig
+    """The data settings used (the recorded ones with the changes applied)."""
+    out_dir: Path
+    """Where the files went."""
+    metrics_path: Path
+    """``metrics.json``: the metrics, the data settings used and the config."""
+    predictions_path: Path
+    """``predictions.jsonl``: one ``{"id", "label", "prediction", "probabilities"}`` per example."""
+    confusion_path: Path
+    """``confusion.png``: the confusion matrix drawn."""
+
+
+def resolve_eval_data(config: EvaluateConfig) -> TaskDataConfig:
+    """The recorded data settings of ``config.model_dir`` (or the defaults) with ``config.data`` applied."""
+    changes = set_fields(config.data)
+    base = read_data_record(config.model_dir) if config.model_dir is not None else None
+    if base is None or ("task" in changes and changes["task"] != base.task):
+        base = TaskDataConfig(task=changes.get("task", "sentiment"))
+    try:
+        return apply_overrides(base, changes)
+    except ConfigError as err:
+        raise ConfigError(f"data.{err}") from None
+
+
+def _with_ids(dataset: TextDataset) -> TextDataset:
+    """Examples without ids get their row number in the split (0-based; for a file, its data rows)."""
+    if dataset.ids is not None:
+        return dataset
+    return TextDataset(dataset.texts, dataset.labels, dataset.label_names, dataset.text_pairs,
+                       [str(i) for i in range(len(dataset))], dataset.name)
+
+
+def _write_predictions(path: Path, dataset: TextDataset, predictions: Predictions) -> Path:
+    names = dataset.label_names
+    lines = []
+    for i, (probs, pred) in enumerate(zip(predictions.probabilities.tolist(), predictions.predicted.tolist())):
+        row = {"id": dataset.ids[i] if dataset.ids else str(i), "label": names[dataset.labels[i]],
+               "prediction": names[pred], "probabilities": {n: round(p, 6) for n, p in zip(names, probs)}}
+        lines.append(json.dumps(row) + "\n")
+    return write_text(path, "".join(lines))
 
 
 def evaluate(config: EvaluateConfig) -> EvaluateResult:
-    """Load the classifier in ``config.model_dir``, classify the split, write and return the metrics.
+    """Load the classifier in ``config.model_dir``, classify the split, write and return the results.
 
     Raises:
+        ConfigError: no ``model_dir``, or a bad data change.
         FileNotFoundError: the model folder or a data file is missing.
         ValueError: the folder holds no classifier, the data's classes differ from the model's, or
             inputs longer than the model's positions (raise ``max_positions``).
@@ -78,21 +132,33 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         model = TextClassifier.from_pretrained(config.model_dir, **overrides)
     except ConfigError as err:
         raise ConfigError(f"max_positions: {err}") from None
+    data = resolve_eval_data(config)
     positions = model.encoder.config.max_positions
-    if config.data.max_length > positions:
+    if data.max_length > positions:
         raise ValueError(
-            f"data.max_length: {config.data.max_length} exceeds the model's {positions} positions; "
-            f"set max_positions={config.data.max_length} to extend them"
+            f"data.max_length: {data.max_length} exceeds the model's {positions} positions; "
+            f"set max_positions={data.max_length} to extend them"
         )
     label_names = model.label_names or [str(k) for k in range(model.num_labels)]
-    dataset = load_eval_split(config.data, config.split, label_names)
+    dataset = _with_ids(load_eval_split(data, config.split, label_names))
+    out = Path(config.out_dir) if config.out_dir else Path(config.model_dir).parent / f"eval_{data.task}_{config.split}"
+    _log.info(f"evaluating {config.model_dir} on {data.task} {config.split}: {len(dataset)} examples, "
+              f"max_length {data.max_length}; results to {out}")
     tokenizer = resolve_tokenizer(config.tokenizer, config.model_dir)
-    device = resolve_device(config.device)
-    model.to(device)
-    collate = TextCollator(tokenizer, max_length=config.data.max_length)
-    metrics = evaluate_classifier(model, dataset, collate, config.data.eval_batch_size, device)
-    path = config.report_path()
-    record = {"model_dir": config.model_dir, "task": config.data.task, "split": config.split,
-              **metrics.to_dict(), "config": to_dict(config)}
-    write_json(path, record)
-    return EvaluateResult(metrics=metrics, report_path=path)
+    model.to(resolve_device(config.device))
+    collate = TextCollator(tokenizer, max_length=data.max_length)
+    predictions = predict_classifier(model, dataset, collate, data.eval_batch_size)
+    metrics = score_predictions(dataset, predictions, data.max_length)
+    record = {"model_dir": config.model_dir, "task": data.task, "split": config.split, "label_names": label_names,
+              **metrics.to_dict(), "data": to_dict(data), "config": to_dict(config)}
+    return EvaluateResult(
+        metrics=metrics,
+        data=data,
+        out_dir=out,
+        metrics_path=write_json(out / METRICS_FILE, record),
+        predictions_path=_write_predictions(out / PREDICTIONS_FILE, dataset, predictions),
+        confusion_path=plot_confusion(
+            metrics.confusion, label_names, out / CONFUSION_FILE,
+            f"{data.task} {config.split}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}",
+        ),
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
 from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
-from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
+from hybridformer.recipes.summary import announce, model_line, training_line
+from hybridformer.recipes.task_data import TaskDataConfig, describe_splits, load_task_data, write_data_record
 from hybridformer.sparsity import GatedFFN, PruneReport, rewire_by_importance
-from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.training import Trainer, TrainConfig, TrainResult, seed_everything, use_deterministic
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "ffn_parameters"]
 
@@ -30,7 +30,9 @@ CONFIG_FILE = "finetune_config.yaml"
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(lr=5e-5, epochs=1.0, batch_size=16, out_dir="runs/finetune")
+    # Checkpoints only serve resuming: keep the last one while training, none once the model is saved.
+    return TrainConfig(lr=5e-5, epochs=1.0, batch_size=16, out_dir="runs/finetune", keep_last=1,
+                       keep_checkpoints=False)
 
 
 @dataclass
@@ -50,9 +52,6 @@ class FinetuneConfig:
     teacher (needs ``model.sparsity.enabled``)."""
     eval_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
     """Splits evaluated after training (and again after pruning)."""
-    keep_checkpoints: bool = True
-    """Keep the training checkpoints (weights and optimizer state, for resuming) once the final model
-    is saved; false deletes them to save disk space (experiments with many runs)."""
 
     def __post_init__(self) -> None:
         for split in self.eval_splits:
@@ -94,6 +93,8 @@ class FinetuneResult:
     """What pruning removed; None without pruning."""
     ffn_params: int
     """Parameters of all FFN sublayers (gates included) of the saved model."""
+    checkpoints: str = ""
+    """What became of the training checkpoints (deleted, or kept and where)."""
 
 
 def ffn_parameters(model: nn.Module) -> int:
@@ -131,8 +132,12 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         ValueError: bad data (missing column, unknown label, ...) or a diverged training run.
         FileNotFoundError: a missing file, folder or data package.
     """
+    out_dir = config.out_dir
     splits = load_task_data(config.data)
     tokenizer = resolve_tokenizer(config.model.tokenizer, config.model.init_path())
+    if config.train.deterministic:
+        use_deterministic(True)
+    seed_everything(config.train.seed)  # the new head, scorer and gates are drawn from the run's seed
     model = build_classifier(config.model, splits.train.label_names)
     collate = TextCollator(tokenizer, max_length=config.data.max_length)
     train_cfg = config.train
@@ -165,6 +170,15 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         eval_fn=eval_fn if train_cfg.eval_every else None,
         batch_sampler=sampler,
     )
+    names = splits.train.label_names
+    announce([
+        f"fine-tuning a {len(names)}-class classifier on task {config.data.task!r}",
+        *describe_splits(config.data, splits),
+        f"labels: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}",
+        model_line(model, config.model.init_path()) + f"; inputs truncated to {config.data.max_length} tokens",
+        training_line(trainer),
+        f"outputs: {out_dir} (model/, metrics.json, log.jsonl, checkpoints/ while training)",
+    ])
     train_result = trainer.fit()
 
     def evaluate_all() -> dict[str, ClassificationMetrics]:
@@ -177,12 +191,12 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         report = prune_classifier(model, calibration, config.prune)
         unpruned, metrics = metrics, evaluate_all()
 
-    out = config.out_dir
+    out = out_dir
     model_dir = out / MODEL_DIR
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(str(model_dir))
-    if not config.keep_checkpoints:
-        shutil.rmtree(trainer.checkpoint_dir, ignore_errors=True)
+    write_data_record(config.data, names, model_dir)
+    checkpoints = trainer.discard_checkpoints()
     save_config(config, out / CONFIG_FILE)
     ffn_params = ffn_parameters(model)
     record = {
@@ -197,6 +211,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         "config": to_dict(config),
     }
     metrics_path = write_json(out / METRICS_FILE, record)
+    announce([f"{split}: accuracy {m.accuracy:.4f}, macro-F1 {m.macro_f1:.4f}" for split, m in metrics.items()]
+             + [checkpoints])
     return FinetuneResult(
         model_dir=model_dir,
         model=model.eval(),
@@ -206,4 +222,5 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         train=train_result,
         prune_report=report,
         ffn_params=ffn_params,
+        checkpoints=checkpoints,
     )

@@ -15,7 +15,8 @@ from hybridformer.losses import MLMObjective
 from hybridformer.models import TextForMaskedLM
 from hybridformer.recipes.corpus import CorpusConfig, load_corpus
 from hybridformer.recipes.model import EncoderSource, resolve_tokenizer
-from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.recipes.summary import announce, model_line, training_line
+from hybridformer.training import Trainer, TrainConfig, TrainResult, seed_everything, use_deterministic
 
 __all__ = ["OBJECTIVES", "PretrainConfig", "PretrainModelConfig", "PretrainResult", "pretrain"]
 
@@ -34,7 +35,9 @@ def _small_encoder() -> TextEncoderConfig:
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(lr=1e-4, epochs=1.0, batch_size=16, out_dir="runs/pretrain")
+    # Checkpoints only serve resuming: keep the last one while training, none once the model is saved.
+    return TrainConfig(lr=1e-4, epochs=1.0, batch_size=16, out_dir="runs/pretrain", keep_last=1,
+                       keep_checkpoints=False)
 
 
 @dataclass
@@ -100,6 +103,8 @@ class PretrainResult:
     """The trainer's result."""
     n_documents: int
     """Documents trained on."""
+    checkpoints: str = ""
+    """What became of the training checkpoints (deleted, or kept and where)."""
 
 
 def _build(config: PretrainModelConfig, vocab_size: int, pad_token_id: int) -> TextForMaskedLM:
@@ -124,6 +129,9 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     tokenizer = resolve_tokenizer(config.model.tokenizer, config.model.init_from)
     if tokenizer.pad_token_id is None:
         raise ValueError("model.tokenizer: has no padding token; MLM batches need one")
+    if config.train.deterministic:
+        use_deterministic(True)
+    seed_everything(config.train.seed)  # a new encoder (or new scorer/gates) is drawn from the run's seed
     model = _build(config.model, len(tokenizer), tokenizer.pad_token_id)
     vocab = model.encoder.config.vocab_size
     if len(tokenizer) > vocab:
@@ -135,12 +143,23 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         drop_last=config.train.drop_last,
         seed=config.train.seed,
     )
-    result = Trainer(model, MLMObjective(), texts, config.train, collate, batch_sampler=sampler).fit()
+    trainer = Trainer(model, MLMObjective(), texts, config.train, collate, batch_sampler=sampler)
+    source = config.model.init_from or "a new encoder (model.scratch)"
+    announce([
+        f"pretraining with {'+'.join(config.objectives)} on {len(texts)} documents ({config.corpus.source}), "
+        f"truncated to {config.max_length} tokens",
+        model_line(model, source),
+        training_line(trainer),
+        f"outputs: {config.out_dir} (model/, metrics.json, log.jsonl, checkpoints/ while training)",
+    ])
+    result = trainer.fit()
 
     out = config.out_dir
     model_dir = out / MODEL_DIR
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(str(model_dir))
+    checkpoints = trainer.discard_checkpoints()
+    announce([checkpoints])
     save_config(config, out / CONFIG_FILE)
     losses = result.losses
     record = {
@@ -156,4 +175,5 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         "config": to_dict(config),
     }
     metrics_path = write_json(out / METRICS_FILE, record)
-    return PretrainResult(model_dir=model_dir, metrics_path=metrics_path, train=result, n_documents=len(texts))
+    return PretrainResult(model_dir=model_dir, metrics_path=metrics_path, train=result, n_documents=len(texts),
+                          checkpoints=checkpoints)

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from pathlib import Path
+from typing import Any, Literal, Sequence
 
-from hybridformer.config import check
+from hybridformer.config import ConfigError, check, from_dict
 from hybridformer.data import DatasetSplits, TextDataset, load_builtin, load_text_file, split_dataset
+from hybridformer.data.files import DataFileError
 from hybridformer.data.splits import take_subset
+from hybridformer.io import write_json
 
-__all__ = ["TaskDataConfig", "load_task_data", "load_eval_split"]
+__all__ = [
+    "DATA_RECORD", "TaskDataConfig", "describe_splits", "load_eval_split", "load_task_data", "read_data_record",
+    "write_data_record",
+]
+
+DATA_RECORD = "training_data.json"
+"""The file in a saved classifier's folder recording the data settings it was trained with."""
+_RECORDED = ("task", "train_file", "validation_file", "test_file", "text_column", "text_pair_column",
+             "label_column", "max_length", "split_seed")
+_FILES = ("train_file", "validation_file", "test_file")
 
 
 @dataclass
@@ -65,14 +79,23 @@ class TaskDataConfig:
             check(not given, given[0] if given else "task", f"is only used with task=file (task is {self.task!r})")
 
 
-def _read(config: TaskDataConfig, path: str, label_names: Sequence[str] | None) -> TextDataset:
-    return load_text_file(
-        path,
-        text_column=config.text_column,
-        label_column=config.label_column,
-        text_pair_column=config.text_pair_column,
-        label_names=label_names,
-    )
+def _read(config: TaskDataConfig, file_field: str, label_names: Sequence[str] | None) -> TextDataset:
+    """Read the file ``config.<file_field>``; errors name the ``data.`` field a user sets, not an argument."""
+    try:
+        return load_text_file(
+            getattr(config, file_field),
+            text_column=config.text_column,
+            label_column=config.label_column,
+            text_pair_column=config.text_pair_column,
+            label_names=label_names,
+        )
+    except DataFileError as err:
+        message = str(err)
+        if message.startswith("path:"):
+            message = f"data.{file_field}:" + message.removeprefix("path:")
+        elif message.split(":", 1)[0] in ("text_column", "label_column", "text_pair_column"):
+            message = f"data.{message}"
+        raise DataFileError(message) from None
 
 
 def load_task_data(config: TaskDataConfig) -> DatasetSplits:
@@ -88,7 +111,7 @@ def load_task_data(config: TaskDataConfig) -> DatasetSplits:
     else:
         if config.train_file is None:
             raise ValueError("data.train_file: task=file needs a training file (CSV, TSV or JSONL)")
-        train = _read(config, config.train_file, None)
+        train = _read(config, "train_file", None)
         names = train.label_names
         # Whatever part has no file of its own is carved out of the training file (10% each).
         val_share = 0.1 if config.validation_file is None else 0.0
@@ -98,9 +121,9 @@ def load_task_data(config: TaskDataConfig) -> DatasetSplits:
         splits = DatasetSplits(
             train=carved.train,
             validation=(
-                carved.validation if config.validation_file is None else _read(config, config.validation_file, names)
+                carved.validation if config.validation_file is None else _read(config, "validation_file", names)
             ),
-            test=carved.test if config.test_file is None else _read(config, config.test_file, names),
+            test=carved.test if config.test_file is None else _read(config, "test_file", names),
         )
     return DatasetSplits(
         train=_pick(splits.train, config.train_subset, config.subset_seed),
@@ -123,15 +146,67 @@ def load_eval_split(config: TaskDataConfig, split: str, label_names: Sequence[st
         ValueError: the task's classes differ from the model's, or the file holds unknown labels.
     """
     if config.task == "file":
-        path = config.validation_file if split == "validation" else config.test_file
-        if path is None:
-            field = "validation_file" if split == "validation" else "test_file"
+        field = "validation_file" if split == "validation" else "test_file"
+        if getattr(config, field) is not None:
+            return _pick(_read(config, field, label_names), config.eval_subset, config.subset_seed)
+        if config.train_file is None:
             raise ValueError(f"data.{field}: task=file needs the file to evaluate on ({split} split)")
-        return _pick(_read(config, path, label_names), config.eval_subset, config.subset_seed)
+        # The part fine-tuning carved out of the training file: the same fixed split again.
+        dataset = load_task_data(dataclasses.replace(config, train_subset=None, eval_subset=None))[split]
+        _check_classes(config, dataset, label_names)
+        return _pick(dataset, config.eval_subset, config.subset_seed)
     dataset = load_builtin(config.task, seed=config.split_seed)[split]
+    _check_classes(config, dataset, label_names)
+    return _pick(dataset, config.eval_subset, config.subset_seed)
+
+
+def _check_classes(config: TaskDataConfig, dataset: TextDataset, label_names: Sequence[str]) -> None:
     if list(dataset.label_names) != list(label_names):
         raise ValueError(
             f"data.task: {config.task!r} has classes {dataset.label_names}, but the model was trained on "
             f"{list(label_names)}"
         )
-    return _pick(dataset, config.eval_subset, config.subset_seed)
+
+
+def describe_splits(config: TaskDataConfig, splits: DatasetSplits) -> list[str]:
+    """Lines saying how many examples each split has and where the validation and test splits came from."""
+    counts = f"{len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test examples"
+    if config.task != "file":
+        origin = f"the built-in fixed stratified 80/10/10 split of {config.task!r} (data.split_seed {config.split_seed})"
+        lines = [f"data: {counts}; {origin}"]
+    else:
+        lines = [f"data: {counts}"]
+        for part in ("validation", "test"):
+            given = getattr(config, f"{part}_file")
+            lines.append(
+                f"  {part}: {given}" if given is not None else
+                f"  {part}: 10% of {config.train_file} held out (stratified by label, data.split_seed "
+                f"{config.split_seed}); set --data.{part}_file to use a file of your own"
+            )
+    if config.train_subset is not None:
+        lines.append(f"  train: a fixed stratified pick of {len(splits.train)} (data.train_subset)")
+    if config.eval_subset is not None:
+        lines.append(f"  validation/test: fixed stratified picks of at most {config.eval_subset} (data.eval_subset)")
+    return lines
+
+
+def write_data_record(config: TaskDataConfig, label_names: Sequence[str], model_dir: str | Path) -> Path:
+    """Record in ``model_dir`` the data settings a model was trained with (files as absolute paths)."""
+    record: dict[str, Any] = {name: getattr(config, name) for name in _RECORDED}
+    for name in _FILES:
+        if record[name] is not None:
+            record[name] = str(Path(record[name]).resolve())
+    record["label_names"] = list(label_names)
+    return write_json(Path(model_dir) / DATA_RECORD, record)
+
+
+def read_data_record(model_dir: str | Path) -> TaskDataConfig | None:
+    """The data settings recorded by :func:`write_data_record`, or None for a folder without them."""
+    path = Path(model_dir) / DATA_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return from_dict(TaskDataConfig, {k: v for k, v in record.items() if k in _RECORDED})
+    except (json.JSONDecodeError, ConfigError) as err:
+        raise ValueError(f"{path}: unreadable data record ({err}); pass the data settings as --data.*") from None

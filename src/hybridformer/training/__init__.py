@@ -21,6 +21,7 @@ from .logging import RunLogger, read_log
 from .optim import WarmupCosine, build_optimizer, build_scheduler, param_groups
 from .device import autocast_dtype, peak_memory_mb, resolve_device
 from .results import Callback, StepOutput, TrainingDivergedError, TrainResult
+from .seeding import seed_everything, use_deterministic
 from .trainer import Trainer
 
 __all__ = [
@@ -45,4 +46,6 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
     "save_model_weights",
+    "seed_everything",
+    "use_deterministic",
 ]

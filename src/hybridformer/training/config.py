@@ -61,16 +61,28 @@ class TrainConfig:
     """Checkpoint every this many steps (and at the end); None: only at the end."""
     keep_last: int = 2
     """Checkpoints kept in ``out_dir/checkpoints`` (older ones are deleted after a new one is safe)."""
+    keep_checkpoints: bool = True
+    """After a successful finish, keep ``out_dir/checkpoints``. Recipes that save a final model
+    (finetune, pretrain) default it to false and delete them once the model is saved: they only
+    serve to resume an interrupted run."""
     out_dir: str = "runs/train"
     """Where logs (``log.jsonl``, ``tensorboard/``) and checkpoints go."""
     seed: int = 0
-    """Seeds torch, Python and NumPy RNGs and the default batch sampler."""
+    """The run's one seed: torch, Python and NumPy RNGs (before the recipes build the model, so new
+    heads, scorers and gates), the batch order, dropout, Gumbel and selection noise, MLM masking."""
+    deterministic: bool = False
+    """Use only deterministic kernels (``torch.use_deterministic_algorithms``, and
+    ``CUBLAS_WORKSPACE_CONFIG`` on CUDA), so CUDA runs of one seed repeat exactly; an op without a
+    deterministic CUDA kernel then stops with an error. CPU runs repeat without it."""
     resume: bool = False
     """Continue from the latest checkpoint in ``out_dir/checkpoints`` if one exists."""
     resume_from: str | None = None
     """Continue from this checkpoint folder (implies resume)."""
     progress_bar: bool = True
-    """Show a tqdm bar (loss, tokens/s, ETA); tqdm hides it itself when stderr is not a terminal."""
+    """Show a tqdm bar (loss, tokens/s, ETA) on a terminal; when stderr is not a terminal (a log
+    file, CI, nohup) plain progress lines are printed every ``progress_every`` seconds instead."""
+    progress_every: float = 15.0
+    """Without a terminal: seconds between plain progress lines (step, loss, tokens/s, ETA); 0: every step."""
     tensorboard: bool = True
     """Write TensorBoard event files under ``out_dir/tensorboard``."""
     drop_last: bool = False
@@ -93,6 +105,7 @@ class TrainConfig:
         check(self.grad_accum >= 1, "grad_accum", f"must be >= 1, got {self.grad_accum}")
         check(self.clip_norm is None or self.clip_norm > 0, "clip_norm", f"must be > 0 or None, got {self.clip_norm}")
         check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        check(self.progress_every >= 0, "progress_every", f"must be >= 0, got {self.progress_every}")
         check(self.log_every >= 1, "log_every", f"must be >= 1, got {self.log_every}")
         for name in ("eval_every", "save_every"):
             value = getattr(self, name)

@@ -20,7 +20,7 @@ same device and library versions), dropout and MLM masking included.
 from __future__ import annotations
 
 import math
-import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -41,6 +41,7 @@ from .device import autocast_dtype, peak_memory_mb, resolve_device
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
 from .results import Callback, StepOutput, TrainingDivergedError, TrainResult
+from .seeding import seed_everything, use_deterministic
 
 __all__ = ["TrainingDivergedError", "TrainResult", "StepOutput", "Callback", "Trainer"]
 
@@ -93,12 +94,8 @@ class Trainer:
                 f"objective: expected objective(model, batch) -> LossOutput (e.g. ClassificationObjective()), "
                 f"got {type(objective).__name__}; the Trainer is Trainer(model, objective, train_data, config, collate_fn)"
             )
-        self.model = model
-        self.objective = objective
-        self.train_data = train_data
-        self.config = config
-        self.collate_fn = collate_fn
-        self.eval_fn = eval_fn
+        self.model, self.objective, self.train_data = model, objective, train_data
+        self.config, self.collate_fn, self.eval_fn = config, collate_fn, eval_fn
         self.callbacks = list(callbacks)
         n = len(train_data)  # type: ignore[arg-type]
         self.batch_sampler = batch_sampler or ShuffledBatchSampler(
@@ -117,8 +114,7 @@ class Trainer:
         self.amp_dtype = autocast_dtype(config.precision, self.device)
         self.out_dir = Path(config.out_dir)
         self.checkpoint_dir = self.out_dir / CHECKPOINT_DIR
-        self.step = 0
-        self._stop = False
+        self.step, self._stop = 0, False
         # Data position: the epoch, its batch list (fixed when the epoch starts) and batches consumed.
         self._epoch = 0
         self._epoch_batches: list[list[int]] | None = None
@@ -128,11 +124,15 @@ class Trainer:
         """Finish the current step, save a checkpoint and return (e.g. early stopping from a callback)."""
         self._stop = True
 
-    def _seed(self) -> None:
-        seed = self.config.seed
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
+    def discard_checkpoints(self) -> str:
+        """After a successful run: delete ``checkpoints/`` unless ``config.keep_checkpoints``; say what was kept."""
+        kept = latest_checkpoint(self.checkpoint_dir)
+        if kept is None:
+            return "no checkpoint was written"
+        if self.config.keep_checkpoints:
+            return f"kept the checkpoints in {self.checkpoint_dir} (latest {kept.name}, for resuming)"
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        return f"deleted the checkpoints in {self.checkpoint_dir} (set train.keep_checkpoints=true to keep them)"
 
     def _state(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> dict[str, Any]:
         batches = self._epoch_batches or []
@@ -268,7 +268,9 @@ class Trainer:
         """
         cfg = self.config
         self.model.to(self.device)
-        self._seed()
+        if cfg.deterministic:
+            use_deterministic(True)
+        seed_everything(cfg.seed)
         objective = self._objective_module()
         if objective is not None:
             objective.to(self.device)
@@ -294,13 +296,14 @@ class Trainer:
 
         logger = RunLogger(
             self.out_dir, total_steps=self.total_steps, start_step=self.step,
-            progress_bar=cfg.progress_bar, tensorboard=cfg.tensorboard,
+            progress_bar=cfg.progress_bar, tensorboard=cfg.tensorboard, progress_every=cfg.progress_every,
         )
+        if resume_path is not None:
+            logger.note(f"resumed from step {self.step} ({resume_path})")
         checkpoint: Path | None = resume_path
         eval_metrics: dict[str, float] = {}
-        tokens = examples = 0
-        window_tokens, window_seconds = 0, 0.0  # throughput since the last log record, training time only
-        train_seconds = 0.0
+        tokens = examples = window_tokens = 0
+        window_seconds = train_seconds = 0.0  # window: throughput since the last log record, training time only
         saved_at = self.step if resume_path is not None else -1
         evaluated_at = -1
         stream = self._micro_batches()
@@ -314,9 +317,10 @@ class Trainer:
                     module.set_step(self.step)
                 optimizer.zero_grad(set_to_none=True)
                 batches = [next(stream) for _ in range(cfg.grad_accum)]
-                for batch in batches:
-                    n_tok, n_ex = _count(batch)
-                    tokens, examples, window_tokens = tokens + n_tok, examples + n_ex, window_tokens + n_tok
+                counts = [_count(batch) for batch in batches]
+                step_tokens = sum(c[0] for c in counts)
+                tokens, examples = tokens + step_tokens, examples + sum(c[1] for c in counts)
+                window_tokens += step_tokens
                 step_out = self.train_step(batches)
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm) if cfg.clip_norm else None
                 loss_value = step_out.loss.item()
@@ -329,7 +333,7 @@ class Trainer:
                 step_seconds = time.perf_counter() - t0
                 train_seconds += step_seconds
                 window_seconds += step_seconds
-                logger.advance()
+                logger.advance(loss=loss_value, tokens=step_tokens, seconds=step_seconds)
 
                 metrics = {"loss": loss_value, "lr": lr}
                 metrics.update({f"train/{k}": float(v) for k, v in step_out.metrics.items()})
@@ -351,6 +355,9 @@ class Trainer:
                 eval_metrics = self._evaluate(logger) or eval_metrics
             if saved_at != self.step and self.step > 0:
                 checkpoint = self._save(optimizer, scheduler, losses)
+            if losses:
+                logger.note(f"trained to step {self.step} in {train_seconds:.1f} s of training: loss "
+                            f"{losses[0]:.4f} (step 1) -> {losses[-1]:.4f}, {tokens / max(train_seconds, 1e-9):,.0f} tok/s")
         finally:
             logger.close()
         result = TrainResult(

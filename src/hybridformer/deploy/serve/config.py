@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import inspect
 from dataclasses import dataclass, field
 
 from hybridformer.config import check
 
-__all__ = ["ServeConfig", "field_docs"]
+__all__ = ["ServeConfig"]
 
 
 @dataclass
@@ -88,15 +85,3 @@ class ServeConfig:
     def bucket_of(self, length: int) -> int:
         """Index of the length bucket of an input of `length` tokens."""
         return next((i for i, bound in enumerate(self.length_buckets) if length <= bound), len(self.length_buckets))
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of dataclass `cls` (the CLI's help text)."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs: dict[str, str] = {}
-    for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)):
-            docs[node.target.id] = " ".join(str(after.value.value).split())
-    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
