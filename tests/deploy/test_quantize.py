@@ -119,7 +119,9 @@ def test_int8_folder_evaluates_unchanged(classifier, tmp_path: Path, capsys: pyt
     code = main(["evaluate", "--model-dir", str(tmp_path / "int8"), "--data.task", "sentiment",
                  "--data.eval_subset", "16", "--data.max_length", "32"])
     assert code == 0
-    report = json.loads((tmp_path / "int8" / "eval_sentiment_test.json").read_text())
+    out = capsys.readouterr().out
+    path = out.split("metrics (confusion matrix included) written to ")[1].split("\n")[0].strip()
+    report = json.loads(Path(path).read_text())
     assert report["n_examples"] == 16 and 0.0 <= report["accuracy"] <= 1.0
 
 
