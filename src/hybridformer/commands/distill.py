@@ -16,7 +16,10 @@ OUT_DIR_FIELD = "train.out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, "a distill.yaml with teacher, student, data, train", OUT_DIR_FIELD)
+    from hybridformer.deploy.distill import DistillConfig
+
+    # --teacher DIR is the config field `teacher` (listed in the help), so it needs no flag of its own.
+    add_config_arguments(parser, "a distill.yaml with teacher, student, data, train", OUT_DIR_FIELD, DistillConfig)
 
 
 def run(args: argparse.Namespace) -> int:
