@@ -204,7 +204,7 @@ def cached_attention(
         :class:`CachedAttention`.
     """
     batch, _, total, _ = q.shape
-    hybrid = kind == "hybrid"
+    hybrid = kind != "full"  # "hybrid", or "local" (global_k = 0, no scores)
     if cache.keys is None:
         cache._start(k, global_k, hybrid)
     valid = key_padding_mask if key_padding_mask is not None else torch.ones(
@@ -216,7 +216,7 @@ def cached_attention(
         first = cache.length
         stop = min(total, start + window - first % window) if hybrid else total
         part = slice(start, stop)
-        part_scores = selection_scores[:, part] if hybrid else None
+        part_scores = selection_scores[:, part] if selection_scores is not None else None
         cache._append(k[:, :, part], v[:, :, part], valid[:, part], part_scores)
         outputs.append(
             _attend_segment(

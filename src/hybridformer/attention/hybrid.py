@@ -11,6 +11,14 @@ Projections q/k/v/o around one of two attentions:
   ``selected.py``, O(N·K)), each with its own softmax, mixed per head by sigmoid gates read from the
   token's hidden state.
 
+- ``kind="local"``: the local windows alone; no selector is built or run.
+
+The global set comes from ``selection`` (``AttentionConfig.selection``): ``"scorer"`` (below) or
+``"compressed"`` (NSA's compressed-block selection, ``compressed.py``: a gated compressed branch whose
+attention probabilities choose each query block's top blocks). ``forward(..., global_indices=)``
+takes a user-supplied set instead (an oracle, or a task's known tokens): no selector runs; the
+compressed branch, when configured, still adds its output.
+
 The scorer learns through score-weighted keys, straight-through (``scorer.py``): the selected keys'
 logits get a bias ``s_j - stopgrad(s_j)``, zero in value, so forward outputs are exactly those of the
 hard selection while ``d loss / d s_j`` is that of weighting key j by ``exp(s_j)``. In training the
@@ -35,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridformer.attention.cache import KVCache, cached_attention
+from hybridformer.attention.compressed import CompressedSelection
 from hybridformer.attention.config import AttentionConfig
 from hybridformer.attention.dense import dense_attention
 from hybridformer.attention.dispatch import attend
@@ -64,7 +73,8 @@ class AttentionOutput:
     """Selected global tokens: (B, K) non-causal, (B, ceil(N / window), K) causal (with a cache: one
     row per query block touched by the new tokens); -1 = empty slot. None for `kind="full"` or K = 0."""
     scores: Tensor | None = None
-    """(B, N) token scores from the scorer (with gradient); None for `kind="full"`."""
+    """(B, N) token scores from the scorer (with gradient); None for `kind="full"`/`"local"`, for
+    selection="compressed" and for user-supplied global_indices."""
 
 
 def _fold_key_bias(
@@ -119,8 +129,18 @@ class HybridAttention(nn.Module):
             self.k_proj = nn.Linear(d, d, bias=config.bias)
             self.v_proj = nn.Linear(d, d, bias=config.bias)
             self.o_proj = nn.Linear(d, d, bias=config.bias)
+            if hybrid and config.selection == "scorer":
+                self.scorer = TokenScorer(d, config.scorer_hidden, config.score_cap)
+            if hybrid and config.selection == "compressed":
+                self.compressed = CompressedSelection(
+                    d,
+                    config.n_heads,
+                    window=config.window,
+                    block=config.compress_block,
+                    global_k=config.global_k,
+                    causal=config.causal,
+                )
             if hybrid:
-                self.scorer = TokenScorer(d, config.scorer_hidden)
                 if config.combine == "gated":
                     self.gate_proj = nn.Linear(d, 2 * config.n_heads)
         self.init_weights()
@@ -141,6 +161,7 @@ class HybridAttention(nn.Module):
         hidden_states: Tensor,
         key_padding_mask: Tensor | None = None,
         cache: KVCache | None = None,
+        global_indices: Tensor | None = None,
     ) -> AttentionOutput:
         """Attend.
 
@@ -155,7 +176,7 @@ class HybridAttention(nn.Module):
         Returns:
             :class:`AttentionOutput`.
         """
-        self._check_inputs(hidden_states, key_padding_mask, cache)
+        self._check_inputs(hidden_states, key_padding_mask, cache, global_indices)
         q, k, v = (self._split_heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
         cfg = self.config
         if cache is not None:
@@ -164,17 +185,24 @@ class HybridAttention(nn.Module):
             out = self._dense(q, k, v, key_padding_mask)
             return AttentionOutput(self.o_proj(self._merge_heads(out)), None)
 
-        scores = self.scorer(hidden_states)  # (B, N)
         n = hidden_states.shape[1]
-        indices = None
-        if cfg.global_k > 0:
-            noise = cfg.selection_noise if self.training else 0.0
-            if cfg.causal:
-                indices = select_prefix_topk(scores, cfg.global_k, cfg.window, key_padding_mask, noise)
-            else:
-                indices = select_topk(scores, cfg.global_k, key_padding_mask, noise, cfg.pinned_global)
+        scores = extra = None
+        indices = global_indices
+        if cfg.kind == "hybrid" and cfg.selection == "compressed":
+            branch = self.compressed(hidden_states, q, k, v, key_padding_mask, self.scale)
+            extra = branch.output  # (B, H, N, D) the gated compressed branch
+            if indices is None and cfg.global_k > 0:
+                indices = branch.global_indices
+        elif cfg.kind == "hybrid" and indices is None:
+            scores = self.scorer(hidden_states)  # (B, N)
+            if cfg.global_k > 0:
+                noise = cfg.selection_noise if self.training else 0.0
+                if cfg.causal:
+                    indices = select_prefix_topk(scores, cfg.global_k, cfg.window, key_padding_mask, noise)
+                else:
+                    indices = select_topk(scores, cfg.global_k, key_padding_mask, noise, cfg.pinned_global)
         bias = None
-        if indices is not None and torch.is_grad_enabled() and scores.requires_grad:
+        if scores is not None and indices is not None and torch.is_grad_enabled() and scores.requires_grad:
             bias = straight_through_bias(scores, selected_mask(indices, n))  # (B, N), zero in value
         spec = MaskSpec(
             window=cfg.window,
@@ -185,10 +213,12 @@ class HybridAttention(nn.Module):
             global_queries_attend_all=cfg.global_queries_attend_all and indices is not None,
             scale=self.scale,
         )
-        if cfg.combine == "union":
+        if cfg.combine == "union" or cfg.kind == "local":
             out = self._union(q, k, v, spec, bias)
         else:
             out = self._gated(hidden_states, q, k, v, spec, bias)
+        if extra is not None:
+            out = out + extra
         return AttentionOutput(self.o_proj(self._merge_heads(out)), indices, scores)
 
     def _split_heads(self, x: Tensor) -> Tensor:
@@ -253,6 +283,7 @@ class HybridAttention(nn.Module):
             scores = self.scorer(hidden_states)  # (B, T)
             ranked = selection_scores(scores, key_padding_mask)
         gates = self._gates(hidden_states) if cfg.kind == "hybrid" and cfg.combine == "gated" else None
+        global_k = cfg.global_k if cfg.kind == "hybrid" else 0
         result = cached_attention(
             cache,
             q,
@@ -264,14 +295,18 @@ class HybridAttention(nn.Module):
             kind=cfg.kind,
             window=cfg.window,
             local=cfg.local,
-            global_k=cfg.global_k,
+            global_k=global_k,
             scale=self.scale,
         )
         hidden = self.o_proj(self._merge_heads(result.output))
         return AttentionOutput(hidden, result.global_indices, scores)
 
     def _check_inputs(
-        self, hidden_states: Tensor, key_padding_mask: Tensor | None, cache: KVCache | None
+        self,
+        hidden_states: Tensor,
+        key_padding_mask: Tensor | None,
+        cache: KVCache | None,
+        global_indices: Tensor | None,
     ) -> None:
         d = self.config.d_model
         if not isinstance(hidden_states, Tensor):
@@ -294,3 +329,28 @@ class HybridAttention(nn.Module):
             if not self.config.causal:
                 raise ValueError("cache: step-by-step decoding needs a causal layer (config causal=True)")
             cache.check_batch(batch)
+            if self.config.kind == "hybrid" and self.config.selection == "compressed":
+                raise ValueError("cache: step-by-step decoding is not implemented for selection='compressed' yet")
+        if global_indices is not None:
+            self._check_global_indices(global_indices, batch, n, cache)
+
+    def _check_global_indices(self, global_indices: Tensor, batch: int, n: int, cache: KVCache | None) -> None:
+        """Metadata checks of a user-supplied set (no host sync)."""
+        cfg = self.config
+        if cfg.kind != "hybrid":
+            raise ValueError(f"global_indices: needs kind='hybrid', got kind={cfg.kind!r} (no global keys)")
+        if cache is not None:
+            raise ValueError("global_indices: not supported with a cache (decoding selects its own sets)")
+        if not isinstance(global_indices, Tensor) or global_indices.dtype != torch.long:
+            seen = getattr(global_indices, "dtype", type(global_indices).__name__)
+            raise ValueError(f"global_indices: expected a LongTensor, got {seen}")
+        blocks = -(-n // cfg.window)
+        shape = tuple(global_indices.shape)
+        if not (
+            (len(shape) == 2 and shape[0] == batch) or (len(shape) == 3 and shape[:2] == (batch, blocks))
+        ):
+            raise ValueError(
+                f"global_indices: expected (B, K) = ({batch}, K) or (B, ceil(N / window), K) = ({batch}, {blocks}, K), got {shape}"
+            )
+        if cfg.global_queries_attend_all and len(shape) == 3:
+            raise ValueError("global_indices: global_queries_attend_all needs one set per sequence (B, K)")
