@@ -10,24 +10,26 @@ Local attention provably cannot beat chance: with ``local="block"`` a token only
 block of `window` tokens, in every layer, and every pair lies >= N/4 - window tokens before the
 query's block. So whatever crosses must go through the global selection.
 
-Model: 2 pre-LN blocks (d 64, 4 heads, FFN 128), window 64, global_k 16, non-causal; Adam lr 3e-3
-(20 warm-up steps), batch 16, the same steps and data for every variant (no per-module lr).
+Model: 1 pre-LN block (d 64, 4 heads, FFN 128; one hop suffices), window 64, global_k 16,
+non-causal; Adam lr 3e-3 (20 warm-up steps), batch 16, the same steps and data for every variant (no
+per-module lr).
 
 Variants:
   local             kind="local": the window only
   learned-scorer    kind="hybrid", selection="scorer" (straight-through token scorer, Gumbel noise)
-  learned-compressed kind="hybrid", selection="compressed" (NSA compressed-block selection, blocks of 8,
-                    i.e. 2 blocks per query block; plus the gated compressed branch)
+  learned-compressed kind="hybrid", selection="compressed" (NSA compressed-block selection, blocks of 16,
+                    i.e. 1 block per query block; plus the gated compressed branch)
   oracle            kind="hybrid", the needed pair's position passed as `global_indices` (the ceiling)
   full              kind="full", dense attention (where it fits the budget)
 
-Fields: score_mean / score_std (eval accuracy over seeds, 512 fresh sequences each), selection_recall
+Fields: score_mean / score_std (eval accuracy over seeds, 256 fresh sequences each), selection_recall
 (fraction of eval sequences where the queried pair's position is in the set the query's block sees,
 in at least one layer; null for full), train_s (mean wall time of training), median_ms (of one training
 step), seeds. One JSON per run under `--runs` (resumable: finished runs are read back, not redone).
 
     python benchmarks/recall.py --quick --out results/recall_quick.json
     python benchmarks/recall.py --sizes 2048 8192 --seeds 3 --steps 400 --out results/recall.json
+    python benchmarks/recall.py ... --collect   # aggregate the finished runs only (lists the rest)
 """
 
 from __future__ import annotations
@@ -175,10 +177,12 @@ def train_one(variant: str, n: int, seed: int, steps: int) -> dict:
     )
 
 
-def run_dir_result(runs: Path, variant: str, n: int, seed: int, steps: int) -> dict:
+def run_dir_result(runs: Path, variant: str, n: int, seed: int, steps: int, collect: bool) -> dict | None:
     path = runs / f"recall-N={n}" / f"{variant}-seed{seed}-steps{steps}.json"
     if path.exists():
         return json.loads(path.read_text())
+    if collect:
+        return None
     result = run_forked(train_one, variant, n, seed, steps)
     write_json(path, result)
     return result
@@ -186,7 +190,7 @@ def run_dir_result(runs: Path, variant: str, n: int, seed: int, steps: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N=512, 2 seeds, 60 steps: minutes")
+    parser.add_argument("--quick", action="store_true", help="N=512, 2 seeds, 100 steps (~10 min on a loaded 2-core CPU)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=400)
@@ -194,20 +198,25 @@ def main() -> None:
     parser.add_argument("--full-max", type=int, default=2048, help="largest N for the full variant")
     parser.add_argument("--runs", default="runs/recall", help="folder of per-run JSON (resume)")
     parser.add_argument("--out", default="results/recall.json")
+    parser.add_argument("--collect", action="store_true", help="only aggregate the runs already done")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.seeds, args.steps = [512], 2, 60
+        args.sizes, args.seeds, args.steps = [512], 2, 100
     for name in ("seeds", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}: must be >= 1")
-    rows = []
+    rows, not_run = [], []
     for n in args.sizes:
         if n < 4 * WINDOW + 8:
             parser.error(f"--sizes: N must be >= {4 * WINDOW + 8} (pairs outside the query's window), got {n}")
         for variant in args.variants:
             if variant == "full" and n > args.full_max:
                 continue
-            runs = [run_dir_result(Path(args.runs), variant, n, s, args.steps) for s in range(args.seeds)]
+            runs = [run_dir_result(Path(args.runs), variant, n, s, args.steps, args.collect) for s in range(args.seeds)]
+            runs = [r for r in runs if r is not None]
+            if not runs:
+                not_run.append(f"recall-N={n} {variant}")
+                continue
             acc = [r["accuracy"] for r in runs]
             recall = [r["selection_recall"] for r in runs]
             rows.append(
@@ -227,7 +236,9 @@ def main() -> None:
     print_table(rows)
     budget = dict(steps=args.steps, batch=BATCH, lr=LR, warmup=WARMUP, eval_sequences=EVAL, chance=1 / VALUES,
                   model=dict(d=D, heads=HEADS, layers=LAYERS, window=WINDOW, global_k=K, compress_block=BLOCK))
-    write_results(args.out, rows, budget=budget)
+    if not_run:
+        print("not run:", ", ".join(not_run))
+    write_results(args.out, rows, budget=budget, not_run=not_run)
 
 
 if __name__ == "__main__":

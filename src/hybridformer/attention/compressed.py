@@ -5,8 +5,11 @@ summaries, over the top blocks those compressed scores select, and over a slidin
 gates. Here the window and the selected blocks are the hybrid kernel's (one softmax over
 window ∪ selected, or the gated pair); this module adds the compressed branch and the block choice:
 
-1. Compress: keys and values are mean-pooled over blocks of ``c = compress_block`` tokens (real
-   tokens only), giving ``C = ceil(N / c)`` summary keys/values per head.
+1. Compress: keys and values are pooled over blocks of ``c = compress_block`` tokens (real tokens
+   only), giving ``C = ceil(N / c)`` summary keys/values per head. The pooling is a softmax over the
+   block's tokens of ``pool_h · k_j`` with one learned vector per head (NSA learns its compression
+   too); it starts at zero, the plain mean. A plain mean dilutes the one token that matters in a
+   block (1/c of the summary) and, in our recall benchmark, did not learn to find it.
 2. Compressed branch: every query attends to the summaries (causal: only to blocks that ended at or
    before it), one softmax; its output is added to the layer's, scaled per head by a sigmoid gate read
    from the token (``gate_proj``). This branch is dense over the blocks, so it learns from the main
@@ -55,30 +58,39 @@ class CompressedOutput:
     """(B, G, C) float32 block importance each query block's set was chosen by (-inf = ineligible)."""
 
 
-def compress_blocks(k: Tensor, v: Tensor, block: int, key_padding_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Mean-pool keys and values over blocks of `block` tokens, over real tokens only.
+def compress_blocks(
+    k: Tensor, v: Tensor, block: int, key_padding_mask: Tensor | None, pool: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Pool keys and values over blocks of `block` tokens, over real tokens only.
+
+    The weights are ``softmax_j(pool_h · k_j)`` within the block (attention pooling with one learned
+    query per head); ``pool = 0`` (the initial value) is the plain mean.
 
     Args:
         k, v: (B, H, N, D).
         block: tokens per block c.
         key_padding_mask: bool (B, N), True = real, or None.
+        pool: (H, D) pooling queries, or None for the mean.
 
     Returns:
         (k_c, v_c, real): (B, H, C, D) each and bool (B, C) (the block holds a real token), C = ceil(N / c).
     """
     batch, heads, n, dim = k.shape
     n_blocks = math.ceil(n / block)
-    real = torch.ones(batch, n, dtype=k.dtype, device=k.device)
+    real = torch.ones(batch, n, dtype=torch.bool, device=k.device)
     if key_padding_mask is not None:
-        real = key_padding_mask.to(k.dtype)
-    real = F.pad(real, (0, n_blocks * block - n)).view(batch, 1, n_blocks, block, 1)  # (B, 1, C, c, 1)
-    count = real.sum(dim=3)  # (B, 1, C, 1)
+        real = key_padding_mask
+    real = F.pad(real, (0, n_blocks * block - n)).view(batch, 1, n_blocks, block)  # (B, 1, C, c)
 
-    def pool(x: Tensor) -> Tensor:
-        x = F.pad(x, (0, 0, 0, n_blocks * block - n)).view(batch, heads, n_blocks, block, dim)  # (B, H, C, c, D)
-        return (x * real).sum(dim=3) / count.clamp(min=1)  # (B, H, C, D)
+    def blocks(x: Tensor) -> Tensor:
+        return F.pad(x, (0, 0, 0, n_blocks * block - n)).view(batch, heads, n_blocks, block, dim)  # (B, H, C, c, D)
 
-    return pool(k), pool(v), count[:, 0, :, 0] > 0
+    k_b, v_b = blocks(k), blocks(v)
+    logits = torch.zeros(batch, heads, n_blocks, block, dtype=k.dtype, device=k.device)
+    if pool is not None:
+        logits = torch.einsum("bhcjd,hd->bhcj", k_b, pool.to(k.dtype))  # (B, H, C, c)
+    weights = torch.softmax(logits.masked_fill(~real, float("-inf")), dim=-1).nan_to_num(0.0)[..., None]
+    return (weights * k_b).sum(dim=3), (weights * v_b).sum(dim=3), real[:, 0].any(dim=-1)
 
 
 def block_importance(
@@ -157,7 +169,8 @@ class CompressedSelection(nn.Module):
         n_heads: heads (one gate per head).
         window, block, global_k, causal: the layer's configuration (block = ``compress_block``).
 
-    Submodule: `gate_proj` (d_model -> n_heads), the compressed branch's per-head gate logits.
+    Submodule: `gate_proj` (d_model -> n_heads), the compressed branch's per-head gate logits;
+    parameter `pool` (n_heads, head_dim), the pooling queries (zeros: the mean).
     """
 
     def __init__(self, d_model: int, n_heads: int, *, window: int, block: int, global_k: int, causal: bool) -> None:
@@ -165,11 +178,14 @@ class CompressedSelection(nn.Module):
         self.window, self.block, self.global_k, self.causal = window, block, global_k, causal
         with allocating():
             self.gate_proj = nn.Linear(d_model, n_heads)
+        self.pool = nn.Parameter(torch.zeros(n_heads, d_model // n_heads))
         self.init_weights()
 
     def init_weights(self) -> None:
-        """nn.Linear's defaults for the gate."""
+        """nn.Linear's defaults for the gate; the pooling queries at zero (mean pooling)."""
         self.gate_proj.reset_parameters()
+        with torch.no_grad():
+            self.pool.zero_()
 
     def forward(
         self, hidden_states: Tensor, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, scale: float
@@ -186,7 +202,7 @@ class CompressedSelection(nn.Module):
             :class:`CompressedOutput`.
         """
         batch, _, n, _ = q.shape
-        k_c, v_c, blocks_real = compress_blocks(k, v, self.block, key_padding_mask)
+        k_c, v_c, blocks_real = compress_blocks(k, v, self.block, key_padding_mask, self.pool)
         logits = (q @ k_c.transpose(-1, -2)) * scale  # (B, H, N, C)
         sees = blocks_real[:, None, None, :]  # (B, 1, 1, C)
         if self.causal:
