@@ -140,8 +140,14 @@ def found(sets: list[Tensor | None], needed: Tensor) -> Tensor:
     return hit
 
 
-def train_one(variant: str, n: int, seed: int, steps: int) -> dict:
+def _train_one_thread(variant: str, n: int, seed: int, steps: int) -> dict:
+    # One thread: on the shared 2-core machine two spinning threads per run only lose time.
     torch.set_num_threads(1)
+    return train_one(variant, n, seed, steps)
+
+
+def train_one(variant: str, n: int, seed: int, steps: int) -> dict:
+    """Train one variant from seed `seed` for `steps` steps, then evaluate."""
     torch.manual_seed(seed)
     model = RecallModel(attention_config(variant))
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -183,7 +189,7 @@ def run_dir_result(runs: Path, variant: str, n: int, seed: int, steps: int, coll
         return json.loads(path.read_text())
     if collect:
         return None
-    result = run_forked(train_one, variant, n, seed, steps)
+    result = run_forked(_train_one_thread, variant, n, seed, steps)
     write_json(path, result)
     return result
 
