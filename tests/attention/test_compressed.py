@@ -132,9 +132,25 @@ def test_causal_compressed_output_ignores_future_tokens():
     assert torch.equal(a.global_indices[:, : t // WINDOW + 1], b.global_indices[:, : t // WINDOW + 1])
 
 
-def test_compressed_selection_refuses_a_cache_and_bad_sizes():
-    with pytest.raises(ValueError, match=r"cache.*compressed"):
-        make_layer(causal=True)(torch.randn(1, 1, D_MODEL, dtype=torch.float64), cache=KVCache())
+@pytest.mark.parametrize("combine, local", [("union", "block"), ("union", "sliding"), ("gated", "block")])
+def test_compressed_decoding_equals_the_full_causal_forward(combine, local):
+    layer = make_layer(causal=True, combine=combine)
+    layer.config.local = local
+    x = torch.randn(2, 19, D_MODEL, dtype=torch.float64)
+    mask = padding(2, 19, "holes")
+    with torch.no_grad():
+        full = layer(x, mask)
+        cache = KVCache()
+        steps = [layer(x[:, t : t + 1], mask[:, t : t + 1], cache=cache) for t in range(19)]
+        prefill = KVCache()
+        parts = [layer(x[:, :10], mask[:, :10], cache=prefill), layer(x[:, 10:], mask[:, 10:], cache=prefill)]
+    torch.testing.assert_close(torch.cat([s.hidden_states for s in steps], 1), full.hidden_states, atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.cat([p.hidden_states for p in parts], 1), full.hidden_states, atol=1e-12, rtol=0)
+    for t, step in enumerate(steps):  # the set in force at step t is the full forward's set of t's block
+        assert torch.equal(step.global_indices[:, 0], full.global_indices[:, t // WINDOW])
+
+
+def test_compressed_selection_refuses_bad_sizes():
     with pytest.raises(ValueError, match="compress_block.*divide window"):
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=6, global_k=4, selection="compressed", compress_block=4)
     with pytest.raises(ValueError, match="global_k.*multiple"):

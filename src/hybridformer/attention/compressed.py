@@ -27,7 +27,8 @@ window ∪ selected, or the gated pair); this module adds the compressed branch 
 
 Selection is hard and takes no gradient; the compressed branch's output carries it. Cost: the
 compressed logits are (N × C) per head, O(N·N/c·D) time and O(N·N/c) memory, on top of the kernel's
-O(N·(window + K)). No KV cache yet (step-by-step decoding with this selection is refused).
+O(N·(window + K)). Decoding: ``compressed_cache.py`` (every token's keys kept, O(N) memory as in
+NSA; per token O(window + K + N/c)).
 """
 
 from __future__ import annotations

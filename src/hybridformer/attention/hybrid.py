@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from hybridformer.attention.cache import KVCache, cached_attention
 from hybridformer.attention.compressed import CompressedSelection
+from hybridformer.attention.compressed_cache import compressed_cached_attention
 from hybridformer.attention.config import AttentionConfig
 from hybridformer.attention.dense import dense_attention
 from hybridformer.attention.dispatch import attend
@@ -278,11 +279,17 @@ class HybridAttention(nn.Module):
         cache: KVCache,
     ) -> AttentionOutput:
         cfg = self.config
+        gates = self._gates(hidden_states) if cfg.kind == "hybrid" and cfg.combine == "gated" else None
+        if cfg.kind == "hybrid" and cfg.selection == "compressed":
+            out, sets = compressed_cached_attention(
+                cache, self.compressed, hidden_states, q, k, v,
+                key_padding_mask=key_padding_mask, gates=gates, local=cfg.local, scale=self.scale,
+            )
+            return AttentionOutput(self.o_proj(self._merge_heads(out)), sets)
         scores = ranked = None
         if cfg.kind == "hybrid":
             scores = self.scorer(hidden_states)  # (B, T)
             ranked = selection_scores(scores, key_padding_mask)
-        gates = self._gates(hidden_states) if cfg.kind == "hybrid" and cfg.combine == "gated" else None
         global_k = cfg.global_k if cfg.kind == "hybrid" else 0
         result = cached_attention(
             cache,
@@ -329,8 +336,6 @@ class HybridAttention(nn.Module):
             if not self.config.causal:
                 raise ValueError("cache: step-by-step decoding needs a causal layer (config causal=True)")
             cache.check_batch(batch)
-            if self.config.kind == "hybrid" and self.config.selection == "compressed":
-                raise ValueError("cache: step-by-step decoding is not implemented for selection='compressed' yet")
         if global_indices is not None:
             self._check_global_indices(global_indices, batch, n, cache)
 
