@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from _common import print_table, run_forked, write_results
 from hybridformer.attention import AttentionConfig, HybridAttention
-from hybridformer.io import write_json
+from hybridformer.io import write_json, write_text
 
 D, HEADS, LAYERS, WINDOW, K, BLOCK = 64, 4, 1, 64, 16, 16
 FILLERS, KEYS, VALUES, PAIRS = 32, 16, 16, 4
@@ -194,6 +194,52 @@ def run_dir_result(runs: Path, variant: str, n: int, seed: int, steps: int, coll
     return result
 
 
+def check_targets(rows: list[dict]) -> list[str]:
+    """Issue 16's targets per case: the best learned selection >= 90% of oracle, >= 3x local, and its
+    selection_recall >= 0.8."""
+    lines = []
+    for case in dict.fromkeys(r["case"] for r in rows):
+        by = {r["variant"]: r for r in rows if r["case"] == case}
+        learned = [r for v, r in by.items() if v.startswith("learned-")]
+        if not learned or "oracle" not in by or "local" not in by:
+            lines.append(f"{case}: targets not checkable (needs local, oracle and a learned variant)")
+            continue
+        best = max(learned, key=lambda r: r["score_mean"])
+        oracle, local = by["oracle"]["score_mean"], by["local"]["score_mean"]
+        checks = [
+            (f"{best['score_mean']:.3f} >= 0.9 x oracle {oracle:.3f}", best["score_mean"] >= 0.9 * oracle),
+            (f">= 3 x local {local:.3f}", best["score_mean"] >= 3 * local),
+            (f"selection_recall {best['selection_recall']:.3f} >= 0.8", best["selection_recall"] >= 0.8),
+        ]
+        verdict = "; ".join(f"{text} {'MET' if ok else 'NOT MET'}" for text, ok in checks)
+        lines.append(f"{case}: best learned = {best['variant']}: {verdict}")
+    return lines
+
+
+def write_markdown(path: str, rows: list[dict], budget: dict, not_run: list[str]) -> None:
+    import os
+
+    columns = ["case", "variant", "score_mean", "score_std", "selection_recall", "train_s", "median_ms", "seeds", "steps"]
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [
+        "# Long-range recall (benchmarks/recall.py, issue 16)",
+        "",
+        f"Budget per run (every variant alike): {json.dumps(budget)}. Chance = {1 / VALUES:.4f}.",
+        f"Machine: 2 shared CPU cores, load average {os.getloadavg()[0]:.1f} when written (7 agents): "
+        "train_s and median_ms are taken under load and are noisy.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows),
+        "",
+        "Targets:",
+        *(f"- {line}" for line in check_targets(rows)),
+        "",
+        "Not run: " + (", ".join(not_run) if not_run else "nothing of the requested grid"),
+    ]
+    write_text(path, "\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N=512, 2 seeds, 100 steps (~10 min on a loaded 2-core CPU)")
@@ -204,6 +250,7 @@ def main() -> None:
     parser.add_argument("--full-max", type=int, default=2048, help="largest N for the full variant")
     parser.add_argument("--runs", default="runs/recall", help="folder of per-run JSON (resume)")
     parser.add_argument("--out", default="results/recall.json")
+    parser.add_argument("--markdown", default=None, help="also write a Markdown table (results/recall.md)")
     parser.add_argument("--collect", action="store_true", help="only aggregate the runs already done")
     args = parser.parse_args()
     if args.quick:
@@ -245,6 +292,10 @@ def main() -> None:
     if not_run:
         print("not run:", ", ".join(not_run))
     write_results(args.out, rows, budget=budget, not_run=not_run)
+    if args.markdown:
+        write_markdown(args.markdown, rows, budget, not_run)
+    for line in check_targets(rows):
+        print(line)
 
 
 if __name__ == "__main__":
