@@ -161,3 +161,16 @@ def test_compressed_selection_finds_a_planted_far_token(one_thread):  # noqa: F8
     accuracy, found = retrieval_accuracy(global_k=2, selection="compressed", compress_block=2, with_recall=True)
     assert found >= 0.9  # the marked token is in query block 0's set
     assert accuracy >= 0.9
+
+
+def test_meta_device_build_then_init_equals_an_eager_build():
+    config = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=K, selection="compressed", compress_block=BLOCK)
+    torch.manual_seed(3)
+    eager = HybridAttention(config)
+    with torch.device("meta"):
+        meta = HybridAttention(config)
+    meta.to_empty(device="cpu")
+    torch.manual_seed(3)
+    meta.init_weights()
+    for (name, a), (_, b) in zip(eager.state_dict().items(), meta.state_dict().items()):
+        assert torch.equal(a, b), name

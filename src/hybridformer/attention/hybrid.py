@@ -103,7 +103,8 @@ class HybridAttention(nn.Module):
         config: the layer's :class:`AttentionConfig`.
 
     Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model), and for
-    `kind="hybrid"` the token `scorer` (:class:`TokenScorer`), plus `gate_proj` (d_model -> 2·n_heads,
+    `kind="hybrid"` the token `scorer` (:class:`TokenScorer`, selection="scorer") or `compressed`
+    (:class:`~hybridformer.attention.compressed.CompressedSelection`, selection="compressed"), plus `gate_proj` (d_model -> 2·n_heads,
     output 2·h + g = gate g (0 local, 1 global) of head h, so a contiguous head shard of its rows is a
     shard of heads) for `combine="gated"`. The constructor allocates without drawing random numbers,
     then calls :meth:`init_weights`.
@@ -149,7 +150,7 @@ class HybridAttention(nn.Module):
     def init_weights(self) -> None:
         """(Re)initialise every parameter from the global RNG, in registration order: q, k, v, o
         projections and `gate_proj` with nn.Linear's defaults, the scorer by
-        :meth:`TokenScorer.init_weights`. A layer built on the meta device, moved with ``to_empty``
+        :meth:`TokenScorer.init_weights`, the compressed branch by its own ``init_weights``. A layer built on the meta device, moved with ``to_empty``
         and initialised under a seed equals one built eagerly under that seed."""
         init_children(self)
 
@@ -173,6 +174,11 @@ class HybridAttention(nn.Module):
                 the new tokens only (earlier ones are remembered).
             cache: a :class:`KVCache` for step-by-step causal decoding, updated in place; None for a
                 plain forward over the whole sequence.
+            global_indices: a user-supplied global set instead of the selector's (kind="hybrid", no
+                cache): LongTensor (B, K) one set per sequence or (B, ceil(N / window), K) one per
+                query block, -1 = empty slot, positions of real tokens. Causality still applies (a
+                causal query never sees a later selected key). Values are not checked here (that
+                would sync with the host); :func:`hybridformer.attention.hybrid_attention` checks them.
 
         Returns:
             :class:`AttentionOutput`.
