@@ -19,6 +19,7 @@ Variants:
   learned-scorer    kind="hybrid", selection="scorer" (straight-through token scorer, Gumbel noise)
   learned-compressed kind="hybrid", selection="compressed" (NSA compressed-block selection, blocks of 16,
                     i.e. 1 block per query block; plus the gated compressed branch)
+  learned-compressed-b4  the same with blocks of 4 (4 blocks per set, O(N·N/4) compressed branch)
   oracle            kind="hybrid", the needed pair's position passed as `global_indices` (the ceiling)
   full              kind="full", dense attention (where it fits the budget)
 
@@ -52,7 +53,7 @@ from hybridformer.io import write_json, write_text
 D, HEADS, LAYERS, WINDOW, K, BLOCK = 64, 4, 1, 64, 16, 16
 FILLERS, KEYS, VALUES, PAIRS = 32, 16, 16, 4
 BATCH, LR, WARMUP, EVAL = 16, 3e-3, 20, 256
-VARIANTS = ["local", "learned-scorer", "learned-compressed", "oracle", "full"]
+VARIANTS = ["local", "learned-scorer", "learned-compressed", "learned-compressed-b4", "oracle", "full"]
 
 
 def make_batch(generator: torch.Generator, batch: int, n: int) -> dict[str, Tensor]:
@@ -120,6 +121,8 @@ def attention_config(variant: str) -> AttentionConfig:
         return AttentionConfig(kind="full", **common)
     if variant == "learned-compressed":
         return AttentionConfig(kind="hybrid", selection="compressed", compress_block=BLOCK, **common)
+    if variant == "learned-compressed-b4":  # blocks of 4: 4 blocks per set, summaries 4x less diluted
+        return AttentionConfig(kind="hybrid", selection="compressed", compress_block=4, **common)
     return AttentionConfig(kind="hybrid", selection="scorer", **common)  # learned-scorer, oracle
 
 
@@ -194,6 +197,18 @@ def run_dir_result(runs: Path, variant: str, n: int, seed: int, steps: int, coll
     return result
 
 
+NOTES = """Notes. Task: four (key, value) pair tokens among fillers in the first 3/4 of the sequence, the
+query key last, 16-way value classification (see the script's docstring); block-local attention cannot
+see any pair from the query's block in any layer, so `local` is chance by construction. `oracle` gets
+the queried pair's position as `global_indices` (the ceiling of the architecture). selection_recall:
+fraction of eval sequences where the queried pair's position is in the set the query's block sees.
+The issue asks for N = 2,048 and 8,192; on this machine (2 CPU cores shared by 7 agents, one training
+step of one variant at N = 2,048 took 0.5-14 s) only what is listed above fitted before the deadline:
+the rows are a small-budget measurement, not the issue's grid. Reproduce the full grid with
+`python benchmarks/recall.py --sizes 2048 8192 --seeds 3 --steps 400 --markdown results/recall.md`
+(resumable: per-run JSON under runs/recall/)."""
+
+
 def check_targets(rows: list[dict]) -> list[str]:
     """Issue 16's targets per case: the best learned selection >= 90% of oracle, >= 3x local, and its
     selection_recall >= 0.8."""
@@ -236,6 +251,8 @@ def write_markdown(path: str, rows: list[dict], budget: dict, not_run: list[str]
         *(f"- {line}" for line in check_targets(rows)),
         "",
         "Not run: " + (", ".join(not_run) if not_run else "nothing of the requested grid"),
+        "",
+        NOTES,
     ]
     write_text(path, "\n".join(lines) + "\n")
 
