@@ -188,34 +188,42 @@ def retrieval_batch(generator: torch.Generator, batch: int) -> tuple[Tensor, Ten
     rows = torch.arange(batch)
     x[rows, where, CLASSES] += 3.0  # the marker
     x[:, 0, CLASSES + 1] += 3.0  # the query flag
-    return x, classes[rows, where]
+    return x, classes[rows, where], where
 
 
 class Retriever(nn.Module):
-    def __init__(self, global_k: int, combine: str) -> None:
+    def __init__(self, global_k: int, **fields) -> None:
         super().__init__()
-        config = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=global_k, combine=combine)
+        config = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=global_k, **fields)
         self.attention = HybridAttention(config)
         self.head = nn.Linear(D_MODEL, CLASSES)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.attention(x).hidden_states[:, 0])
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        out = self.attention(x)
+        return self.head(out.hidden_states[:, 0]), out.global_indices
 
 
-def retrieval_accuracy(global_k: int, combine: str = "union", steps: int = 200) -> float:
+def retrieval_accuracy(global_k: int, steps: int = 200, with_recall: bool = False, **fields):
+    """Eval accuracy after training (and, with_recall, the fraction of sequences whose marked token is
+    in the set query 0 sees)."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    model = Retriever(global_k, combine)
+    model = Retriever(global_k, **fields)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(steps):
-        x, y = retrieval_batch(generator, 64)
-        loss = nn.functional.cross_entropy(model(x), y)
+        x, y, _ = retrieval_batch(generator, 64)
+        loss = nn.functional.cross_entropy(model(x)[0], y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    x, y = retrieval_batch(torch.Generator().manual_seed(1234), 512)
+    x, y, where = retrieval_batch(torch.Generator().manual_seed(1234), 512)
     with torch.no_grad():
-        return (model.eval()(x).argmax(-1) == y).float().mean().item()
+        logits, chosen = model.eval()(x)
+    accuracy = (logits.argmax(-1) == y).float().mean().item()
+    if not with_recall:
+        return accuracy
+    first = chosen if chosen.dim() == 2 else chosen[:, 0]  # (B, K) the set of query block 0
+    return accuracy, (first == where[:, None]).any(-1).float().mean().item()
 
 
 @pytest.fixture

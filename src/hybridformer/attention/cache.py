@@ -22,6 +22,7 @@ O(H·D·(window + K)).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -57,12 +58,16 @@ class KVCache:
     """(B, K) their positions in the sequence, -1 in empty slots."""
     length: int = 0
     """Tokens seen so far, i.e. the position of the next token."""
+    compressed: Any = None
+    """selection="compressed" only: its :class:`~hybridformer.attention.compressed_cache.CompressedState`
+    (every token's keys/values, block summaries; the fields above stay empty)."""
 
     def check_batch(self, batch: int) -> None:
         """Raise ValueError if this cache was filled for a different batch size."""
-        if self.keys is not None and self.keys.shape[0] != batch:
+        keys = self.keys if self.compressed is None else self.compressed.keys
+        if keys is not None and keys.shape[0] != batch:
             raise ValueError(
-                f"cache: holds {self.keys.shape[0]} sequences, got hidden_states with batch size {batch}"
+                f"cache: holds {keys.shape[0]} sequences, got hidden_states with batch size {batch}"
             )
 
     def memory_bytes(self) -> int:
@@ -71,7 +76,8 @@ class KVCache:
             self.keys, self.values, self.valid, self.scores,
             self.global_keys, self.global_values, self.global_scores, self.global_positions,
         )
-        return sum(t.numel() * t.element_size() for t in held if t is not None)
+        extra = 0 if self.compressed is None else self.compressed.memory_bytes()
+        return extra + sum(t.numel() * t.element_size() for t in held if t is not None)
 
     def _start(self, like: Tensor, global_k: int, hybrid: bool) -> None:
         batch, heads, _, dim = like.shape
@@ -204,7 +210,7 @@ def cached_attention(
         :class:`CachedAttention`.
     """
     batch, _, total, _ = q.shape
-    hybrid = kind == "hybrid"
+    hybrid = kind != "full"  # "hybrid", or "local" (global_k = 0, no scores)
     if cache.keys is None:
         cache._start(k, global_k, hybrid)
     valid = key_padding_mask if key_padding_mask is not None else torch.ones(
@@ -216,7 +222,7 @@ def cached_attention(
         first = cache.length
         stop = min(total, start + window - first % window) if hybrid else total
         part = slice(start, stop)
-        part_scores = selection_scores[:, part] if hybrid else None
+        part_scores = selection_scores[:, part] if selection_scores is not None else None
         cache._append(k[:, :, part], v[:, :, part], valid[:, part], part_scores)
         outputs.append(
             _attend_segment(

@@ -13,15 +13,16 @@ class AttentionConfig:
     """How one self-attention layer attends.
 
     `kind="full"` is ordinary dense attention (what a pretrained BERT/RoBERTa checkpoint was trained
-    with); `kind="hybrid"` is local windows plus a learned global top-k (SPEC §2).
+    with); `kind="hybrid"` is local windows plus a learned global top-k (SPEC §2); `kind="local"` is
+    the local windows alone (no selector is built or run; `global_k` and `selection` are ignored).
     """
 
     d_model: int = 512
     """Hidden size of the tokens entering the layer."""
     n_heads: int = 8
     """Number of attention heads; must divide d_model."""
-    kind: Literal["full", "hybrid"] = "hybrid"
-    """Dense attention over all keys, or hybrid local + global top-k attention."""
+    kind: Literal["full", "hybrid", "local"] = "hybrid"
+    """Dense attention over all keys, hybrid local + global top-k attention, or local windows only."""
     window: int = 128
     """Local window size in tokens (block size for `local="block"`)."""
     local: Literal["block", "sliding"] = "block"
@@ -38,6 +39,19 @@ class AttentionConfig:
     """The first `pinned_global` positions (e.g. [CLS]) are always among the selected tokens, the
     scorer picking the other global_k − pinned_global (Longformer's recipe for classification:
     with `global_queries_attend_all` the [CLS] query then reads the whole sequence). Non-causal only."""
+    selection: Literal["scorer", "compressed"] = "scorer"
+    """How `kind="hybrid"` picks its global tokens. `scorer`: a per-token score from the hidden state,
+    learnt straight-through (``scorer.py``). `compressed`: NSA's compressed-block selection
+    (``compressed.py``): each query block attends to mean-pooled summaries of `compress_block`-token
+    blocks; that attention is a third, gated output branch (so it learns from the main loss, on every
+    block, not only on picked ones), and its probabilities, summed over the block's queries and the heads,
+    choose the block's top ``global_k / compress_block`` blocks. Costs O(N·N/compress_block) more."""
+    compress_block: int = 16
+    """Tokens per compressed block (selection="compressed"); must divide `window` and `global_k`."""
+    score_cap: float = 5.0
+    """Bound of the scorer's selection scores: ``s = cap·tanh(raw / cap)`` lies in (−cap, cap), so the
+    Gumbel exploration noise (scale `selection_noise`) stays meaningful and the straight-through key
+    weight ``exp(s)`` at most e^cap; 0 = unbounded raw scores."""
     scorer_hidden: int = 0
     """Hidden width of the token scorer MLP; 0 means a single linear layer."""
     selection_noise: float = 1.0
@@ -71,6 +85,26 @@ class AttentionConfig:
             "pinned_global",
             "needs causal=false (causal selection is per query block among earlier positions)",
         )
+        check(self.score_cap >= 0, "score_cap", f"must be >= 0 (0 = unbounded), got {self.score_cap}")
+        check(self.compress_block >= 1, "compress_block", f"must be >= 1, got {self.compress_block}")
+        if self.kind == "hybrid" and self.selection == "compressed":
+            check(
+                self.window % self.compress_block == 0,
+                "compress_block",
+                f"must divide window={self.window}, got {self.compress_block}",
+            )
+            check(
+                self.global_k % self.compress_block == 0,
+                "global_k",
+                f"must be a multiple of compress_block={self.compress_block} with selection='compressed', "
+                f"got {self.global_k}",
+            )
+            check(self.pinned_global == 0, "pinned_global", "needs selection='scorer' (compressed sets are per block)")
+            check(
+                not self.global_queries_attend_all,
+                "global_queries_attend_all",
+                "needs selection='scorer' (compressed selection gives one set per query block)",
+            )
         check(self.scorer_hidden >= 0, "scorer_hidden", f"must be >= 0, got {self.scorer_hidden}")
         check(self.selection_noise >= 0, "selection_noise", f"must be >= 0, got {self.selection_noise}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")

@@ -11,6 +11,14 @@ Projections q/k/v/o around one of two attentions:
   ``selected.py``, O(N·K)), each with its own softmax, mixed per head by sigmoid gates read from the
   token's hidden state.
 
+- ``kind="local"``: the local windows alone; no selector is built or run.
+
+The global set comes from ``selection`` (``AttentionConfig.selection``): ``"scorer"`` (below) or
+``"compressed"`` (NSA's compressed-block selection, ``compressed.py``: a gated compressed branch whose
+attention probabilities choose each query block's top blocks). ``forward(..., global_indices=)``
+takes a user-supplied set instead (an oracle, or a task's known tokens): no selector runs; the
+compressed branch, when configured, still adds its output.
+
 The scorer learns through score-weighted keys, straight-through (``scorer.py``): the selected keys'
 logits get a bias ``s_j - stopgrad(s_j)``, zero in value, so forward outputs are exactly those of the
 hard selection while ``d loss / d s_j`` is that of weighting key j by ``exp(s_j)``. In training the
@@ -35,6 +43,8 @@ import torch
 from torch import Tensor, nn
 
 from hybridformer.attention.cache import KVCache, cached_attention
+from hybridformer.attention.compressed import CompressedSelection
+from hybridformer.attention.compressed_cache import compressed_cached_attention
 from hybridformer.attention.config import AttentionConfig
 from hybridformer.attention.dense import dense_attention
 from hybridformer.attention.dispatch import attend
@@ -64,7 +74,8 @@ class AttentionOutput:
     """Selected global tokens: (B, K) non-causal, (B, ceil(N / window), K) causal (with a cache: one
     row per query block touched by the new tokens); -1 = empty slot. None for `kind="full"` or K = 0."""
     scores: Tensor | None = None
-    """(B, N) token scores from the scorer (with gradient); None for `kind="full"`."""
+    """(B, N) token scores from the scorer (with gradient); None for `kind="full"`/`"local"`, for
+    selection="compressed" and for user-supplied global_indices."""
 
 
 def _fold_key_bias(
@@ -92,7 +103,8 @@ class HybridAttention(nn.Module):
         config: the layer's :class:`AttentionConfig`.
 
     Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model), and for
-    `kind="hybrid"` the token `scorer` (:class:`TokenScorer`), plus `gate_proj` (d_model -> 2·n_heads,
+    `kind="hybrid"` the token `scorer` (:class:`TokenScorer`, selection="scorer") or `compressed`
+    (:class:`~hybridformer.attention.compressed.CompressedSelection`, selection="compressed"), plus `gate_proj` (d_model -> 2·n_heads,
     output 2·h + g = gate g (0 local, 1 global) of head h, so a contiguous head shard of its rows is a
     shard of heads) for `combine="gated"`. The constructor allocates without drawing random numbers,
     then calls :meth:`init_weights`.
@@ -119,8 +131,18 @@ class HybridAttention(nn.Module):
             self.k_proj = nn.Linear(d, d, bias=config.bias)
             self.v_proj = nn.Linear(d, d, bias=config.bias)
             self.o_proj = nn.Linear(d, d, bias=config.bias)
+            if hybrid and config.selection == "scorer":
+                self.scorer = TokenScorer(d, config.scorer_hidden, config.score_cap)
+            if hybrid and config.selection == "compressed":
+                self.compressed = CompressedSelection(
+                    d,
+                    config.n_heads,
+                    window=config.window,
+                    block=config.compress_block,
+                    global_k=config.global_k,
+                    causal=config.causal,
+                )
             if hybrid:
-                self.scorer = TokenScorer(d, config.scorer_hidden)
                 if config.combine == "gated":
                     self.gate_proj = nn.Linear(d, 2 * config.n_heads)
         self.init_weights()
@@ -128,7 +150,7 @@ class HybridAttention(nn.Module):
     def init_weights(self) -> None:
         """(Re)initialise every parameter from the global RNG, in registration order: q, k, v, o
         projections and `gate_proj` with nn.Linear's defaults, the scorer by
-        :meth:`TokenScorer.init_weights`. A layer built on the meta device, moved with ``to_empty``
+        :meth:`TokenScorer.init_weights`, the compressed branch by its own ``init_weights``. A layer built on the meta device, moved with ``to_empty``
         and initialised under a seed equals one built eagerly under that seed."""
         init_children(self)
 
@@ -141,6 +163,7 @@ class HybridAttention(nn.Module):
         hidden_states: Tensor,
         key_padding_mask: Tensor | None = None,
         cache: KVCache | None = None,
+        global_indices: Tensor | None = None,
     ) -> AttentionOutput:
         """Attend.
 
@@ -151,11 +174,16 @@ class HybridAttention(nn.Module):
                 the new tokens only (earlier ones are remembered).
             cache: a :class:`KVCache` for step-by-step causal decoding, updated in place; None for a
                 plain forward over the whole sequence.
+            global_indices: a user-supplied global set instead of the selector's (kind="hybrid", no
+                cache): LongTensor (B, K) one set per sequence or (B, ceil(N / window), K) one per
+                query block, -1 = empty slot, positions of real tokens. Causality still applies (a
+                causal query never sees a later selected key). Values are not checked here (that
+                would sync with the host); :func:`hybridformer.attention.hybrid_attention` checks them.
 
         Returns:
             :class:`AttentionOutput`.
         """
-        self._check_inputs(hidden_states, key_padding_mask, cache)
+        self._check_inputs(hidden_states, key_padding_mask, cache, global_indices)
         q, k, v = (self._split_heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
         cfg = self.config
         if cache is not None:
@@ -164,17 +192,24 @@ class HybridAttention(nn.Module):
             out = self._dense(q, k, v, key_padding_mask)
             return AttentionOutput(self.o_proj(self._merge_heads(out)), None)
 
-        scores = self.scorer(hidden_states)  # (B, N)
         n = hidden_states.shape[1]
-        indices = None
-        if cfg.global_k > 0:
-            noise = cfg.selection_noise if self.training else 0.0
-            if cfg.causal:
-                indices = select_prefix_topk(scores, cfg.global_k, cfg.window, key_padding_mask, noise)
-            else:
-                indices = select_topk(scores, cfg.global_k, key_padding_mask, noise, cfg.pinned_global)
+        scores = extra = None
+        indices = global_indices
+        if cfg.kind == "hybrid" and cfg.selection == "compressed":
+            branch = self.compressed(hidden_states, q, k, v, key_padding_mask, self.scale)
+            extra = branch.output  # (B, H, N, D) the gated compressed branch
+            if indices is None and cfg.global_k > 0:
+                indices = branch.global_indices
+        elif cfg.kind == "hybrid" and indices is None:
+            scores = self.scorer(hidden_states)  # (B, N)
+            if cfg.global_k > 0:
+                noise = cfg.selection_noise if self.training else 0.0
+                if cfg.causal:
+                    indices = select_prefix_topk(scores, cfg.global_k, cfg.window, key_padding_mask, noise)
+                else:
+                    indices = select_topk(scores, cfg.global_k, key_padding_mask, noise, cfg.pinned_global)
         bias = None
-        if indices is not None and torch.is_grad_enabled() and scores.requires_grad:
+        if scores is not None and indices is not None and torch.is_grad_enabled() and scores.requires_grad:
             bias = straight_through_bias(scores, selected_mask(indices, n))  # (B, N), zero in value
         spec = MaskSpec(
             window=cfg.window,
@@ -185,10 +220,12 @@ class HybridAttention(nn.Module):
             global_queries_attend_all=cfg.global_queries_attend_all and indices is not None,
             scale=self.scale,
         )
-        if cfg.combine == "union":
+        if cfg.combine == "union" or cfg.kind == "local":
             out = self._union(q, k, v, spec, bias)
         else:
             out = self._gated(hidden_states, q, k, v, spec, bias)
+        if extra is not None:
+            out = out + extra
         return AttentionOutput(self.o_proj(self._merge_heads(out)), indices, scores)
 
     def _split_heads(self, x: Tensor) -> Tensor:
@@ -248,11 +285,18 @@ class HybridAttention(nn.Module):
         cache: KVCache,
     ) -> AttentionOutput:
         cfg = self.config
+        gates = self._gates(hidden_states) if cfg.kind == "hybrid" and cfg.combine == "gated" else None
+        if cfg.kind == "hybrid" and cfg.selection == "compressed":
+            out, sets = compressed_cached_attention(
+                cache, self.compressed, hidden_states, q, k, v,
+                key_padding_mask=key_padding_mask, gates=gates, local=cfg.local, scale=self.scale,
+            )
+            return AttentionOutput(self.o_proj(self._merge_heads(out)), sets)
         scores = ranked = None
         if cfg.kind == "hybrid":
             scores = self.scorer(hidden_states)  # (B, T)
             ranked = selection_scores(scores, key_padding_mask)
-        gates = self._gates(hidden_states) if cfg.kind == "hybrid" and cfg.combine == "gated" else None
+        global_k = cfg.global_k if cfg.kind == "hybrid" else 0
         result = cached_attention(
             cache,
             q,
@@ -264,14 +308,18 @@ class HybridAttention(nn.Module):
             kind=cfg.kind,
             window=cfg.window,
             local=cfg.local,
-            global_k=cfg.global_k,
+            global_k=global_k,
             scale=self.scale,
         )
         hidden = self.o_proj(self._merge_heads(result.output))
         return AttentionOutput(hidden, result.global_indices, scores)
 
     def _check_inputs(
-        self, hidden_states: Tensor, key_padding_mask: Tensor | None, cache: KVCache | None
+        self,
+        hidden_states: Tensor,
+        key_padding_mask: Tensor | None,
+        cache: KVCache | None,
+        global_indices: Tensor | None,
     ) -> None:
         d = self.config.d_model
         if not isinstance(hidden_states, Tensor):
@@ -294,3 +342,26 @@ class HybridAttention(nn.Module):
             if not self.config.causal:
                 raise ValueError("cache: step-by-step decoding needs a causal layer (config causal=True)")
             cache.check_batch(batch)
+        if global_indices is not None:
+            self._check_global_indices(global_indices, batch, n, cache)
+
+    def _check_global_indices(self, global_indices: Tensor, batch: int, n: int, cache: KVCache | None) -> None:
+        """Metadata checks of a user-supplied set (no host sync)."""
+        cfg = self.config
+        if cfg.kind != "hybrid":
+            raise ValueError(f"global_indices: needs kind='hybrid', got kind={cfg.kind!r} (no global keys)")
+        if cache is not None:
+            raise ValueError("global_indices: not supported with a cache (decoding selects its own sets)")
+        if not isinstance(global_indices, Tensor) or global_indices.dtype != torch.long:
+            seen = getattr(global_indices, "dtype", type(global_indices).__name__)
+            raise ValueError(f"global_indices: expected a LongTensor, got {seen}")
+        blocks = -(-n // cfg.window)
+        shape = tuple(global_indices.shape)
+        if not (
+            (len(shape) == 2 and shape[0] == batch) or (len(shape) == 3 and shape[:2] == (batch, blocks))
+        ):
+            raise ValueError(
+                f"global_indices: expected (B, K) = ({batch}, K) or (B, ceil(N / window), K) = ({batch}, {blocks}, K), got {shape}"
+            )
+        if cfg.global_queries_attend_all and len(shape) == 3:
+            raise ValueError("global_indices: global_queries_attend_all needs one set per sequence (B, K)")

@@ -27,6 +27,11 @@ Two selection modes:
   same sets with the same :func:`merge_topk` as each block completes.
 
 Empty slots (fewer eligible tokens than K) hold -1.
+
+Scores are bounded, ``s = cap·tanh(raw / cap)`` (``AttentionConfig.score_cap``): unbounded scores grew
+to +30 in a recall task, where Gumbel noise of scale 1 no longer explores anything. Ties are broken
+by position, the earlier token first (:func:`ranked_topk`, a stable sort), so an untrained scorer
+(every score equal) selects a defined set — the first K eligible tokens — in eval and in decoding.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "TokenScorer",
     "TopK",
     "selection_scores",
+    "ranked_topk",
     "select_topk",
     "select_prefix_topk",
     "merge_topk",
@@ -59,10 +65,12 @@ class TokenScorer(nn.Module):
     Args:
         d_model: hidden size of the tokens.
         hidden: width of the hidden layer; 0 means a single linear layer d_model -> 1.
+        cap: scores are ``cap·tanh(raw / cap)``, in (-cap, cap); 0 = the raw output, unbounded.
     """
 
-    def __init__(self, d_model: int, hidden: int = 0) -> None:
+    def __init__(self, d_model: int, hidden: int = 0, cap: float = 0.0) -> None:
         super().__init__()
+        self.cap = cap
         with allocating():  # draws nothing: init_weights does
             out = nn.Linear(d_model if hidden == 0 else hidden, 1)
             self.net: nn.Module = out
@@ -91,9 +99,10 @@ class TokenScorer(nn.Module):
             hidden_states: (B, N, d_model).
 
         Returns:
-            (B, N) scores, differentiable.
+            (B, N) scores, differentiable, in (-cap, cap) when capped.
         """
-        return self.net(hidden_states).squeeze(-1)
+        raw = self.net(hidden_states).squeeze(-1)
+        return raw if self.cap == 0 else self.cap * torch.tanh(raw / self.cap)
 
 
 def _start_equal(out: nn.Linear) -> None:
@@ -127,6 +136,23 @@ def selection_scores(scores: Tensor, key_padding_mask: Tensor | None = None, noi
     return ranked
 
 
+def ranked_topk(ranked: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The k largest entries of the last dimension, ties broken by index (the lower first).
+
+    ``Tensor.topk`` leaves the order of equal values unspecified; a stable descending sort makes the
+    set deterministic. O(M log M) per row instead of O(M log k), negligible at our sizes.
+
+    Args:
+        ranked: (..., M) scores.
+        k: number of entries, <= M.
+
+    Returns:
+        (values, indices), each (..., k), by decreasing value then increasing index.
+    """
+    values, indices = ranked.sort(dim=-1, descending=True, stable=True)
+    return values[..., :k], indices[..., :k]
+
+
 def _empty_slots_to_minus_one(values: Tensor, indices: Tensor) -> Tensor:
     # A slot filled from an ineligible token (score -inf: padding, or the initial empty set) is empty.
     return indices.masked_fill(values == float("-inf"), -1)
@@ -155,7 +181,7 @@ def select_topk(
         ranked = torch.cat([head.masked_fill(head > float("-inf"), float("inf")), ranked[:, pinned:]], dim=-1)
     batch, n = ranked.shape
     take = min(k, n)
-    values, indices = ranked.topk(take, dim=-1)  # (B, take)
+    values, indices = ranked_topk(ranked, take)  # (B, take)
     indices = _empty_slots_to_minus_one(values, indices)
     if take < k:
         indices = torch.cat([indices, indices.new_full((batch, k - take), -1)], dim=-1)
@@ -180,7 +206,9 @@ def merge_topk(
 
     The full causal forward and the KV cache both grow their per-block sets through this one function
     (block by block, in the same order), which is what makes cached decoding select exactly the same
-    tokens as the full forward.
+    tokens as the full forward. Ties go to the earlier position: the running set is ordered by
+    (score desc, position asc) and holds only positions before the candidates, which are in position
+    order, so the stable sort of the concatenation keeps that order.
 
     Args:
         best_scores: (B, K) float32 scores of the current set, -inf in empty slots.
@@ -194,7 +222,7 @@ def merge_topk(
     k = best_scores.shape[-1]
     scores = torch.cat([best_scores, new_scores], dim=-1)  # (B, K + M)
     indices = torch.cat([best_indices, new_indices], dim=-1)
-    values, slots = scores.topk(k, dim=-1)  # (B, K)
+    values, slots = ranked_topk(scores, k)  # (B, K)
     return TopK(values, _empty_slots_to_minus_one(values, indices.gather(-1, slots)), slots)
 
 
