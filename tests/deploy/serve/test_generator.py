@@ -8,7 +8,7 @@ import torch
 
 from hybridformer.data import minilm_tokenizer
 from hybridformer.deploy.serve.sampling import SamplingParams, sample
-from hybridformer.deploy.serve.tiny_lm import TinyGenerator
+from tiny_lm import TinyGenerator
 
 
 @pytest.fixture(scope="module")

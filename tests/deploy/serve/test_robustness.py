@@ -11,7 +11,7 @@ import httpx
 
 from hybridformer.deploy.serve.engine import EncoderEngine
 from hybridformer.deploy.serve.models import ServedModel
-from hybridformer.deploy.serve.tiny_lm import TinyGenerator
+from tiny_lm import TinyGenerator
 from serve_helpers import assert_openai_error, metric, start_server
 
 # Fault injection: the real models, made to fail on inputs holding the word "poison" (a model bug

@@ -85,16 +85,11 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
 
 def tiny_generator(tokenizer: Any, seed: int = 0) -> Generator:
     """The RANDOM tiny model behind ``--model tiny``: the multimodal model's tiny flavor (image encoder,
-    joint decoder) where this build has it, else the stand-in causal LM of :mod:`.tiny_lm`."""
+    joint decoder), seeded, behind :class:`MultimodalGenerator`."""
     import torch
 
-    try:
-        from hybridformer.models import multimodal_tiny
-    except ImportError:
-        from hybridformer.deploy.serve.tiny_lm import TinyGenerator
-
-        return TinyGenerator(tokenizer)
     from hybridformer.deploy.serve.multimodal import MultimodalGenerator
+    from hybridformer.models import multimodal_tiny
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

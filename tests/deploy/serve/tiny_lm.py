@@ -1,12 +1,8 @@
-"""``--model tiny``: a RANDOMLY INITIALISED small causal LM, for trying and testing the server only.
+"""A RANDOMLY INITIALISED small causal LM behind the server's Generator interface, for the server's tests.
 
-Its answers are gibberish word pieces: it exists so that continuous batching, streaming and image
-inputs run against a real :class:`~.engine.Generator` (our own causal blocks with a KV cache, the
-bundled MiniLM tokenizer) until the multimodal model's generation lands. Images enter as 16 patch
-tokens before the text (a 32x32 resize cut into 8x8 patches, one linear projection).
-
-Batches are left-padded so every row's next token is the last column; padded keys are invalid in
-the caches and positions count real tokens only, so a row's outputs do not depend on its batch.
+Our own causal blocks with a KV cache and the bundled MiniLM tokenizer: much smaller than the
+multimodal tiny model that ``--model tiny`` serves, so the batching, streaming and failure-isolation
+tests run fast against a real generator. Images enter as 16 patch tokens. Not shipped in the package.
 """
 
 from __future__ import annotations
