@@ -39,7 +39,7 @@ def test_meta_build_then_init_weights_equals_eager_build(name):
     meta.init_weights()
 
     torch.manual_seed(3)
-    eager = build()  # the constructor initialises as init_weights does, in the same RNG order
+    eager = build()  # the constructor allocates without drawing, then runs init_weights
     _assert_same(_state(meta), _state(eager))
 
     with torch.no_grad():  # whatever the parameters hold, init_weights overwrites every one

@@ -49,6 +49,7 @@ from hybridformer.attention.scorer import (
 )
 from hybridformer.attention.selected import selected_attention
 from hybridformer.config import check
+from hybridformer.initialization import allocating, init_children
 
 __all__ = ["AttentionOutput", "HybridAttention"]
 
@@ -93,8 +94,8 @@ class HybridAttention(nn.Module):
     Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model), and for
     `kind="hybrid"` the token `scorer` (:class:`TokenScorer`), plus `gate_proj` (d_model -> 2·n_heads,
     output 2·h + g = gate g (0 local, 1 global) of head h, so a contiguous head shard of its rows is a
-    shard of heads) for `combine="gated"`. The constructor initialises exactly as
-    :meth:`init_weights` does.
+    shard of heads) for `combine="gated"`. The constructor allocates without drawing random numbers,
+    then calls :meth:`init_weights`.
     """
 
     def __init__(self, config: AttentionConfig) -> None:
@@ -113,28 +114,23 @@ class HybridAttention(nn.Module):
         )
         self.config = config
         d = config.d_model
-        self.q_proj = nn.Linear(d, d, bias=config.bias)
-        self.k_proj = nn.Linear(d, d, bias=config.bias)
-        self.v_proj = nn.Linear(d, d, bias=config.bias)
-        self.o_proj = nn.Linear(d, d, bias=config.bias)
-        if hybrid:
-            self.scorer = TokenScorer(d, config.scorer_hidden)
-            if config.combine == "gated":
-                self.gate_proj = nn.Linear(d, 2 * config.n_heads)
+        with allocating():  # draws nothing: init_weights does
+            self.q_proj = nn.Linear(d, d, bias=config.bias)
+            self.k_proj = nn.Linear(d, d, bias=config.bias)
+            self.v_proj = nn.Linear(d, d, bias=config.bias)
+            self.o_proj = nn.Linear(d, d, bias=config.bias)
+            if hybrid:
+                self.scorer = TokenScorer(d, config.scorer_hidden)
+                if config.combine == "gated":
+                    self.gate_proj = nn.Linear(d, 2 * config.n_heads)
+        self.init_weights()
 
     def init_weights(self) -> None:
-        """(Re)initialise every parameter from the global RNG, as the constructor does and in its order.
-
-        So a layer built on the meta device, moved with ``to_empty`` and initialised under a seed equals
-        one built eagerly under that seed: nn.Linear defaults for the projections and gates, the
-        scorer's own :meth:`TokenScorer.init_weights`.
-        """
-        for proj in (self.q_proj, self.k_proj, self.v_proj, self.o_proj):
-            proj.reset_parameters()
-        if self.config.kind == "hybrid":
-            self.scorer.init_weights()
-            if self.config.combine == "gated":
-                self.gate_proj.reset_parameters()
+        """(Re)initialise every parameter from the global RNG, in registration order: q, k, v, o
+        projections and `gate_proj` with nn.Linear's defaults, the scorer by
+        :meth:`TokenScorer.init_weights`. A layer built on the meta device, moved with ``to_empty``
+        and initialised under a seed equals one built eagerly under that seed."""
+        init_children(self)
 
     @property
     def scale(self) -> float:

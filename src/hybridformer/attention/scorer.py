@@ -37,6 +37,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from hybridformer.initialization import allocating
+
 __all__ = [
     "TokenScorer",
     "TopK",
@@ -61,11 +63,12 @@ class TokenScorer(nn.Module):
 
     def __init__(self, d_model: int, hidden: int = 0) -> None:
         super().__init__()
-        out = nn.Linear(d_model if hidden == 0 else hidden, 1)
-        _start_equal(out)
-        self.net: nn.Module = out
-        if hidden > 0:
-            self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), out)
+        with allocating():  # draws nothing: init_weights does
+            out = nn.Linear(d_model if hidden == 0 else hidden, 1)
+            self.net: nn.Module = out
+            if hidden > 0:
+                self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), out)
+        self.init_weights()
 
     @property
     def out(self) -> nn.Linear:
@@ -73,9 +76,9 @@ class TokenScorer(nn.Module):
         return self.net if isinstance(self.net, nn.Linear) else self.net[-1]
 
     def init_weights(self) -> None:
-        """(Re)initialise every parameter from the global RNG, as the constructor does and in its order:
-        the output layer (drawn, then zeroed, as at construction), then the hidden layer's nn.Linear
-        defaults."""
+        """(Re)initialise every parameter from the global RNG: the output layer drawn, then zeroed, then
+        the hidden layer's nn.Linear defaults. The discarded draw keeps the random stream of earlier
+        versions (the same seed gives the same initial weights as before init_weights existed)."""
         self.out.reset_parameters()
         _start_equal(self.out)
         if isinstance(self.net, nn.Sequential):

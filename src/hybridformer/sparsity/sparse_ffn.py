@@ -155,7 +155,9 @@ class GatedFFN(nn.Module):
         decision = self.gate(x, valid)
         expected = expected_active_fraction(decision)
         aux_loss = target_rate_loss(expected, self.gate.target, self.config.loss_weight)
-        if self.training or self._needs_grad(x) or not self._kernel_fits(x):
+        # Under torch.compile the masked form keeps shapes static (the sparse kernel's per-group
+        # token counts are data-dependent and would break the graph at every layer).
+        if self.training or self._needs_grad(x) or not self._kernel_fits(x) or torch.compiler.is_compiling():
             y = masked_ffn(x, decision.group_gates, decision.run_gates, self.fc_in, self.fc_out, self.act)
         else:
             y = self._sparse_forward(x, decision.group_gates, decision.run_gates)
