@@ -42,3 +42,18 @@ def test_position_limit_is_a_clear_error():
     decoder = tiny_decoder()
     with pytest.raises(ValueError, match="max_positions"):
         decoder(torch.randint(3, 40, (1, 97)))
+
+
+def test_a_gated_sparse_ffn_decoder_decodes_like_its_full_forward_and_reports_its_gate_loss():
+    from hybridformer.sparsity import SparsityConfig
+
+    decoder = tiny_decoder(sparsity=SparsityConfig(enabled=True, n_groups=4, target_active=0.5))
+    ids = torch.randint(3, 40, (2, 10))
+    decoder.train()
+    assert float(decoder(ids).aux_loss.detach()) > 0
+    decoder.eval()
+    with torch.no_grad():
+        full = decoder(ids).logits
+        caches = [decoder.new_caches() for _ in range(2)]
+        steps = [decoder(ids[:, t : t + 1], caches=caches).logits[:, 0] for t in range(10)]
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=1e-4)

@@ -131,6 +131,8 @@ def test_missing_parts_are_clear_errors():
         model.classify_image(torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match="images"):
         model(torch.ones(1, 3, dtype=torch.long), images=torch.randn(1, 1, 32, 32))  # wrong channels
+    with pytest.raises(ValueError, match="videos: this model has no video encoder"):
+        model(torch.ones(1, 3, dtype=torch.long), videos=torch.randn(1, 3, 8, 32, 32))
     with pytest.raises(ValueError, match="image_mask"):
         model(torch.ones(2, 3, dtype=torch.long), images=torch.randn(2, 3, 32, 32), image_mask=torch.ones(2))
 

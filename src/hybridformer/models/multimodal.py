@@ -39,7 +39,10 @@ from hybridformer.models.multimodal_heads import AnswerHead, ContrastiveProjecti
 from hybridformer.models.outputs import ClassifierOutput, ContrastiveOutput, MultimodalOutput
 from hybridformer.models.text_classifier import SequenceClassificationHead
 
-__all__ = ["MultimodalModel"]
+__all__ = ["MultimodalModel", "CONTEXT_KEYS"]
+
+CONTEXT_KEYS = ("images", "image_mask", "videos", "video_mask", "context_ids", "context_mask")
+"""The keyword inputs :meth:`MultimodalModel.encode_context` takes."""
 
 
 class MultimodalModel(nn.Module):
@@ -107,6 +110,8 @@ class MultimodalModel(nn.Module):
         all-False masks."""
         if encoder is None:
             raise ValueError(f"{name}s: this model has no {name} encoder")
+        if not getattr(self.config.decoder, f"{name}_dim"):
+            raise ValueError(f"{name}s: this model's decoder does not read {name}s (decoder.{name}_dim=0)")
         batch = pixels.shape[0]
         if present is None:
             present = torch.ones(batch, dtype=torch.bool, device=pixels.device)
@@ -148,9 +153,9 @@ class MultimodalModel(nn.Module):
             run_mask[~mask.any(dim=1), 0] = True
             hidden = self.text_encoder(context_ids, attention_mask=run_mask).last_hidden_state
             context["text"] = ModalityTokens(hidden, mask)
-        if images is not None and self.config.decoder.image_dim:
+        if images is not None:
             context["image"] = self._encode_visual("image", self.image_encoder, images, image_mask)
-        if videos is not None and self.config.decoder.video_dim:
+        if videos is not None:
             context["video"] = self._encode_visual("video", self.video_encoder, videos, video_mask)
         return context
 
@@ -227,21 +232,26 @@ class MultimodalModel(nn.Module):
 
     # ----- generation -------------------------------------------------------------------------
 
-    def _prompts(self, input_ids: Tensor | None, attention_mask: Tensor | None, batch: int | None) -> list[Tensor]:
-        if input_ids is not None:
-            return prompts_of(input_ids, attention_mask)
-        if batch is None:
-            raise ValueError("input_ids: give prompts, or a context (images, videos, context_ids) to caption")
-        bos = torch.tensor([self.config.decoder.bos_token_id], device=self.decoder.token_embeddings.weight.device)
-        return [bos] * batch
+    def _context_rows(
+        self, context: dict[str, Any], n_prompts: int | None
+    ) -> tuple[int, list[list[CrossModalKV | None]]]:
+        """Encode the context once; (batch size, each example's per-block cross-attention keys/values).
 
-    def _context_rows(self, context: dict[str, Any]) -> tuple[int | None, list[list[CrossModalKV | None]]]:
-        """Batch size of the context (None: no context) and each example's per-block keys/values."""
+        With no context the batch size is ``n_prompts`` and every example's keys/values are None.
+        """
+        unknown = sorted(set(context) - set(CONTEXT_KEYS))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a context input (known: {', '.join(CONTEXT_KEYS)})")
         ctx = self.encode_context(**context)
         kv = self.decoder.cross_kv(ctx)
         batch = next((part.tokens.shape[0] for part in ctx.values()), None)
-        rows = [[None if layer is None else layer.row(i) for layer in kv] for i in range(batch or 0)]
-        return batch, rows
+        if batch is None:
+            if n_prompts is None:
+                raise ValueError("input_ids: give prompts, or a context (images, videos, context_ids) to caption")
+            return n_prompts, [[None] * len(self.decoder.blocks) for _ in range(n_prompts)]
+        if n_prompts is not None and n_prompts != batch:
+            raise ValueError(f"input_ids: {n_prompts} prompts for a context of {batch} examples")
+        return batch, [[None if layer is None else layer.row(i) for layer in kv] for i in range(batch)]
 
     @torch.no_grad()
     def prefill(
@@ -249,12 +259,14 @@ class MultimodalModel(nn.Module):
     ) -> tuple[list[SequenceState], Tensor]:
         """Encode the context once and run the prompts: one :class:`SequenceState` per example (its
         caches and cross-attention keys/values) and the next-token logits (B, vocab_size). Continue
-        with :meth:`decode_batch`; see ``models/decoding.py``."""
-        batch, rows = self._context_rows(context)
-        if batch is None:
-            rows = [[None] * len(self.decoder.blocks) for _ in prompts]
-        elif batch != len(prompts):
-            raise ValueError(f"prompts: {len(prompts)} prompts for a context of {batch} examples")
+        with :meth:`decode_batch`; see ``models/decoding.py``.
+
+        Args:
+            prompts: one non-empty 1-D LongTensor per example.
+            use_cache: False prepares uncached decoding (the reference).
+            **context: ``images``, ``image_mask``, ... as in :meth:`encode_context`.
+        """
+        _, rows = self._context_rows(context, len(prompts))
         return prefill(self.decoder, prompts, rows, use_cache=use_cache)
 
     def decode_batch(self, states: Sequence[SequenceState]) -> DecodeBatch:
@@ -269,13 +281,7 @@ class MultimodalModel(nn.Module):
         attention_mask: Tensor | None = None,
         *,
         config: GenerationConfig | None = None,
-        images: Tensor | None = None,
-        image_mask: Tensor | None = None,
-        videos: Tensor | None = None,
-        video_mask: Tensor | None = None,
-        context_ids: Tensor | None = None,
-        context_mask: Tensor | None = None,
-        **options: Any,
+        **kwargs: Any,
     ) -> GenerateOutput:
         """Generate text for a batch (call ``model.eval()`` first).
 
@@ -283,23 +289,21 @@ class MultimodalModel(nn.Module):
             input_ids: LongTensor (B, N) prompts for the decoder (start them with ``bos_token_id``),
                 left- or right-padded as ``attention_mask`` says; None = every prompt is [bos].
             attention_mask: (B, N) True/1 = real prompt token; None = no padding.
-            config: a :class:`GenerationConfig`; ``options`` override its fields
-                (``model.generate(ids, images=x, strategy="beam", num_beams=4, max_new_tokens=20)``).
-            images, image_mask, videos, video_mask, context_ids, context_mask: the context, as in
-                :meth:`encode_context`.
+            config: a :class:`GenerationConfig`.
+            **kwargs: the context (``images``, ``image_mask``, ``videos``, ``video_mask``, ``context_ids``,
+                ``context_mask``, as in :meth:`encode_context`) and :class:`GenerationConfig` fields that
+                override ``config``'s (``model.generate(ids, images=x, strategy="beam", num_beams=4)``).
 
         Returns:
             :class:`GenerateOutput` (tokens after the prompt, EOS included, then padding).
         """
-        config = GenerationConfig(**{**(vars(config) if config is not None else {}), **options})
-        context = dict(images=images, image_mask=image_mask, videos=videos, video_mask=video_mask,
-                       context_ids=context_ids, context_mask=context_mask)
-        batch, rows = self._context_rows(context)
-        prompts = self._prompts(input_ids, attention_mask, batch)
-        if batch is None:
-            rows = [[None] * len(self.decoder.blocks) for _ in prompts]
-        elif batch != len(prompts):
-            raise ValueError(f"input_ids: {len(prompts)} prompts for a context of {batch} examples")
+        context = {k: kwargs.pop(k) for k in CONTEXT_KEYS if k in kwargs}
+        config = GenerationConfig(**{**(vars(config) if config is not None else {}), **kwargs})
+        prompts = prompts_of(input_ids, attention_mask) if input_ids is not None else None
+        batch, rows = self._context_rows(context, None if prompts is None else len(prompts))
+        if prompts is None:
+            bos = torch.tensor([self.config.decoder.bos_token_id], device=self.decoder.token_embeddings.weight.device)
+            prompts = [bos] * batch
         return generate_tokens(self.decoder, prompts, rows, config)
 
     # ----- saving -----------------------------------------------------------------------------
