@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridformer.commands import multimodal
+
+    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
+        return multimodal.run_evaluate(args)
     from hybridformer.recipes import EvaluateConfig, evaluate
 
     config = load_config(EvaluateConfig, args.config, overrides_of(args, None))
