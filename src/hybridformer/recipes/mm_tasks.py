@@ -39,17 +39,23 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
-class MMFinetuneConfig:
+class _TaskRun:
+    """What fine-tuning and evaluation runs share."""
+
+    model: str = "tiny"
+    """``tiny`` (a new model) or a saved folder (e.g. a pretraining run's ``model/``)."""
+    data: MMDataConfig = field(default_factory=MMDataConfig)
+    """The data (``data.train_fraction`` for few-shot fine-tuning)."""
+    eval_limit: int | None = None
+    """Score at most this many test examples (None: all)."""
+
+
+@dataclass
+class MMFinetuneConfig(_TaskRun):
     """A fine-tuning run of the multimodal model on one task."""
 
     task: str = "vqa"
     """vqa | image-classification | caption | video-classification."""
-    model: str = "tiny"
-    """``tiny`` (from scratch) or a saved folder (e.g. a pretraining run's ``model/``)."""
-    data: MMDataConfig = field(default_factory=MMDataConfig)
-    """The data (``data.train_fraction`` for few-shot)."""
-    eval_limit: int | None = None
-    """Score at most this many test examples (None: all)."""
     train: TrainConfig = field(default_factory=_default_train)
     """Optimisation; ``train.out_dir`` is the run folder."""
 
@@ -58,17 +64,11 @@ class MMFinetuneConfig:
 
 
 @dataclass
-class MMEvaluateConfig:
+class MMEvaluateConfig(_TaskRun):
     """Scoring a multimodal model on one task's test split."""
 
     task: str = "vqa"
     """One of :data:`EVAL_TASKS`."""
-    model: str = "tiny"
-    """``tiny`` or a saved folder."""
-    data: MMDataConfig = field(default_factory=MMDataConfig)
-    """The data."""
-    eval_limit: int | None = None
-    """Score at most this many test examples (None: all)."""
     out: str | None = None
     """Write the metrics JSON here (None: print only)."""
 
