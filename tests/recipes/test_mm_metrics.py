@@ -20,3 +20,13 @@ def test_random_similarities_score_k_over_n():
     n, g = 200, torch.Generator().manual_seed(0)
     scores = [recall_at_k(torch.rand(n, n, generator=g), torch.eye(n, dtype=torch.bool), 5) for _ in range(20)]
     assert abs(sum(scores) / len(scores) - 5 / n) < 0.01
+
+
+def test_spread_covers_a_class_ordered_split():
+    from hybridformer.recipes.mm_metrics import spread
+
+    labels = [c for c in range(10) for _ in range(50)]  # ordered by class, like the splits
+    chosen = spread(len(labels), 100)
+    assert len(chosen) == 100 == len(set(chosen))
+    assert sorted({labels[i] for i in chosen}) == list(range(10))
+    assert spread(7, None) == list(range(7)) == spread(7, 70)

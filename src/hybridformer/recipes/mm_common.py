@@ -36,7 +36,7 @@ class MMDataConfig:
     max_length: int = 24
     """Truncate captions / questions to this many tokens."""
     train_fraction: float = 1.0
-    """Use this share of the training split (the first examples of its fixed order), e.g. 0.1 for few-shot."""
+    """Use this share of the training split (spread evenly over its fixed order), e.g. 0.1 for few-shot."""
     seed: int = 0
     """The split seed (which images are train / validation / test)."""
 
@@ -91,12 +91,14 @@ def pixel_spec() -> PixelSpec:
 
 
 def _first(dataset: Any, fraction: float) -> Any:
+    """``fraction`` of ``dataset``, spread evenly over it (the splits are ordered by class)."""
     if fraction >= 1:
         return dataset
-    n = max(1, int(len(dataset) * fraction))
     from torch.utils.data import Subset
 
-    return Subset(dataset, range(n))
+    from hybridformer.recipes.mm_metrics import spread
+
+    return Subset(dataset, spread(len(dataset), max(1, int(len(dataset) * fraction))))
 
 
 def task_data(task: str, data: MMDataConfig, tok: Any) -> tuple[Any, Any, Any, dict[str, Any]]:

@@ -15,13 +15,21 @@ from hybridformer.data.image_text import templated_caption
 from hybridformer.evaluation.vqa import vqa_accuracy
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
 
-__all__ = ["recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
+__all__ = ["spread", "recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
            "vqa_classifier_accuracy", "vqa_generated_accuracy", "caption_bleu4"]
 
 
+def spread(n_total: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over ``range(n_total)`` (all of them when ``limit`` is None):
+    the splits are ordered by class, so the first ``limit`` would hold only the first classes."""
+    if limit is None or limit >= n_total:
+        return list(range(n_total))
+    return [i * n_total // limit for i in range(limit)]
+
+
 def _batches(dataset: Any, collate: Any, batch_size: int, limit: int | None = None):
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    order = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    chosen = spread(len(dataset), limit)
+    order = [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
     return iterate_batches(dataset, collate, order)
 
 
@@ -39,8 +47,7 @@ def _embeddings(model: nn.Module, dataset: Any, collate: Any, limit: int | None)
         images.append(out.image_embeddings)
         texts.append(out.text_embeddings)
         labels.append(batch["labels"])
-    n = sum(len(t) for t in texts)
-    captions = [dataset[i].caption for i in range(n)]
+    captions = [dataset[i].caption for i in spread(len(dataset), limit)]
     return torch.cat(images), torch.cat(texts), captions, torch.cat(labels)
 
 
@@ -53,7 +60,7 @@ def retrieval(model: nn.Module | None, dataset: Any, collate: Any, *, limit: int
     caption equals the query. ``model=None`` scores random similarities (the chance level).
     """
     if model is None:
-        captions = [dataset[i].caption for i in range(len(dataset) if limit is None else min(limit, len(dataset)))]
+        captions = [dataset[i].caption for i in spread(len(dataset), limit)]
         sim = torch.rand(len(captions), len(captions), generator=generator)
     else:
         images, texts, captions, _ = _embeddings(model, dataset, collate, limit)
@@ -106,8 +113,7 @@ def video_accuracy(model: nn.Module, dataset: Any, collate: Any, objective: Vide
 
 
 def _vqa_score(dataset: Any, predictions: dict[int, str], limit: int | None) -> float:
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    refs = {e.question_id: list(e.answers) for e in (dataset[i] for i in range(n))}
+    refs = {e.question_id: list(e.answers) for e in (dataset[i] for i in spread(len(dataset), limit))}
     return vqa_accuracy(predictions, refs).overall
 
 
@@ -153,5 +159,5 @@ def caption_bleu4(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, 
     for batch in _batches(dataset, collate, 64, limit):
         out = model.generate(images=batch["images"], max_new_tokens=max_new_tokens)
         hypotheses += tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
-    references = [dataset[i].caption for i in range(len(hypotheses))]
+    references = [dataset[i].caption for i in spread(len(dataset), limit)]
     return sacrebleu.corpus_bleu(hypotheses, [references]).score / 100
