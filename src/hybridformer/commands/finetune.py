@@ -21,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridformer.commands import multimodal
+
+    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
+        return multimodal.run_finetune(args)
     from hybridformer.recipes import FinetuneConfig, finetune
 
     config = load_config(FinetuneConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

@@ -21,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridformer.commands import multimodal
+
+    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
+        return multimodal.run_pretrain(args)
     from hybridformer.recipes import PretrainConfig, pretrain
 
     config = load_config(PretrainConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

@@ -6,6 +6,11 @@
     DistillationObjective     a student on a frozen teacher's logits    (distill.py)
     GateDistillObjective      gated FFNs on the full-width network      (gate_distill.py)
     target_rate_loss          the FFN gates' rate term                  (gate_rate.py)
+    ContrastiveObjective      image-text InfoNCE, learnable temperature (contrastive.py)
+    MatchingObjective         image-text matching, hard negatives       (matching.py)
+    CaptionObjective          the decoder's next-token loss             (captioning.py)
+    FusedMLMObjective         MLM on the decoder's fused text           (captioning.py)
+    MultiTaskObjective        a weighted sum logging every term         (multitask.py)
 
 Names are imported lazily: the gated FFN imports ``gate_rate`` while ``gate_distill`` imports the
 FFN, so an eager package ``__init__`` would make a cycle.
@@ -36,6 +41,23 @@ _LAZY: dict[str, str] = {
     "DistillationObjective": "distill",
     "distillation_loss": "distill",
     "GateDistillConfig": "gate_distill",
+    "ContrastiveConfig": "contrastive",
+    "ContrastiveObjective": "contrastive",
+    "contrastive_loss": "contrastive",
+    "gather_with_grad": "contrastive",
+    "MatchingObjective": "matching",
+    "matching_batch": "matching",
+    "negative_weights": "matching",
+    "itm_loss": "matching",
+    "CaptionObjective": "captioning",
+    "FusedMLMObjective": "captioning",
+    "caption_loss": "captioning",
+    "caption_targets": "captioning",
+    "MultiTaskObjective": "multitask",
+    "VQAObjective": "multimodal_tasks",
+    "ImageClassificationObjective": "multimodal_tasks",
+    "VideoClassificationObjective": "multimodal_tasks",
+    "vqa_loss": "multimodal_tasks",
     "GateDistillObjective": "gate_distill",
     "expected_active_fraction": "gate_rate",
     "target_rate_loss": "gate_rate",

@@ -1,0 +1,154 @@
+"""Image-text contrastive learning (CLIP / ALBEF ITC): symmetric InfoNCE with a learnable temperature.
+
+Under data parallelism each process holds a shard of the batch. :func:`gather_with_grad` all-gathers the
+embeddings across the default process group with torch's *differentiable* collective
+(``torch.distributed._functional_collectives.all_gather_single_autograd``), so every process scores its own rows against the
+whole global batch and the gradients flow back to the process that computed each embedding. With
+gradients averaged over processes (DDP / FSDP do this), the step equals the single-process step on
+the concatenated batch (tested under ``torchrun`` with two gloo processes). Without an initialised
+process group (or with one process) nothing is gathered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hybridformer.losses._multimodal_batch import require
+from hybridformer.losses.output import LossOutput
+
+__all__ = ["world_rank", "gather_with_grad", "contrastive_loss", "ContrastiveLossOutput", "ContrastiveObjective", "ContrastiveConfig"]
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the default group; (0, 1) when torch.distributed is not in use."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def world_rank() -> int:
+    """This process's rank in the default group (0 without torch.distributed)."""
+    return _world()[0]
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` (B, d) of every process along dim 0 -> (W*B, d), differentiably (every process
+    must pass the same B). With one process, ``x`` itself."""
+    _, world = _world()
+    if world == 1:
+        return x
+    import torch.distributed._functional_collectives as funcol
+
+    # The autograd variant: its backward reduce-scatters the gathered rows' gradients to their owners.
+    return funcol.all_gather_single_autograd(x.contiguous(), gather_dim=0, group=dist.group.WORLD)
+
+
+@dataclass
+class ContrastiveLossOutput:
+    """Output of :func:`contrastive_loss`."""
+
+    loss: Tensor
+    """Scalar: mean of the image->text and text->image cross-entropies over this process's rows."""
+    logits_per_image: Tensor
+    """(B, W*B) scaled similarities of the local images to every text of the global batch."""
+    accuracy: Tensor
+    """Scalar: share of local rows (both directions) whose best match is their pair (detached)."""
+
+
+def contrastive_loss(image_embeddings: Tensor, text_embeddings: Tensor, temperature: Tensor) -> ContrastiveLossOutput:
+    """Symmetric InfoNCE of paired unit-norm embeddings.
+
+    ``logits = image @ text.T / temperature``; row i's positive is column ``rank*B + i``; the loss is
+    ``(CE(logits_i2t) + CE(logits_t2i)) / 2``, each direction scoring local rows against all gathered
+    columns.
+
+    Args:
+        image_embeddings: (B, d) unit-norm image embeddings (this process's shard).
+        text_embeddings: (B, d) unit-norm text embeddings, row i paired with image i.
+        temperature: scalar > 0 (already clamped).
+    """
+    if image_embeddings.shape != text_embeddings.shape or image_embeddings.dim() != 2:
+        raise ValueError(
+            f"image_embeddings/text_embeddings: expected two (B, d) tensors of one shape, got "
+            f"{tuple(image_embeddings.shape)} and {tuple(text_embeddings.shape)}"
+        )
+    rank, _ = _world()
+    batch = image_embeddings.shape[0]
+    all_images = gather_with_grad(image_embeddings)  # (W*B, d)
+    all_texts = gather_with_grad(text_embeddings)  # (W*B, d)
+    up = lambda x: x.to(torch.promote_types(x.dtype, torch.float32))  # noqa: E731  (bf16 -> fp32; fp64 stays)
+    logits_i2t = up(image_embeddings) @ up(all_texts).T / temperature  # (B, W*B)
+    logits_t2i = up(text_embeddings) @ up(all_images).T / temperature  # (B, W*B)
+    targets = torch.arange(batch, device=image_embeddings.device) + rank * batch
+    loss = (F.cross_entropy(logits_i2t, targets) + F.cross_entropy(logits_t2i, targets)) / 2
+    with torch.no_grad():
+        hits = (logits_i2t.argmax(1) == targets).float().mean() + (logits_t2i.argmax(1) == targets).float().mean()
+    return ContrastiveLossOutput(loss=loss, logits_per_image=logits_i2t, accuracy=hits / 2)
+
+
+@dataclass
+class ContrastiveConfig:
+    """The temperature of :class:`ContrastiveObjective`."""
+
+    temperature: float = 0.07
+    """Initial temperature (CLIP and ALBEF start at 0.07)."""
+    min_temperature: float = 0.001
+    """Lower clamp of the learned temperature (ALBEF's; CLIP's logit-scale cap of 100 is 0.01)."""
+    max_temperature: float = 0.5
+    """Upper clamp of the learned temperature (ALBEF's)."""
+    learn_temperature: bool = True
+    """Train the temperature (a parameter of the objective) or keep it fixed."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_temperature <= self.temperature <= self.max_temperature:
+            raise ValueError(
+                f"temperature: need 0 < min_temperature <= temperature <= max_temperature, got "
+                f"{self.min_temperature}, {self.temperature}, {self.max_temperature}"
+            )
+
+
+class ContrastiveObjective(nn.Module):
+    """ITC on an image-text batch (``images``, ``input_ids``, ``attention_mask``).
+
+    Owns the temperature: ``log_temperature`` is a parameter (the Trainer optimises and checkpoints
+    it), clamped to ``[min_temperature, max_temperature]`` in the forward. Metrics: ``itc_loss``,
+    ``itc_accuracy``, ``temperature``.
+    """
+
+    def __init__(self, config: ContrastiveConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ContrastiveConfig()
+        log_t = torch.tensor(math.log(self.config.temperature))
+        if self.config.learn_temperature:
+            self.log_temperature = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_temperature", log_t)
+
+    def temperature(self) -> Tensor:
+        """The clamped temperature (a scalar with gradient to ``log_temperature`` inside the clamp)."""
+        c = self.config
+        return self.log_temperature.exp().clamp(c.min_temperature, c.max_temperature)
+
+    def score(self, model: nn.Module, batch: Mapping[str, Any]) -> ContrastiveLossOutput:
+        """The embeddings' :class:`ContrastiveLossOutput` (its similarities feed hard-negative mining)."""
+        ids = require(batch, "input_ids", "ContrastiveObjective")
+        images = require(batch, "images", "ContrastiveObjective")
+        out = model.contrastive(ids, batch.get("attention_mask"), images)
+        return contrastive_loss(out.image_embeddings, out.text_embeddings, self.temperature())
+
+    def metrics(self, scored: ContrastiveLossOutput) -> dict[str, Tensor]:
+        """The logged figures of one scored batch."""
+        return {"itc_loss": scored.loss.detach(), "itc_accuracy": scored.accuracy,
+                "temperature": self.temperature().detach()}
+
+    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        scored = self.score(model, batch)
+        return LossOutput(loss=scored.loss, metrics=self.metrics(scored))

@@ -1,0 +1,67 @@
+"""A weighted sum of objectives that logs every term (ALBEF / BLIP pretraining: ITC + ITM + MLM + captioning).
+
+``MultiTaskObjective({"itc": (ContrastiveObjective(), 1.0), "itm": (MatchingObjective(), 1.0), ...})``:
+``loss = sum(weight * term.loss)``; metrics hold each term's loss as ``<name>_loss``, the term's own
+metrics, and ``loss`` the weighted total. The terms are submodules, so their parameters (the
+contrastive temperature) are the objective's: the Trainer optimises and checkpoints them. When both a
+:class:`ContrastiveObjective` and a :class:`MatchingObjective` are present, the matching term mines its
+hard negatives from the contrastive term's similarities of the same batch (no second encoder pass).
+
+Momentum distillation (ALBEF's EMA teacher providing soft ITC/MLM targets) is not implemented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hybridformer.losses.contrastive import ContrastiveObjective, world_rank
+from hybridformer.losses.matching import MatchingObjective
+from hybridformer.losses.output import LossOutput
+
+__all__ = ["MultiTaskObjective"]
+
+
+class MultiTaskObjective(nn.Module):
+    """Weighted sum of named objectives (see the module docstring).
+
+    Args:
+        terms: name -> (objective, weight); names are the metric prefixes; weights must be >= 0.
+    """
+
+    def __init__(self, terms: Mapping[str, tuple[nn.Module, float]]) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("terms: give at least one objective")
+        for name, (_, weight) in terms.items():
+            if weight < 0:
+                raise ValueError(f"terms.{name}: weight must be >= 0, got {weight}")
+        self.terms = nn.ModuleDict({name: objective for name, (objective, _) in terms.items()})
+        self.weights = {name: float(weight) for name, (_, weight) in terms.items()}
+
+    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        total: Tensor | None = None
+        metrics: dict[str, Tensor] = {}
+        similarity: Tensor | None = None
+        for name, term in self.terms.items():
+            if isinstance(term, ContrastiveObjective):
+                scored = term.score(model, batch)
+                # This process's images against its own texts (the local block of the gathered columns).
+                rows = scored.logits_per_image.shape[0]
+                start = world_rank() * rows
+                similarity = scored.logits_per_image[:, start:start + rows].detach()  # (B, B)
+                out = LossOutput(loss=scored.loss, metrics=term.metrics(scored))
+            elif isinstance(term, MatchingObjective):
+                out = term(model, batch, similarity=similarity)
+            else:
+                out = term(model, batch)
+            weighted = self.weights[name] * out.loss
+            total = weighted if total is None else total + weighted
+            metrics[f"{name}_loss"] = out.loss.detach()
+            metrics.update({k: v for k, v in out.metrics.items() if k != f"{name}_loss"})
+        assert total is not None
+        metrics["loss"] = total.detach()
+        return LossOutput(loss=total, metrics=metrics)

@@ -1,0 +1,163 @@
+"""Evaluation of the multimodal model per task: retrieval R@k, zero-shot classification by text
+prompts, image / video classification accuracy, VQA accuracy (answer classifier or generated
+answers, scored by :func:`hybridformer.evaluation.vqa_accuracy`) and caption BLEU-4 (sacrebleu).
+Every figure is a fraction in [0, 1] (BLEU divided by 100)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hybridformer.data.batches import iterate_batches
+from hybridformer.data.image_text import templated_caption
+from hybridformer.evaluation.vqa import vqa_accuracy
+from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
+
+__all__ = ["spread", "recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
+           "vqa_classifier_accuracy", "vqa_generated_accuracy", "caption_bleu4"]
+
+
+def spread(n_total: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over ``range(n_total)`` (all of them when ``limit`` is None):
+    the splits are ordered by class, so the first ``limit`` would hold only the first classes."""
+    if limit is None or limit >= n_total:
+        return list(range(n_total))
+    return [i * n_total // limit for i in range(limit)]
+
+
+def _batches(dataset: Any, collate: Any, batch_size: int, limit: int | None = None):
+    chosen = spread(len(dataset), limit)
+    order = [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
+    return iterate_batches(dataset, collate, order)
+
+
+def recall_at_k(similarity: Tensor, correct: Tensor, k: int) -> float:
+    """Share of rows of ``similarity`` (Q, C) whose top-k columns include a ``correct`` (Q, C) one."""
+    top = similarity.topk(min(k, similarity.shape[1]), dim=1).indices  # (Q, k)
+    return correct.gather(1, top).any(1).float().mean().item()
+
+
+@torch.no_grad()
+def _embeddings(model: nn.Module, dataset: Any, collate: Any, limit: int | None) -> tuple[Tensor, Tensor, list[str], Tensor]:
+    images, texts, captions, labels = [], [], [], []
+    for batch in _batches(dataset, collate, 64, limit):
+        out = model.contrastive(batch["input_ids"], batch["attention_mask"], batch["images"])
+        images.append(out.image_embeddings)
+        texts.append(out.text_embeddings)
+        labels.append(batch["labels"])
+    captions = [dataset[i].caption for i in spread(len(dataset), limit)]
+    return torch.cat(images), torch.cat(texts), captions, torch.cat(labels)
+
+
+def retrieval(model: nn.Module | None, dataset: Any, collate: Any, *, limit: int | None = None,
+              generator: torch.Generator | None = None) -> dict[str, float]:
+    """Image->text and text->image R@1 / R@5 on held-out pairs (mean of the two directions).
+
+    A retrieved caption counts when its text equals the query image's caption (templated captions
+    repeat, and an identical string is as right as the image's own); a retrieved image counts when its
+    caption equals the query. ``model=None`` scores random similarities (the chance level).
+    """
+    if model is None:
+        captions = [dataset[i].caption for i in spread(len(dataset), limit)]
+        sim = torch.rand(len(captions), len(captions), generator=generator)
+    else:
+        images, texts, captions, _ = _embeddings(model, dataset, collate, limit)
+        sim = images @ texts.T  # (N images, N texts)
+    index = {c: i for i, c in enumerate(sorted(set(captions)))}
+    ids = torch.tensor([index[c] for c in captions])
+    correct = ids.unsqueeze(1) == ids.unsqueeze(0)  # (N, N) symmetric
+    out = {}
+    for k in (1, 5):
+        out[f"r{k}"] = (recall_at_k(sim, correct, k) + recall_at_k(sim.T, correct, k)) / 2
+    return out
+
+
+@torch.no_grad()
+def zeroshot_classification(model: nn.Module, dataset: Any, collate: Any, source: str, num_classes: int,
+                            tokenizer: Any, *, limit: int | None = None, prompts: int = 8) -> float:
+    """CLIP-style: each class's text embedding is the mean over ``prompts`` templated captions of it;
+    an image gets the class of the most similar one. Returns top-1 accuracy."""
+    images, _, _, labels = _embeddings(model, dataset, collate, limit)
+    class_embeddings = []
+    for label in range(num_classes):
+        texts = sorted({templated_caption(source, label, f"prompt{j}") for j in range(4 * prompts)})
+        enc = tokenizer(texts, padding=True, return_tensors="pt")
+        emb = model.contrastive(enc["input_ids"], enc["attention_mask"]).text_embeddings.mean(0)
+        class_embeddings.append(torch.nn.functional.normalize(emb, dim=0))
+    predicted = (images @ torch.stack(class_embeddings).T).argmax(1)
+    return (predicted == labels).float().mean().item()
+
+
+@torch.no_grad()
+def image_accuracy(model: nn.Module, dataset: Any, collate: Any, *, limit: int | None = None) -> float:
+    """Top-1 accuracy of the image head."""
+    hits = total = 0
+    for batch in _batches(dataset, collate, 64, limit):
+        hits += int((model.classify_image(batch["images"]).logits.argmax(1) == batch["labels"]).sum())
+        total += len(batch["labels"])
+    return hits / total
+
+
+@torch.no_grad()
+def video_accuracy(model: nn.Module, dataset: Any, collate: Any, objective: VideoClassificationObjective,
+                   *, limit: int | None = None) -> float:
+    """Top-1 accuracy of the clip classifier (``objective.label_key`` labels)."""
+    hits = total = 0
+    for batch in _batches(dataset, collate, 32, limit):
+        logits = objective.logits(model, batch["videos"])
+        hits += int((logits.argmax(1) == batch[objective.label_key]).sum())
+        total += len(logits)
+    return hits / total
+
+
+def _vqa_score(dataset: Any, predictions: dict[int, str], limit: int | None) -> float:
+    refs = {e.question_id: list(e.answers) for e in (dataset[i] for i in spread(len(dataset), limit))}
+    return vqa_accuracy(predictions, refs).overall
+
+
+@torch.no_grad()
+def vqa_classifier_accuracy(model: nn.Module, dataset: Any, collate: Any, answers: Sequence[str],
+                            *, limit: int | None = None) -> float:
+    """VQA accuracy of the answer classifier's argmax; ``model=None``: the majority answer (chance)."""
+    predictions: dict[int, str] = {}
+    for batch in _batches(dataset, collate, 64, limit):
+        if model is None:
+            picked = [answers[0]] * len(batch["question_ids"])  # answers are sorted by frequency
+        else:
+            out = model(batch["input_ids"], batch["attention_mask"], images=batch["images"])
+            picked = [answers[i] for i in out.answer_logits.argmax(1).tolist()]
+        predictions.update(zip(batch["question_ids"].tolist(), picked))
+    return _vqa_score(dataset, predictions, limit)
+
+
+@torch.no_grad()
+def vqa_generated_accuracy(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, *,
+                           limit: int | None = None, max_new_tokens: int = 3) -> float:
+    """Zero-shot VQA: the question is the decoder's prompt (``[CLS] question``, no [SEP]), the image
+    its context; the greedy continuation's first word is the answer."""
+    predictions: dict[int, str] = {}
+    for batch in _batches(dataset, collate, 64, limit):
+        prompt_mask = batch["attention_mask"].clone()
+        lengths = prompt_mask.sum(1)
+        prompt_mask[torch.arange(len(lengths)), lengths - 1] = 0  # drop each question's [SEP]
+        out = model.generate(batch["input_ids"], prompt_mask, images=batch["images"], max_new_tokens=max_new_tokens)
+        texts = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        predictions.update(zip(batch["question_ids"].tolist(), [(t.split() or [""])[0] for t in texts]))
+    return _vqa_score(dataset, predictions, limit)
+
+
+@torch.no_grad()
+def caption_bleu4(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, *, limit: int | None = None,
+                  max_new_tokens: int = 12) -> float:
+    """Corpus BLEU-4 (sacrebleu, default 13a tokenisation) of greedy captions against each image's
+    caption, divided by 100."""
+    import sacrebleu
+
+    hypotheses: list[str] = []
+    for batch in _batches(dataset, collate, 64, limit):
+        out = model.generate(images=batch["images"], max_new_tokens=max_new_tokens)
+        hypotheses += tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+    references = [dataset[i].caption for i in spread(len(dataset), limit)]
+    return sacrebleu.corpus_bleu(hypotheses, [references]).score / 100

@@ -1,0 +1,159 @@
+"""Fine-tuning and evaluating the multimodal model per task.
+
+    hybridformer finetune --task vqa --model runs/mm/model --data.train_fraction 0.1 --out-dir runs/vqa
+    hybridformer evaluate --task vqa --model runs/vqa/model
+
+Tasks: ``vqa`` (answer classifier; VQA-v2 accuracy), ``image-classification`` (the image head),
+``caption`` (the decoder's next-token loss; BLEU-4), ``video-classification`` (motion direction of
+moving digits through the answer head), and for ``evaluate`` also ``retrieval`` (R@1/R@5),
+``zeroshot-classification`` (text prompts) and ``vqa-zeroshot`` (generated answers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hybridformer.config import check, save_config, to_dict
+from hybridformer.data.image_text import load_image_text
+from hybridformer.io import write_json
+from hybridformer.losses import CaptionObjective, ImageClassificationObjective, VideoClassificationObjective, VQAObjective
+from hybridformer.models.multimodal_config import HeadsConfig
+from hybridformer.recipes import mm_metrics
+from hybridformer.recipes.mm_common import MMDataConfig, load_model, task_data, tokenizer
+from hybridformer.training import Trainer, TrainConfig
+
+__all__ = ["FINETUNE_TASKS", "EVAL_TASKS", "MMFinetuneConfig", "MMEvaluateConfig", "mm_finetune", "mm_evaluate"]
+
+FINETUNE_TASKS = ("vqa", "image-classification", "caption", "video-classification")
+"""Tasks ``finetune --task`` trains."""
+EVAL_TASKS = FINETUNE_TASKS + ("retrieval", "zeroshot-classification", "vqa-zeroshot")
+"""Tasks ``evaluate --task`` scores."""
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(lr=3e-4, max_steps=50, batch_size=32, out_dir="runs/mm-finetune", log_every=5)
+
+
+@dataclass
+class _TaskRun:
+    """What fine-tuning and evaluation runs share."""
+
+    model: str = "tiny"
+    """``tiny`` (a new model) or a saved folder (e.g. a pretraining run's ``model/``)."""
+    data: MMDataConfig = field(default_factory=MMDataConfig)
+    """The data (``data.train_fraction`` for few-shot fine-tuning)."""
+    eval_limit: int | None = None
+    """Score at most this many test examples (None: all)."""
+
+
+@dataclass
+class MMFinetuneConfig(_TaskRun):
+    """A fine-tuning run of the multimodal model on one task."""
+
+    task: str = "vqa"
+    """vqa | image-classification | caption | video-classification."""
+    train: TrainConfig = field(default_factory=_default_train)
+    """Optimisation; ``train.out_dir`` is the run folder."""
+
+    def __post_init__(self) -> None:
+        check(self.task in FINETUNE_TASKS, "task", f"must be one of {', '.join(FINETUNE_TASKS)}, got {self.task!r}")
+
+
+@dataclass
+class MMEvaluateConfig(_TaskRun):
+    """Scoring a multimodal model on one task's test split."""
+
+    task: str = "vqa"
+    """One of :data:`EVAL_TASKS`."""
+    out: str | None = None
+    """Write the metrics JSON here (None: print only)."""
+
+    def __post_init__(self) -> None:
+        check(self.task in EVAL_TASKS, "task", f"must be one of {', '.join(EVAL_TASKS)}, got {self.task!r}")
+
+
+def _heads(task: str, extra: dict[str, Any], num_labels: int) -> HeadsConfig | None:
+    if task == "vqa":
+        return HeadsConfig(embed_dim=128, num_answers=len(extra["answers"]), answers=list(extra["answers"]))
+    if task == "image-classification":
+        return HeadsConfig(embed_dim=128, num_image_labels=num_labels)
+    if task == "video-classification":
+        return HeadsConfig(embed_dim=128, num_answers=len(extra["label_names"]), answers=list(extra["label_names"]))
+    return None
+
+
+def _objective(task: str, extra: dict[str, Any]) -> Any:
+    return {"vqa": VQAObjective, "image-classification": ImageClassificationObjective, "caption": CaptionObjective,
+            "video-classification": lambda: VideoClassificationObjective(extra["prompt_ids"])}[task]()
+
+
+def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None, tok: Any = None) -> dict[str, float]:
+    """The test metrics of ``task`` for ``model`` (None: the chance level where one is defined)."""
+    tok = tok or tokenizer()
+    data_task = {"retrieval": "pretrain", "zeroshot-classification": "pretrain", "vqa-zeroshot": "vqa"}.get(task, task)
+    _, test, collate, extra = task_data(data_task, data, tok)
+    if model is not None:
+        model.eval()
+    if task == "vqa":
+        return {"vqa_accuracy": mm_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit)}
+    if task == "vqa-zeroshot":
+        if model is None:
+            return {"vqa_accuracy": mm_metrics.vqa_classifier_accuracy(None, test, collate, extra["answers"], limit=limit)}
+        return {"vqa_accuracy": mm_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit)}
+    if task == "image-classification":
+        return {"accuracy": mm_metrics.image_accuracy(model, test, collate, limit=limit)}
+    if task == "caption":
+        return {"bleu4": mm_metrics.caption_bleu4(model, test, collate, tok, limit=limit)}
+    if task == "video-classification":
+        objective = VideoClassificationObjective(extra["prompt_ids"])
+        return {"accuracy": mm_metrics.video_accuracy(model, test, collate, objective, limit=limit)}
+    if task == "retrieval":
+        return mm_metrics.retrieval(model, test, collate, limit=limit, generator=torch.Generator().manual_seed(data.seed))
+    n_classes = len(extra["label_names"])
+    if model is None:
+        return {"accuracy": 1.0 / n_classes}
+    return {"accuracy": mm_metrics.zeroshot_classification(model, test, collate, data.task, n_classes, tok, limit=limit)}
+
+
+@dataclass
+class MMFinetuneResult:
+    """What :func:`mm_finetune` returns."""
+
+    model_dir: Path
+    """The fine-tuned model."""
+    metrics: dict[str, float]
+    """Test metrics of the task."""
+    metrics_path: Path
+    """``metrics.json``."""
+
+
+def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
+    """Fine-tune on ``config.task``, save to ``<train.out_dir>/model`` and score the test split."""
+    tok = tokenizer()
+    train, _, collate, extra = task_data(config.task, config.data, tok)
+    n_labels = len(load_image_text(config.data.task, config.data.seed).train.label_names)
+    torch.manual_seed(config.train.seed)
+    model = load_model(config.model, _heads(config.task, extra, n_labels), video=config.task == "video-classification")
+    result = Trainer(model, _objective(config.task, extra), train, config.train, collate).fit()
+    out = Path(config.train.out_dir)
+    model_dir = out / "model"
+    model.save_pretrained(model_dir, tokenizer=tok)
+    save_config(config, out / "finetune_config.yaml")
+    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok)
+    record = {"task": config.task, "metrics": metrics, "steps": result.final_step, "examples_per_s": result.examples_per_s,
+              "final_loss": result.losses[-1] if result.losses else None, "config": to_dict(config)}
+    return MMFinetuneResult(model_dir, metrics, write_json(out / "metrics.json", record))
+
+
+def mm_evaluate(config: MMEvaluateConfig) -> dict[str, float]:
+    """Score ``config.model`` on ``config.task``'s test split (writes ``config.out`` when set)."""
+    torch.manual_seed(0)
+    model = load_model(config.model, video=config.task == "video-classification")
+    metrics = score(config.task, model, config.data, limit=config.eval_limit)
+    if config.out:
+        write_json(Path(config.out), {"task": config.task, "model": config.model, "metrics": metrics})
+    return metrics
