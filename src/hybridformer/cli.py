@@ -37,7 +37,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # No prefix matching: `--model tiny` must stay a config override, not become `--model-dir`.
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if name == wanted:
             importlib.import_module(module).add_arguments(p)
     return parser

@@ -225,7 +225,7 @@ def test_pretrain_continues_from_checkpoint(tmp_path: Path, capsys: pytest.Captu
         (["finetune", "--model.init_from", "no/such/model", *TINY], 1, ["checkpoint folder not found"]),
         (["evaluate"], 2, ["--model-dir", "is required"]),
         (["evaluate", "--model-dir", "no/such/model"], 1, ["checkpoint folder not found", "no/such/model"]),
-        (["pretrain", "--objectives", "mlm,itc"], 2, ["objectives", "unknown objective 'itc'", "mlm"]),
+        (["pretrain", "--objectives", "mlm,xyz"], 2, ["objectives", "unknown objective 'xyz'", "mlm"]),
         (["pretrain", "--corpus.source", "file", "--corpus.file", "no/such.txt"], 1, ["corpus.file", "no such file"]),
         (["train-tokenizer", "--vocab_size", "100"], 2, ["vocab_size", "must exceed 261"]),
     ],
