@@ -7,15 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 import torch
 
 from hybridformer.data import minilm_tokenizer
 from serve_helpers import png_data_url, start_server
 
-models_pkg = pytest.importorskip("hybridformer.models")
-if not hasattr(models_pkg, "multimodal_tiny"):
-    pytest.skip("this build has no multimodal model (branch mmmodel not merged)", allow_module_level=True)
 
 
 def test_concurrent_chats_equal_each_prompt_alone():
