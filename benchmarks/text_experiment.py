@@ -205,10 +205,10 @@ def train_one(case: str, variant: str, seed: int, budget: Budget, run_dir: Path)
     if case == "bbc":
         long = evaluate(EvaluateConfig(
             model_dir=str(result.model_dir),
-            data=TaskDataConfig(task=case, max_length=budget.long_length, eval_subset=budget.eval_subset,
-                                eval_batch_size=4),
+            data={"task": case, "max_length": budget.long_length, "eval_subset": budget.eval_subset,
+                  "eval_batch_size": 4},
             max_positions=budget.long_length,
-            out=str(run_dir / "long.json"),
+            out_dir=str(run_dir / "long"),
         ))
         record["accuracy_long"] = long.metrics.accuracy
         record["long_length"] = budget.long_length
