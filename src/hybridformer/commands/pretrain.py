@@ -1,7 +1,7 @@
 """``hybridformer pretrain``: self-supervised pretraining of a text encoder (``--objectives mlm``).
 
     hybridformer pretrain --objectives mlm --corpus.source bbc --out-dir runs/mlm
-    hybridformer pretrain --objectives mlm --init_from path/to/bert --corpus.source file --corpus.file texts.txt
+    hybridformer pretrain --objectives mlm --model.init_from path/to/bert --corpus.source file --corpus.file texts.txt
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ def full_width(model: nn.Module) -> Iterator[None]:
     The gates are detached for the duration (no gate decisions, no target-rate loss, no gate
     statistics) and put back on exit, even after an exception. Autograd works through it, so a
     training step can run the full-width network and the gated one on the same weights (in-place
-    distillation of slimmable networks; see :class:`hybridformer.recipes.GateDistillation`).
+    distillation of slimmable networks; see :class:`hybridformer.losses.GateDistillObjective`).
     A pruned FFN runs the neurons it has left.
     """
     saved = [(ffn, ffn.gate) for ffn in gated_ffns(model).values()]
