@@ -30,3 +30,33 @@ def test_spread_covers_a_class_ordered_split():
     assert len(chosen) == 100 == len(set(chosen))
     assert sorted({labels[i] for i in chosen}) == list(range(10))
     assert spread(7, None) == list(range(7)) == spread(7, 70)
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("seven, written by hand", "7"),  # stops at the comma, number word -> digit
+    ("yes.", "yes"),
+    ("No! it is not", "no"),
+    ("the number two", "number 2"),  # article dropped, the rest kept
+    ("3.5 apples. more", "3.5 apples"),  # a decimal point is not the end
+    ("1,000 people", "1000 people"),  # nor a thousands comma (VQA's normalisation removes it)
+    ("", ""),
+])
+def test_extract_answer_stops_at_punctuation_and_normalises(text, answer):
+    from hybridformer.recipes.mm_metrics import extract_answer
+
+    assert extract_answer(text) == answer
+
+
+def test_generated_answers_cut_at_eos_with_the_real_tokenizer():
+    from hybridformer.data import minilm_tokenizer
+    from hybridformer.recipes.mm_metrics import extract_answer, generated_answers
+
+    tok = minilm_tokenizer()
+    sep, pad = tok.sep_token_id, tok.pad_token_id
+    ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    rows = [ids("seven") + [sep] + ids("eight nine"), ids("a handwritten digit five") + [sep], ids("yes it is")]
+    width = max(map(len, rows))
+    sequences = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    assert generated_answers(sequences, sep, tok) == ["7", "handwritten digit 5", "yes it is"]
+    assert generated_answers(sequences, sep, tok, max_words=1) == ["7", "handwritten", "yes"]
+    assert extract_answer("two dogs", max_words=1) == "2"

@@ -8,6 +8,8 @@ MLM on the fused text (ALBEF's MLM, on our decoder): 15% of the caption's real, 
 corrupted by :func:`~hybridformer.losses.mask_tokens` (80/10/10) and the decoder, reading the image
 and the corrupted text, predicts each original token at its own position. Our decoder is causal, so
 a target sees the image, the tokens before it and its own (corrupted) token, not the ones after it.
+
+Both take an optional momentum ``teacher`` (ALBEF's distillation, :mod:`hybridformer.losses.momentum`).
 """
 
 from __future__ import annotations
@@ -41,16 +43,29 @@ def caption_loss(logits: Tensor, input_ids: Tensor, attention_mask: Tensor | Non
     return mlm_loss(logits, caption_targets(input_ids, attention_mask))
 
 
+def _token_loss(logits: Tensor, targets: Tensor, teacher: Any, ids: Tensor, mask: Tensor | None,
+                batch: Mapping[str, Any]) -> Tensor:
+    """Cross-entropy of the decoder's ``logits`` against ``targets``; with a momentum ``teacher``
+    (:class:`~hybridformer.losses.momentum.MomentumTeacher`) mixed with its soft targets on the same input."""
+    if teacher is None:
+        return mlm_loss(logits, targets)
+    from hybridformer.losses.momentum import distilled_token_loss
+
+    with torch.no_grad():
+        teacher_logits = teacher.model(ids, mask, **context_of(batch)).logits
+    return distilled_token_loss(logits, targets, teacher_logits, teacher.alpha)
+
+
 class CaptionObjective(nn.Module):
     """Captioning on an image-text (or video-text) batch. ``loss`` = next-token cross-entropy + the
     decoder's ``aux_loss``. Metrics: ``caption_loss``, ``caption_accuracy`` (next-token top-1)."""
 
-    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+    def forward(self, model: nn.Module, batch: Mapping[str, Any], teacher: Any = None) -> LossOutput:
         ids = require(batch, "input_ids", "CaptionObjective")
         mask = batch.get("attention_mask")
         out = model(ids, mask, **context_of(batch))
         targets = caption_targets(ids, mask)
-        loss = mlm_loss(out.logits, targets)
+        loss = _token_loss(out.logits, targets, teacher, ids, mask, batch)
         with torch.no_grad():
             real = targets != IGNORE_INDEX
             accuracy = ((out.logits.argmax(-1) == targets) & real).sum() / real.sum().clamp(min=1)
@@ -75,14 +90,14 @@ class FusedMLMObjective(nn.Module):
         self.mask_token_id, self.vocab_size = mask_token_id, vocab_size
         self.special_token_ids, self.mlm_probability = list(special_token_ids), mlm_probability
 
-    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+    def forward(self, model: nn.Module, batch: Mapping[str, Any], teacher: Any = None) -> LossOutput:
         ids = require(batch, "input_ids", "FusedMLMObjective")
         mask = batch.get("attention_mask")
         masked = mask_tokens(ids, mask_token_id=self.mask_token_id, vocab_size=self.vocab_size,
                              special_token_ids=self.special_token_ids, attention_mask=mask,
                              mlm_probability=self.mlm_probability)
         out = model(masked.input_ids, mask, **context_of(batch))
-        loss = mlm_loss(out.logits, masked.labels)
+        loss = _token_loss(out.logits, masked.labels, teacher, masked.input_ids, mask, batch)
         with torch.no_grad():
             real = masked.labels != IGNORE_INDEX
             accuracy = ((out.logits.argmax(-1) == masked.labels) & real).sum() / real.sum().clamp(min=1)

@@ -63,7 +63,8 @@ class ContrastiveLossOutput:
     """Scalar: share of local rows (both directions) whose best match is their pair (detached)."""
 
 
-def contrastive_loss(image_embeddings: Tensor, text_embeddings: Tensor, temperature: Tensor) -> ContrastiveLossOutput:
+def contrastive_loss(image_embeddings: Tensor, text_embeddings: Tensor, temperature: Tensor,
+                     teacher: tuple[Tensor, Tensor] | None = None, alpha: float = 0.0) -> ContrastiveLossOutput:
     """Symmetric InfoNCE of paired unit-norm embeddings.
 
     ``logits = image @ text.T / temperature``; row i's positive is column ``rank*B + i``; the loss is
@@ -74,6 +75,10 @@ def contrastive_loss(image_embeddings: Tensor, text_embeddings: Tensor, temperat
         image_embeddings: (B, d) unit-norm image embeddings (this process's shard).
         text_embeddings: (B, d) unit-norm text embeddings, row i paired with image i.
         temperature: scalar > 0 (already clamped).
+        teacher: momentum distillation (ALBEF): the EMA teacher's (image, text) embeddings of the same
+            rows; each direction's target becomes ``alpha * softmax(teacher logits) + (1 - alpha) *
+            one_hot`` (:func:`~hybridformer.losses.momentum.soft_contrastive_targets`).
+        alpha: the teacher's weight (0: the plain loss).
     """
     if image_embeddings.shape != text_embeddings.shape or image_embeddings.dim() != 2:
         raise ValueError(
@@ -88,7 +93,17 @@ def contrastive_loss(image_embeddings: Tensor, text_embeddings: Tensor, temperat
     logits_i2t = up(image_embeddings) @ up(all_texts).T / temperature  # (B, W*B)
     logits_t2i = up(text_embeddings) @ up(all_images).T / temperature  # (B, W*B)
     targets = torch.arange(batch, device=image_embeddings.device) + rank * batch
-    loss = (F.cross_entropy(logits_i2t, targets) + F.cross_entropy(logits_t2i, targets)) / 2
+    target_i2t = target_t2i = targets
+    if teacher is not None:
+        from hybridformer.losses.momentum import soft_contrastive_targets
+
+        with torch.no_grad():
+            t_image, t_text = (up(t.detach()) for t in teacher)
+            t_i2t = t_image @ gather_with_grad(t_text).T / temperature  # (B, W*B)
+            t_t2i = t_text @ gather_with_grad(t_image).T / temperature  # (B, W*B)
+            target_i2t = soft_contrastive_targets(t_i2t, targets, alpha)
+            target_t2i = soft_contrastive_targets(t_t2i, targets, alpha)
+    loss = (F.cross_entropy(logits_i2t, target_i2t) + F.cross_entropy(logits_t2i, target_t2i)) / 2
     with torch.no_grad():
         hits = (logits_i2t.argmax(1) == targets).float().mean() + (logits_t2i.argmax(1) == targets).float().mean()
     return ContrastiveLossOutput(loss=loss, logits_per_image=logits_i2t, accuracy=hits / 2)
@@ -137,18 +152,25 @@ class ContrastiveObjective(nn.Module):
         c = self.config
         return self.log_temperature.exp().clamp(c.min_temperature, c.max_temperature)
 
-    def score(self, model: nn.Module, batch: Mapping[str, Any]) -> ContrastiveLossOutput:
-        """The embeddings' :class:`ContrastiveLossOutput` (its similarities feed hard-negative mining)."""
+    def score(self, model: nn.Module, batch: Mapping[str, Any], teacher: Any = None) -> ContrastiveLossOutput:
+        """The embeddings' :class:`ContrastiveLossOutput` (its similarities feed hard-negative mining).
+        ``teacher``: a :class:`~hybridformer.losses.momentum.MomentumTeacher` for soft targets."""
         ids = require(batch, "input_ids", "ContrastiveObjective")
         images = require(batch, "images", "ContrastiveObjective")
         out = model.contrastive(ids, batch.get("attention_mask"), images)
-        return contrastive_loss(out.image_embeddings, out.text_embeddings, self.temperature())
+        soft = None
+        if teacher is not None:
+            with torch.no_grad():
+                t = teacher.model.contrastive(ids, batch.get("attention_mask"), images)
+            soft = (t.image_embeddings, t.text_embeddings)
+        return contrastive_loss(out.image_embeddings, out.text_embeddings, self.temperature(), soft,
+                                teacher.alpha if teacher is not None else 0.0)
 
     def metrics(self, scored: ContrastiveLossOutput) -> dict[str, Tensor]:
         """The logged figures of one scored batch."""
         return {"itc_loss": scored.loss.detach(), "itc_accuracy": scored.accuracy,
                 "temperature": self.temperature().detach()}
 
-    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
-        scored = self.score(model, batch)
+    def forward(self, model: nn.Module, batch: Mapping[str, Any], teacher: Any = None) -> LossOutput:
+        scored = self.score(model, batch, teacher)
         return LossOutput(loss=scored.loss, metrics=self.metrics(scored))

@@ -7,7 +7,11 @@ contrastive temperature) are the objective's: the Trainer optimises and checkpoi
 :class:`ContrastiveObjective` and a :class:`MatchingObjective` are present, the matching term mines its
 hard negatives from the contrastive term's similarities of the same batch (no second encoder pass).
 
-Momentum distillation (ALBEF's EMA teacher providing soft ITC/MLM targets) is not implemented.
+With ``momentum=MomentumTeacher(model, ...)`` (ALBEF's momentum distillation, off unless given), the
+teacher takes one EMA step towards the model before every forward that records gradients, and the
+ITC, captioning and MLM terms mix its soft targets in with ``alpha`` (:mod:`hybridformer.losses.momentum`).
+The teacher is a submodule of this objective (not of the model) whose weights need no gradient: the
+Trainer checkpoints it with the objective and does not optimise it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hybridformer.losses.captioning import CaptionObjective, FusedMLMObjective
 from hybridformer.losses.contrastive import ContrastiveObjective, world_rank
 from hybridformer.losses.matching import MatchingObjective
+from hybridformer.losses.momentum import MomentumTeacher
 from hybridformer.losses.output import LossOutput
 
 __all__ = ["MultiTaskObjective"]
@@ -30,9 +36,10 @@ class MultiTaskObjective(nn.Module):
 
     Args:
         terms: name -> (objective, weight); names are the metric prefixes; weights must be >= 0.
+        momentum: the EMA teacher of momentum distillation (None: off).
     """
 
-    def __init__(self, terms: Mapping[str, tuple[nn.Module, float]]) -> None:
+    def __init__(self, terms: Mapping[str, tuple[nn.Module, float]], momentum: MomentumTeacher | None = None) -> None:
         super().__init__()
         if not terms:
             raise ValueError("terms: give at least one objective")
@@ -41,14 +48,18 @@ class MultiTaskObjective(nn.Module):
                 raise ValueError(f"terms.{name}: weight must be >= 0, got {weight}")
         self.terms = nn.ModuleDict({name: objective for name, (objective, _) in terms.items()})
         self.weights = {name: float(weight) for name, (_, weight) in terms.items()}
+        self.momentum = momentum
 
     def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
         total: Tensor | None = None
         metrics: dict[str, Tensor] = {}
         similarity: Tensor | None = None
+        teacher = self.momentum
+        if teacher is not None and torch.is_grad_enabled():
+            teacher.update(model)  # ALBEF's _momentum_update, before the teacher's targets
         for name, term in self.terms.items():
             if isinstance(term, ContrastiveObjective):
-                scored = term.score(model, batch)
+                scored = term.score(model, batch, teacher)
                 # This process's images against its own texts (the local block of the gathered columns).
                 rows = scored.logits_per_image.shape[0]
                 start = world_rank() * rows
@@ -56,6 +67,8 @@ class MultiTaskObjective(nn.Module):
                 out = LossOutput(loss=scored.loss, metrics=term.metrics(scored))
             elif isinstance(term, MatchingObjective):
                 out = term(model, batch, similarity=similarity)
+            elif isinstance(term, (CaptionObjective, FusedMLMObjective)):
+                out = term(model, batch, teacher=teacher)
             else:
                 out = term(model, batch)
             weighted = self.weights[name] * out.loss

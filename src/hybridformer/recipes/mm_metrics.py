@@ -5,6 +5,7 @@ Every figure is a fraction in [0, 1] (BLEU divided by 100)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import torch
@@ -12,11 +13,11 @@ from torch import Tensor, nn
 
 from hybridformer.data.batches import iterate_batches
 from hybridformer.data.image_text import templated_caption
-from hybridformer.evaluation.vqa import vqa_accuracy
+from hybridformer.evaluation.vqa import normalize_answer, vqa_accuracy
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
 
 __all__ = ["spread", "recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
-           "vqa_classifier_accuracy", "vqa_generated_accuracy", "caption_bleu4"]
+           "vqa_classifier_accuracy", "extract_answer", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
 
 
 def spread(n_total: int, limit: int | None) -> list[int]:
@@ -132,19 +133,42 @@ def vqa_classifier_accuracy(model: nn.Module, dataset: Any, collate: Any, answer
     return _vqa_score(dataset, predictions, limit)
 
 
+_ANSWER_END = re.compile(r"[?!;:\n]|[.,](?!\d)")
+"""Where a generated answer ends: sentence punctuation (a period or comma only when no digit follows: "3.5", "1,000")."""
+
+
+def extract_answer(text: str, max_words: int | None = None) -> str:
+    """The answer in a decoded continuation: the text before the first sentence punctuation, VQA-v2
+    normalised (:func:`~hybridformer.evaluation.vqa.normalize_answer`: lower case, number words to
+    digits, articles and punctuation dropped), then at most ``max_words`` words."""
+    head = _ANSWER_END.split(text, maxsplit=1)[0]
+    words = normalize_answer(head).split()
+    return " ".join(words if max_words is None else words[:max_words])
+
+
+def generated_answers(sequences: Tensor, eos_token_id: int, tokenizer: Any, max_words: int | None = None) -> list[str]:
+    """:func:`extract_answer` of each generated row (B, L), cut at its first ``eos_token_id``."""
+    texts = []
+    for row in sequences.tolist():
+        row = row[:row.index(eos_token_id)] if eos_token_id in row else row
+        texts.append(extract_answer(tokenizer.decode(row, skip_special_tokens=True), max_words))
+    return texts
+
+
 @torch.no_grad()
 def vqa_generated_accuracy(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, *,
-                           limit: int | None = None, max_new_tokens: int = 3) -> float:
+                           limit: int | None = None, max_new_tokens: int = 6, max_words: int | None = None) -> float:
     """Zero-shot VQA: the question is the decoder's prompt (``[CLS] question``, no [SEP]), the image
-    its context; the greedy continuation's first word is the answer."""
+    its context; the greedy continuation up to [SEP] or punctuation, VQA-normalised, is the answer
+    (:func:`generated_answers`)."""
     predictions: dict[int, str] = {}
+    eos = model.config.decoder.eos_token_id
     for batch in _batches(dataset, collate, 64, limit):
         prompt_mask = batch["attention_mask"].clone()
         lengths = prompt_mask.sum(1)
         prompt_mask[torch.arange(len(lengths)), lengths - 1] = 0  # drop each question's [SEP]
         out = model.generate(batch["input_ids"], prompt_mask, images=batch["images"], max_new_tokens=max_new_tokens)
-        texts = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
-        predictions.update(zip(batch["question_ids"].tolist(), [(t.split() or [""])[0] for t in texts]))
+        predictions.update(zip(batch["question_ids"].tolist(), generated_answers(out.sequences, eos, tokenizer, max_words)))
     return _vqa_score(dataset, predictions, limit)
 
 

@@ -15,7 +15,7 @@ import torch
 from hybridformer.config import check, save_config, to_dict
 from hybridformer.io import write_json
 from hybridformer.losses import (CaptionObjective, ContrastiveObjective, FusedMLMObjective, MatchingObjective,
-                                 MultiTaskObjective)
+                                 MomentumConfig, MomentumTeacher, MultiTaskObjective)
 from hybridformer.recipes.mm_common import MMDataConfig, load_model, task_data, tokenizer
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 
@@ -39,6 +39,9 @@ class MMPretrainConfig:
     """``tiny`` (a new tiny model) or a folder saved by a previous run to continue from."""
     weights: dict[str, float] = field(default_factory=dict)
     """Per-objective weights (default 1 each)."""
+    momentum: MomentumConfig = field(default_factory=MomentumConfig)
+    """ALBEF's momentum distillation (``--momentum.enabled true``; off by default): an EMA teacher's soft
+    ITC / captioning / MLM targets mixed in with ``momentum.alpha``."""
     decoder_attention: str | None = None
     """``hybrid`` | ``full``: the decoder's self-attention kind (None keeps the model's)."""
     data: MMDataConfig = field(default_factory=MMDataConfig)
@@ -68,9 +71,10 @@ class MMPretrainResult:
     """Training examples per second."""
 
 
-def build_pretrain_objective(names: list[str], tok: Any, weights: dict[str, float] | None = None) -> MultiTaskObjective:
+def build_pretrain_objective(names: list[str], tok: Any, weights: dict[str, float] | None = None,
+                             momentum: MomentumConfig | None = None, model: Any = None) -> MultiTaskObjective:
     """The weighted :class:`MultiTaskObjective` of ``names`` (ITC before ITM, so ITM mines its negatives
-    from ITC's similarities)."""
+    from ITC's similarities); with ``momentum.enabled``, distilled from an EMA copy of ``model``."""
     weights = weights or {}
     make = {
         "itc": ContrastiveObjective,
@@ -79,7 +83,12 @@ def build_pretrain_objective(names: list[str], tok: Any, weights: dict[str, floa
         "mlm": lambda: FusedMLMObjective(tok.mask_token_id, len(tok), tok.all_special_ids),
     }
     ordered = [n for n in ("itc", "itm", "caption", "mlm") if n in names]
-    return MultiTaskObjective({n: (make[n](), weights.get(n, 1.0)) for n in ordered})
+    teacher = None
+    if momentum is not None and momentum.enabled:
+        if model is None:
+            raise ValueError("momentum: momentum distillation needs the model (its EMA copy is the teacher)")
+        teacher = MomentumTeacher(model, momentum)
+    return MultiTaskObjective({n: (make[n](), weights.get(n, 1.0)) for n in ordered}, momentum=teacher)
 
 
 def mm_pretrain(config: MMPretrainConfig) -> MMPretrainResult:
@@ -88,14 +97,14 @@ def mm_pretrain(config: MMPretrainConfig) -> MMPretrainResult:
     torch.manual_seed(config.train.seed)
     model = load_model(config.model, decoder_attention=config.decoder_attention)
     train, _, collate, _ = task_data("pretrain", config.data, tok)
-    objective = build_pretrain_objective(config.objectives, tok, config.weights)
+    objective = build_pretrain_objective(config.objectives, tok, config.weights, config.momentum, model)
     result = Trainer(model, objective, train, config.train, collate).fit()
     out = Path(config.train.out_dir)
     model_dir = out / "model"
     model.save_pretrained(model_dir, tokenizer=tok)
     save_config(config, out / "pretrain_config.yaml")
     rate = result.examples_per_s
-    record = {"objectives": config.objectives, "steps": result.final_step, "examples_per_s": rate,
+    record = {"objectives": config.objectives, "momentum_distillation": config.momentum.enabled, "steps": result.final_step, "examples_per_s": rate,
               "first_loss": result.losses[0] if result.losses else None,
               "final_loss": result.losses[-1] if result.losses else None,
               "seconds": result.train_seconds, "model_dir": str(model_dir), "config": to_dict(config)}
