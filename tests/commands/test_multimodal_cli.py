@@ -4,6 +4,7 @@ or 1 (a missing model folder); a real one-step pretraining + evaluation runs end
 import json
 
 import pytest
+import torch
 
 from hybridformer.cli import main
 
@@ -13,11 +14,27 @@ from hybridformer.cli import main
     (["finetune", "--task", "segmentation", "--model", "tiny"], "task"),
     (["evaluate", "--task", "vqa", "--model", "tiny", "--data.task", "cifar"], "data.task"),
     (["pretrain", "--objectives", "itc", "--weights.itm", "2"], "weights.itm"),
+    (["pretrain", "--objectives", "itc", "--momentum.alpha", "2"], "momentum.alpha"),
 ])
 def test_bad_options_print_one_line_and_exit_2(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_momentum_distillation_is_off_by_default_and_a_flag_turns_it_on():
+    from hybridformer.config import load_config
+    from hybridformer.recipes.mm_common import tokenizer
+    from hybridformer.recipes.mm_pretrain import MMPretrainConfig, build_pretrain_objective
+
+    assert load_config(MMPretrainConfig).momentum.enabled is False
+    config = load_config(MMPretrainConfig, None, ["--momentum.enabled", "true", "--momentum.alpha", "0.3", "--objectives", "itc"])
+    assert config.momentum.enabled and config.momentum.alpha == 0.3
+    model = torch.nn.Linear(2, 2)  # any module: the teacher is its copy
+    objective = build_pretrain_objective(config.objectives, tokenizer(), momentum=config.momentum, model=model)
+    assert objective.momentum is not None and objective.momentum.alpha == 0.3
+    assert torch.equal(objective.momentum.model.weight, model.weight) and objective.momentum.model is not model
+    assert build_pretrain_objective(["itc"], tokenizer()).momentum is None
 
 
 def test_a_missing_model_folder_is_one_line(tmp_path, capsys):

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hybridformer.config import check
 from hybridformer.losses.mlm import IGNORE_INDEX, mlm_loss
 
 __all__ = ["MomentumConfig", "MomentumTeacher", "ema_update", "soft_contrastive_targets", "distilled_token_loss"]
@@ -44,10 +45,8 @@ class MomentumConfig:
     """Weight of the teacher's soft targets (ALBEF's 0.4); 0 gives the plain losses."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum.momentum: must be in [0, 1), got {self.momentum}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"momentum.alpha: must be in [0, 1], got {self.alpha}")
+        check(0.0 <= self.momentum < 1.0, "momentum.momentum", f"must be in [0, 1), got {self.momentum}")
+        check(0.0 <= self.alpha <= 1.0, "momentum.alpha", f"must be in [0, 1], got {self.alpha}")
 
 
 @torch.no_grad()
