@@ -60,3 +60,15 @@ def test_generated_answers_cut_at_eos_with_the_real_tokenizer():
     assert generated_answers(sequences, sep, tok) == ["7", "handwritten digit 5", "yes it is"]
     assert generated_answers(sequences, sep, tok, max_words=1) == ["7", "handwritten", "yes"]
     assert extract_answer("two dogs", max_words=1) == "2"
+
+
+def test_chance_recall_is_the_mean_recall_of_random_rankings():
+    from hybridformer.recipes.mm_metrics import chance_recall_at_k
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 6, (40,), generator=g)  # repeated captions: several correct columns per row
+    correct = ids.unsqueeze(1) == ids.unsqueeze(0)
+    for k in (1, 5):
+        empirical = sum(recall_at_k(torch.rand(40, 40, generator=g), correct, k) for _ in range(400)) / 400
+        assert abs(chance_recall_at_k(correct, k) - empirical) < 0.015
+    assert chance_recall_at_k(torch.eye(10, dtype=torch.bool), 5) == pytest.approx(0.5)

@@ -16,7 +16,7 @@ from hybridformer.data.image_text import templated_caption
 from hybridformer.evaluation.vqa import normalize_answer, vqa_accuracy
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
 
-__all__ = ["spread", "recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
+__all__ = ["spread", "recall_at_k", "chance_recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
            "vqa_classifier_accuracy", "extract_answer", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
 
 
@@ -40,6 +40,16 @@ def recall_at_k(similarity: Tensor, correct: Tensor, k: int) -> float:
     return correct.gather(1, top).any(1).float().mean().item()
 
 
+def chance_recall_at_k(correct: Tensor, k: int) -> float:
+    """The expected :func:`recall_at_k` of a uniformly random ranking: a row with ``c`` correct of ``C``
+    columns misses with probability ``C(C - c, k) / C(C, k)``."""
+    from math import comb
+
+    n = correct.shape[1]
+    k = min(k, n)
+    return sum(1 - comb(n - c, k) / comb(n, k) for c in correct.sum(1).tolist()) / correct.shape[0]
+
+
 @torch.no_grad()
 def _embeddings(model: nn.Module, dataset: Any, collate: Any, limit: int | None) -> tuple[Tensor, Tensor, list[str], Tensor]:
     images, texts, captions, labels = [], [], [], []
@@ -58,11 +68,12 @@ def retrieval(model: nn.Module | None, dataset: Any, collate: Any, *, limit: int
 
     A retrieved caption counts when its text equals the query image's caption (templated captions
     repeat, and an identical string is as right as the image's own); a retrieved image counts when its
-    caption equals the query. ``model=None`` scores random similarities (the chance level).
+    caption equals the query. ``model=None``: the chance level, the expected recall of a random
+    ranking (:func:`chance_recall_at_k`).
     """
     if model is None:
         captions = [dataset[i].caption for i in spread(len(dataset), limit)]
-        sim = torch.rand(len(captions), len(captions), generator=generator)
+        sim = None
     else:
         images, texts, captions, _ = _embeddings(model, dataset, collate, limit)
         sim = images @ texts.T  # (N images, N texts)
@@ -71,7 +82,10 @@ def retrieval(model: nn.Module | None, dataset: Any, collate: Any, *, limit: int
     correct = ids.unsqueeze(1) == ids.unsqueeze(0)  # (N, N) symmetric
     out = {}
     for k in (1, 5):
-        out[f"r{k}"] = (recall_at_k(sim, correct, k) + recall_at_k(sim.T, correct, k)) / 2
+        if sim is None:
+            out[f"r{k}"] = chance_recall_at_k(correct, k)  # correct is symmetric: both directions alike
+        else:
+            out[f"r{k}"] = (recall_at_k(sim, correct, k) + recall_at_k(sim.T, correct, k)) / 2
     return out
 
 
