@@ -1,0 +1,44 @@
+"""benchmarks/multimodal_experiment.py's report: mean/std over the seeds that ran, the not_run list of a
+partial grid, and the target verdicts against hand-computed thresholds."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import multimodal_experiment as mx  # noqa: E402
+
+
+def _write(runs: Path, case: str, variant: str, seed: int, score: float) -> None:
+    path = runs / case / variant / f"seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"score": score}))
+
+
+def test_report_of_a_partial_grid(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (p, c) in enumerate([(0.30, 0.10), (0.36, 0.10)]):
+        _write(runs, "zeroshot-cls", "pretrained", seed, p)
+        _write(runs, "zeroshot-cls", "chance", seed, c)
+    _write(runs, "image-cls", "pretrained", 0, 0.50)
+    _write(runs, "image-cls", "resnet-only", 0, 0.48)
+    out = tmp_path / "multimodal.json"
+    mx.main(["--phase", "report", "--seeds", "2", "--runs-dir", str(runs), "--out", str(out)])
+    record = json.loads(out.read_text())
+    rows = {(r["case"], r["variant"]): r for r in record["rows"] if "score_mean" in r}
+    zs = rows[("zeroshot-cls", "pretrained")]
+    assert zs["seeds"] == 2 and abs(zs["score_mean"] - 0.33) < 1e-12
+    assert abs(zs["score_std"] - statistics.stdev([0.30, 0.36])) < 1e-12
+    assert "image-cls/pretrained/seed1" in record["not_run"] and "zeroshot-cls/pretrained/seed0" not in record["not_run"]
+    assert "vqa-fewshot/scratch/seed0" in record["not_run"] and "pretrain-demo-time" in record["not_run"]
+    table = out.with_name("multimodal_table.md").read_text()
+    # zeroshot-cls: 0.33 >= 3 x 0.10 (met); image-cls: 0.50 < 0.48 + 0.028 (missed)
+    assert "zeroshot-cls: pretrained 0.330" in table and "image-cls: pretrained 0.500" in table
+    lines = {line.split(":")[0]: line for line in table.splitlines() if line.startswith("- ")}
+    assert lines["- image-cls"].endswith("**missed**") and lines["- zeroshot-cls"].endswith("**met**")
+    assert lines["- vqa-fewshot"] == "- vqa-fewshot: not run"
+    assert out.with_suffix(".png").is_file()
