@@ -198,6 +198,10 @@ def _collect(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
                      "objectives": args.objectives, "load_after": r["load_after"]})
     else:
         not_run.append("pretrain-demo-time")
+    cli = args.runs_dir / "demo" / "cli.json"  # the CLI's default pretraining, timed by hand (see multimodal.md)
+    if cli.is_file():
+        rows.append({"case": "pretrain-demo-cli-time", "variant": "pretrained", "median_ms": None,
+                     **json.loads(cli.read_text())})
     pre = [json.loads(p.read_text()) for p in sorted((args.runs_dir / "pretrain").glob("seed*/metrics.json"))]
     if pre:
         rows.append({"case": "pretrain-grid-time", "variant": "pretrained", "median_ms": None,
