@@ -306,10 +306,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--phase", choices=["all", "train", "speed", "demo", "report"], default="all")
     p.add_argument("--quick", action="store_true", help="the quick grid (small budget; see results/multimodal.md)")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--only-seeds", type=lambda s: [int(k) for k in s.split(",")], default=None,
                    help="train only these seeds (e.g. 2 or 0,1: to run seeds in parallel processes)")
-    p.add_argument("--pretrain-seeds", type=int, default=3, help="pretrained models (fine-tune seed k uses k mod this)")
+    p.add_argument("--pretrain-seeds", type=int, default=5, help="pretrained models (fine-tune seed k uses k mod this)")
     p.add_argument("--objectives", type=lambda s: s.split(","), default=["itc", "caption"],
                    help="pretraining objectives of the `pretrained` variant (comma-separated)")
     p.add_argument("--pretrain-steps", type=int, default=100)
