@@ -184,23 +184,23 @@ def ring_attention(layer: HybridAttention, proj: FusedProjection, h: Tensor, rin
     Args:
         layer: the block's :class:`HybridAttention` (its o_proj, scorer, gate_proj and config are used).
         proj: the layer's :class:`FusedProjection`.
-        h: (B, 1, d_model) normalised hidden states of the new tokens.
+        h: (B, d_model) normalised hidden states of the new tokens (2-D: one token per sequence).
         ring: this layer's :class:`RingCache`.
         step: the step's :class:`StepLayout`.
 
     Returns:
-        (B, 1, d_model) the attention output (after o_proj).
+        (B, d_model) the attention output (after o_proj).
     """
     cfg = layer.config
     batch, d, heads, window = h.shape[0], cfg.d_model, cfg.n_heads, cfg.window
-    y = proj(h)  # (B, 1, 3d [+1])
-    q = y[..., :d].view(batch, 1, heads, -1).transpose(1, 2)  # (B, H, 1, D)
-    new_kv = y[:, 0, d : 3 * d].view(batch, 2, heads, -1)  # (B, 2, H, D)
+    y = proj(h)  # (B, 3d [+1])
+    q = y[:, :d].view(batch, heads, 1, -1)  # (B, H, 1, D): one query per sequence, no transpose
+    new_kv = y[:, d : 3 * d].view(batch, 2, heads, -1)  # (B, 2, H, D)
     ring.kv[step.rows, :, :, step.slots] = new_kv
     keys, values = ring.kv[:, 0], ring.kv[:, 1]  # (B, H, W + K, D)
     scored = ring.scores is not None
     if scored:
-        raw = y[:, 0, 3 * d] if proj.fused_score else layer.scorer.net(h)[:, 0, 0]  # (B,)
+        raw = y[:, 3 * d] if proj.fused_score else layer.scorer.net(h)[:, 0]  # (B,)
         cap = layer.scorer.cap
         score = (raw if cap == 0 else cap * torch.tanh(raw / cap)).float()  # (B,) = selection_scores, eval
         ring.scores[step.rows, step.slots] = score
@@ -209,11 +209,11 @@ def ring_attention(layer: HybridAttention, proj: FusedProjection, h: Tensor, rin
         sees = step.local_sees[:, None, None, :]  # (B, 1, 1, W)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=sees, scale=layer.scale)
         if gated:
-            out = layer._gates(h)[..., :1] * out
+            out = layer._gates(h[:, None])[..., :1] * out
     else:
         g_pos = ring.global_positions  # (B, K)
         if gated:
-            gates = layer._gates(h)  # (B, H, 1, 2)
+            gates = layer._gates(h[:, None])  # (B, H, 1, 2)
             near = F.scaled_dot_product_attention(q, keys[:, :, :window], values[:, :, :window],
                                                   attn_mask=step.local_sees[:, None, None, :], scale=layer.scale)
             logits = (q @ keys[:, :, window:].transpose(-1, -2)) * layer.scale  # (B, H, 1, K)
@@ -227,7 +227,7 @@ def ring_attention(layer: HybridAttention, proj: FusedProjection, h: Tensor, rin
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=sees, scale=layer.scale)
         if step.closing is not None:
             _close_blocks(ring, step.ring_positions, step.closing, window)
-    return linear_of(layer.o_proj, out.transpose(1, 2).reshape(batch, 1, d))
+    return linear_of(layer.o_proj, out.reshape(batch, d))  # (B, H, 1, D) -> (B, d)
 
 
 def _close_blocks(ring: RingCache, ring_positions: Tensor, rows: Tensor, window: int) -> None:

@@ -118,9 +118,10 @@ class CrossStep:
     values: Tensor
     """(B, H, T, D) their values."""
     attn_mask: Tensor
-    """Bool (B, 1, 1, T): the query sees the key; a row without context sees every key (finite, then zeroed)."""
+    """(B, 1, 1, T) additive mask, 0 where the query sees the key, -inf elsewhere (SDPA would convert a
+    bool mask at every step); a row without context sees every key (finite, then zeroed)."""
     factor: Tensor
-    """(B, 1, 1) ``tanh(gate)`` for a row with context, 0 without."""
+    """(B, 1) ``tanh(gate)`` for a row with context, 0 without."""
 
 
 def stack_kv(rows: Sequence[CrossModalKV | None]) -> CrossModalKV | None:
@@ -231,18 +232,19 @@ class CrossModalAttention(nn.Module):
         """What :meth:`attend_step` needs of ``kv``, computed once per decode batch (the gate and the
         masks do not change between steps)."""
         has_context = kv.mask.any(dim=1)  # (B,)
-        attn_mask = (kv.mask | ~has_context[:, None])[:, None, None, :]  # (B, 1, 1, T)
-        factor = (torch.tanh(self.gate) * has_context)[:, None, None].detach()  # (B, 1, 1)
+        sees = (kv.mask | ~has_context[:, None])[:, None, None, :]  # (B, 1, 1, T)
+        attn_mask = torch.zeros(sees.shape, dtype=kv.keys.dtype, device=sees.device).masked_fill(~sees, float("-inf"))
+        factor = (torch.tanh(self.gate) * has_context)[:, None].detach()  # (B, 1)
         return CrossStep(kv.keys, kv.values, attn_mask, factor)
 
     def attend_step(self, hidden_states: Tensor, step: CrossStep) -> Tensor:
-        """:meth:`forward` for decode steps, on a prepared context: (B, N, d_model) -> the gated update."""
-        batch, n, _ = hidden_states.shape
+        """:meth:`forward` for a decode step, on a prepared context: (B, d_model), one token per
+        sequence -> the gated update (B, d_model)."""
+        batch, d = hidden_states.shape
         # functional calls on the layers' weights: a module call's Python costs as much as a small matmul
-        q = self._split_heads(F.linear(hidden_states, self.q_proj.weight, self.q_proj.bias))  # (B, H, N, D)
-        out = F.scaled_dot_product_attention(q, step.keys, step.values, attn_mask=step.attn_mask)  # (B, H, N, D)
-        out = F.linear(out.transpose(1, 2).reshape(batch, n, -1), self.o_proj.weight, self.o_proj.bias)
-        return out * step.factor  # (B, N, d_model)
+        q = F.linear(hidden_states, self.q_proj.weight, self.q_proj.bias).view(batch, self.config.n_heads, 1, -1)
+        out = F.scaled_dot_product_attention(q, step.keys, step.values, attn_mask=step.attn_mask)  # (B, H, 1, D)
+        return F.linear(out.reshape(batch, d), self.o_proj.weight, self.o_proj.bias) * step.factor  # (B, d)
 
     def forward(self, hidden_states: Tensor, kv: CrossModalKV | None) -> Tensor:
         """The gated update of the decoder tokens (to be added to the residual stream).

@@ -191,14 +191,14 @@ class DecoderBlock(nn.Module):
         """One decode step of B sequences over their :class:`RingCache` (``fusion/batched_decode.py``).
 
         Args:
-            x: (B, 1, d_model) the new tokens' hidden states.
+            x: (B, d_model) the new tokens' hidden states (2-D: one token per sequence).
             ring: this block's self-attention buffers (updated in place).
             projection: the self-attention's fused q/k/v projection.
             step: the positions and visibility shared by every block.
             context: the prepared cross-attention context, or None (no row has context).
 
         Returns:
-            (B, 1, d_model) the block's output.
+            (B, d_model) the block's output.
         """
         # Functional calls on the modules' own weights: at d_model 128 a module call's Python costs
         # as much as its matmul. Dropout only in training (it is the identity in eval).
@@ -211,7 +211,7 @@ class DecoderBlock(nn.Module):
         if ffn.gate is None:
             out = linear_of(ffn.fc_out, ffn.act(linear_of(ffn.fc_in, h)))
         else:
-            out = ffn(h).hidden_states
+            out = ffn(h[:, None]).hidden_states[:, 0]
         return x + drop(out)
 
 

@@ -163,10 +163,10 @@ class JointDecoder(nn.Module):
         x = F.embedding(tokens, table, self.token_embeddings.padding_idx) + F.embedding(
             step.positions, self.position_embeddings.weight, self.position_embeddings.padding_idx
         )  # (B, d)
-        x = (self.dropout(x) if self.training else x)[:, None]  # (B, 1, d)
+        x = self.dropout(x) if self.training else x  # (B, d): the step stays 2-D
         for block, ring, projection, ctx in zip(self.blocks, rings, projections, context):
             x = block.decode(x, ring, projection, step, ctx)
-        return F.linear(layer_norm_of(self.final_norm, x[:, 0]), table)  # (B, vocab_size)
+        return F.linear(layer_norm_of(self.final_norm, x), table)  # (B, vocab_size)
 
     def new_caches(self) -> list[KVCache]:
         """Fresh, empty self-attention caches for one sequence (one per block)."""
