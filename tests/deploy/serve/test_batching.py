@@ -117,3 +117,12 @@ def test_generation_is_continuously_batched_and_matches_decoding_alone(server, m
         assert body["choices"][0]["message"]["content"] == gen.detokenize(expected)
         assert body["usage"]["completion_tokens"] == len(expected)
         assert body["choices"][0]["finish_reason"] == ("length" if len(expected) == n else "stop")
+
+
+def test_encoder_engine_tokenizes_as_the_hugging_face_tokenizer(models):
+    engine = models[0].classifier
+    texts = [*TEXTS, "héllo, wörld! 1234 ...", "word " * 600]
+    got = engine.encode(texts)
+    want = engine.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=engine.max_tokens + 1)
+    assert got[:-1] == [list(ids) for ids in want["input_ids"][:-1]]
+    assert len(got[-1]) == len(want["input_ids"][-1]) == engine.max_tokens + 1  # too long shows (then gets 400)
