@@ -153,3 +153,68 @@ def test_sincos_positions_distinguish_every_cell():
     assert torch.equal(grid[0, 0, 0, :172], grid[0, 3, 4, :172])
     with pytest.raises(ValueError, match="dim"):
         sincos_position_embedding((2, 2), 7)
+
+
+def _randomise_bn(model: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("stages", [3, 4])
+def test_depth10_trunk_equals_torchvisions_resnet_class_with_the_same_weights(tmp_path, stages):
+    # depth 10 = torchvision's own ResNet class with one BasicBlock per stage; `stages` cuts after layerS
+    torch.manual_seed(5)
+    ref = _randomise_bn(torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1]))
+    path = tmp_path / "resnet10.pth"
+    torch.save(ref.state_dict(), path)  # the whole network, layer4 and fc included
+    enc = ImageEncoder(ImageEncoderConfig(depth=10, stages=stages, d_model=16, image_size=32, weights=str(path)))
+    enc.eval()
+    assert (hasattr(enc.trunk, "layer4")) == (stages == 4)
+    x = torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        body = torch.nn.Sequential(*list(ref.children())[: 4 + stages])  # conv1 bn1 relu maxpool layer1..S
+        expected = body(x)
+        out = enc(x)
+    side = 32 // enc.config.stride
+    assert out.feature_map.shape == (2, enc.config.feature_channels, side, 2 * side)
+    assert enc.config.feature_channels == (256 if stages == 3 else 512)
+    torch.testing.assert_close(out.feature_map, expected, atol=1e-6, rtol=0)
+    assert out.tokens.shape == (2, 2 * side * side, 16)
+    trunk = sum(p.numel() for p in enc.trunk.parameters())
+    kept = sum(p.numel() for name, p in ref.named_parameters() if not name.startswith("fc.")
+               and not any(name.startswith(f"layer{s}.") for s in range(stages + 1, 5)))
+    assert trunk == kept
+
+
+def test_resnet18_cut_after_layer3_loads_a_full_torchvision_checkpoint(tmp_path):
+    ref = _reference_resnet18(seed=6)
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    enc = ImageEncoder(ImageEncoderConfig(depth=18, stages=3, d_model=8, weights=str(path))).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.nn.Sequential(*list(ref.children())[:7])(x)  # up to layer3
+        torch.testing.assert_close(enc(x).feature_map, expected, atol=1e-6, rtol=0)
+    assert enc.config.num_tokens == (224 // 16) ** 2 and enc.config.feature_channels == 256
+    with pytest.raises(ConfigError, match="stages"):
+        ImageEncoderConfig(stages=5)
+    with pytest.raises(ValueError, match=r"images: height and width must be >= 16"):
+        enc(torch.zeros(1, 3, 8, 64))
+
+
+def test_depth10_meta_build_then_init_equals_eager_build():
+    config = ImageEncoderConfig(depth=10, stages=3, in_channels=1, d_model=24, image_size=32)
+    torch.manual_seed(8)
+    eager = ImageEncoder(config)
+    with torch.device("meta"):
+        lazy = ImageEncoder(config)
+    lazy.to_empty(device="cpu")
+    torch.manual_seed(8)
+    lazy.init_weights()
+    a, b = eager.state_dict(), lazy.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -91,3 +91,50 @@ def test_bad_input_names_the_argument():
         enc(torch.zeros(1, 1, 32, 32))
     with pytest.raises(ValueError, match="clips: the encoder takes 1-channel input"):
         enc(torch.zeros(1, 3, 4, 32, 32))
+
+
+@pytest.mark.parametrize(("arch", "stages", "grid"), [("mc3_18", 3, (4, 4, 4)), ("r3d_18", 4, (1, 2, 2)),
+                                                      ("r2plus1d_18", 2, (2, 8, 8))])
+def test_depth10_trunk_equals_torchvisions_videoresnet_class_with_the_same_weights(tmp_path, arch, stages, grid):
+    # depth 10 = torchvision's VideoResNet with the arch's conv makers and stem, one block per stage
+    from torchvision.models.video import resnet as vr
+
+    makers = {"r3d_18": ([vr.Conv3DSimple] * 4, vr.BasicStem), "r2plus1d_18": ([vr.Conv2Plus1D] * 4, vr.R2Plus1dStem),
+              "mc3_18": ([vr.Conv3DSimple] + [vr.Conv3DNoTemporal] * 3, vr.BasicStem)}[arch]
+    torch.manual_seed(9)
+    ref = vr.VideoResNet(vr.BasicBlock, conv_makers=makers[0], layers=[1, 1, 1, 1], stem=makers[1])
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    ref.eval()
+    path = tmp_path / f"{arch}-10.pth"
+    torch.save(ref.state_dict(), path)
+    config = VideoEncoderConfig(arch=arch, depth=10, stages=stages, d_model=16, weights=str(path), frame_size=32)
+    enc = VideoEncoder(config).eval()
+    clips = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        expected = torch.nn.Sequential(*list(ref.children())[: 1 + stages])(clips)  # stem, layer1..S
+        out = enc(clips)
+    assert out.feature_map.shape == (2, config.feature_channels, *grid)
+    assert config.feature_channels == 512 >> (4 - stages)
+    torch.testing.assert_close(out.feature_map, expected, atol=1e-6, rtol=0)
+    assert out.tokens.shape == (2, grid[0] * grid[1] * grid[2], 16)
+
+
+def test_depth10_meta_build_then_init_equals_eager_build():
+    config = VideoEncoderConfig(arch="mc3_18", depth=10, stages=3, d_model=8, frame_size=32)
+    torch.manual_seed(12)
+    eager = VideoEncoder(config)
+    with torch.device("meta"):
+        lazy = VideoEncoder(config)
+    lazy.to_empty(device="cpu")
+    torch.manual_seed(12)
+    lazy.init_weights()
+    a, b = eager.state_dict(), lazy.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="depth"):
+        VideoEncoderConfig(depth=34)
+    with pytest.raises(ValueError, match=r"clips: height and width must be >= 8"):
+        VideoEncoder(config)(torch.zeros(1, 3, 4, 4, 32))

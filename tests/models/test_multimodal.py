@@ -53,6 +53,26 @@ def test_meta_build_then_init_weights_equals_the_eager_flavor():
         assert torch.equal(got[name], tensor), name
 
 
+def test_tiny_is_small_and_its_trunks_are_torchvisions_one_block_resnets():
+    import torchvision
+    from torchvision.models.video import resnet as vr
+
+    with torch.device("meta"):
+        model = build_multimodal(tiny_config(HEADS))
+        resnet10 = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+        mc3_10 = vr.VideoResNet(vr.BasicBlock, [vr.Conv3DSimple] + [vr.Conv3DNoTemporal] * 3, [1, 1, 1, 1], vr.BasicStem)
+
+    def upto_layer3(net):
+        return sum(p.numel() for n, p in net.named_parameters() if not n.startswith(("layer4.", "fc.")))
+
+    assert _count(model.image_encoder.trunk) == upto_layer3(resnet10) == 1_232_704
+    assert _count(model.video_encoder.trunk) == upto_layer3(mc3_10)
+    vocab_tables = model.text_encoder.embeddings.word_embeddings.weight.numel() * 2  # + the decoder's (tied head)
+    assert vocab_tables == 2 * 30522 * 128
+    assert _count(model) < 12_000_000  # 7.8M of it the two 30,522-word tables
+    assert model.image_encoder.config.num_tokens == 4  # 32x32 -> a 2x2 map of 256 channels
+
+
 def test_save_and_load_round_trip_exactly(tiny, tmp_path):
     from hybridformer.data.tokenizer import minilm_tokenizer
 

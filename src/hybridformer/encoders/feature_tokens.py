@@ -198,7 +198,8 @@ class CNNTokenEncoder(nn.Module):
     """What the image and video encoders share: a torchvision CNN trunk, then :class:`FeatureMapTokenizer`.
 
     Subclasses give a trunk builder, name its first convolution's state-dict key (``first_conv``,
-    adapted to 1-channel input when loading RGB weights) and implement :meth:`features`. As every
+    adapted to 1-channel input when loading RGB weights) and implement :meth:`features`. A trunk cut
+    after ``stages`` residual stages ignores the later stages' keys (``layer{s}.*``) of a checkpoint. As every
     hybridformer model, the constructor allocates without drawing random numbers, then calls
     :meth:`init_weights`; so an eager build under seed s equals a meta build + ``to_empty`` + seed s +
     ``init_weights()``.
@@ -208,9 +209,10 @@ class CNNTokenEncoder(nn.Module):
     """State-dict key of the trunk's first convolution weight."""
 
     def __init__(self, build_trunk: Callable[[], nn.Module], *, in_channels: int, feature_channels: int,
-                 d_model: int, layer_norm_eps: float, weights: str | None) -> None:  # fmt: skip
+                 d_model: int, layer_norm_eps: float, weights: str | None, stages: int = 4) -> None:  # fmt: skip
         super().__init__()
         self._in_channels, self._weights = in_channels, weights
+        self._ignored = ("fc.", *(f"layer{s}." for s in range(stages + 1, 5)))  # checkpoint keys not in the trunk
         with allocating():  # torch's default inits must not advance the RNG (hybridformer.initialization)
             self.trunk = build_trunk()
             self.tokenizer = FeatureMapTokenizer(feature_channels, d_model, layer_norm_eps)
@@ -225,8 +227,10 @@ class CNNTokenEncoder(nn.Module):
         self.tokenizer.init_weights()
 
     def load_torchvision_weights(self, path: str | Path) -> None:
-        """Load a torchvision state dict of the trunk's architecture (its classifier ``fc.*`` ignored)."""
-        load_trunk_weights(self.trunk, path, first_conv=self.first_conv, in_channels=self._in_channels)
+        """Load a torchvision state dict of the trunk's architecture (its classifier ``fc.*`` and any
+        stage the trunk dropped ignored)."""
+        load_trunk_weights(self.trunk, path, first_conv=self.first_conv, in_channels=self._in_channels,
+                           drop_prefixes=self._ignored)
 
     def features(self, x: Tensor) -> Tensor:
         """The trunk's last feature map (B, C, *grid)."""

@@ -1,7 +1,9 @@
 """Flavors of the multimodal model, as builder functions (torchmultimodal's style).
 
-- :func:`multimodal_tiny`: d_model 128, 2-layer text encoder and decoder with hybrid attention,
-  ResNet-18 and mc3_18 encoders (torchvision's smallest); for tests, the demo and trying the CLI.
+- :func:`multimodal_tiny`: d_model 128, 2-layer text encoder and decoder with hybrid attention, and
+  one-block-per-stage torchvision trunks cut after layer3 (``ResNet(BasicBlock, [1, 1, 1, 1])``, 1.23M;
+  mc3's ``VideoResNet`` with ``layers=[1, 1, 1, 1]``, 1.40M): 11.75M parameters (10.25M without video),
+  7.81M of them the two 30,522-word tables. For tests, the demo and trying the CLI.
   Randomly initialised (no CNN weights ship offline); the text encoder can start from the bundled
   MiniLM instead (``text_encoder=minilm_path()``).
 - :func:`multimodal_base`: the article's sizes: a RoBERTa-base-sized text encoder, ResNet-152, r3d_18,
@@ -40,8 +42,10 @@ def tiny_config(heads: HeadsConfig | None = None, *, video: bool = True) -> Mult
         vocab_size=BERT_VOCAB, d_model=d, n_layers=2, n_heads=4, d_ff=4 * d, max_positions=128, pooler=False,
         attention=AttentionConfig(kind="hybrid", window=32, global_k=8),
     )
-    image = ImageEncoderConfig(depth=18, in_channels=3, d_model=d, image_size=32)
-    clips = VideoEncoderConfig(arch="mc3_18", in_channels=3, d_model=d, num_frames=8, frame_size=32) if video else None
+    # one block per stage, three stages: a 32×32 image -> 2×2 tokens, an 8×32×32 clip -> 8×4×4
+    image = ImageEncoderConfig(depth=10, stages=3, in_channels=3, d_model=d, image_size=32)
+    clips = VideoEncoderConfig(arch="mc3_18", depth=10, stages=3, in_channels=3, d_model=d, num_frames=8,
+                               frame_size=32) if video else None
     decoder = DecoderConfig(
         vocab_size=BERT_VOCAB, d_model=d, n_layers=2, n_heads=4, d_ff=4 * d, max_positions=1024,
         attention=AttentionConfig(kind="hybrid", window=32, global_k=16, causal=True),
@@ -87,7 +91,7 @@ def multimodal_tiny(
         heads: the task heads (default: the contrastive projections and matching head only).
         text_encoder: a local BERT/RoBERTa folder (e.g. the bundled MiniLM, ``data.sources.minilm_path()``)
             to start the text encoder from; the decoder then reads its width and shares its vocabulary.
-        video: include the video encoder (mc3_18).
+        video: include the video encoder (mc3, one block per stage, to layer3).
     """
     config = tiny_config(heads, video=video)
     pretrained = None
