@@ -12,6 +12,7 @@ Cases ``<task>-b<batch>`` (``sentiment-b1``, ``sentiment-b32``, ``bbc-b1``, ``bb
 - ``sparse``: the teacher compressed with gated FFNs (16 groups, 8 open per token, trained one
   epoch on the teacher's predictions) and pruned (>= 50% of the FFN parameters removed), fp32;
 - ``int8-sparse``: ``sparse`` quantized like ``int8-dynamic`` (its gated FFNs use the int8 group kernel);
+  ``int8-sparse-unsmoothed``: the same without smoothing (whose input products cost about 10% at b32);
 - ``student``: 3 blocks (the teacher's 0, 2, 4) distilled from the teacher (T=2, half labels,
   hidden-state cosine; one epoch on sentiment, three on BBC's 400 articles); ``student-labels``: the
   same student trained on the labels alone with the same budget (what distillation must beat).
@@ -66,7 +67,7 @@ TASKS = {  # training budget per task (small subsets: the whole sets take hours 
 }
 VARIANTS = (
     "fp32", "int8-weight", "int8-dynamic", "int8-dynamic-unsmoothed", "int8-dynamic-torchao", "sparse", "int8-sparse",
-    "teacher", "student", "student-labels",
+    "int8-sparse-unsmoothed", "teacher", "student", "student-labels",
 )
 SMOOTH = 0.8
 """SmoothQuant alpha of the smoothed variants (``hybridformer quantize``'s default)."""
@@ -76,6 +77,7 @@ QUANTIZED = {  # variant: (float source, mode, backend, smoothed)
     "int8-dynamic-unsmoothed": ("fp32", "dynamic", None, False),
     "int8-dynamic-torchao": ("fp32", "dynamic", "torchao", False),
     "int8-sparse": ("sparse", "dynamic", None, True),
+    "int8-sparse-unsmoothed": ("sparse", "dynamic", None, False),
 }
 QUIET = ["--train.tensorboard", "false", "--train.progress_bar", "false"]
 
@@ -123,9 +125,10 @@ def _stored_params(path: Path) -> int:
         )
 
 
-def build_variants(task: str, dirs: dict[str, Path], runs: Path, quantize_again: bool) -> dict[str, dict[str, Any]]:
-    """Each variant's model (eval mode) and its saved weights file; the int8 ones are quantized and
-    saved when ``quantize_again`` (else loaded from their folders, as ``hybridformer evaluate`` would)."""
+def build_variants(task: str, dirs: dict[str, Path], runs: Path, quantize_again: set[str]) -> dict[str, dict[str, Any]]:
+    """Each variant's model (eval mode) and its saved weights file; the int8 ones named in
+    ``quantize_again`` or not saved yet are quantized and saved, then all are loaded from their
+    folders (as ``hybridformer evaluate`` would)."""
     out: dict[str, dict[str, Any]] = {}
     for name, source in (("fp32", "teacher"), ("teacher", "teacher"), ("sparse", "sparse"), ("student", "student"),
                          ("student-labels", "student-labels")):
@@ -133,7 +136,7 @@ def build_variants(task: str, dirs: dict[str, Path], runs: Path, quantize_again:
     data = TaskDataConfig(task=task, max_length=TASKS[task]["max_length"], train_subset=TASKS[task]["train_subset"])
     for name, (source, mode, backend, smoothed) in QUANTIZED.items():
         folder = runs / task / name
-        if quantize_again or not (folder / INT8_WEIGHTS_FILE).is_file():
+        if name in quantize_again or not (folder / INT8_WEIGHTS_FILE).is_file():
             calibration = calibration_batches(data, load_tokenizer(str(dirs["teacher"]))) if smoothed else None
             model = quantize(out[source]["model"], mode, backend, smooth=SMOOTH if smoothed else None,
                              calibration=calibration)
@@ -152,18 +155,21 @@ def _test_logits(model: Any, test: Any, collate: Any) -> torch.Tensor:
     return torch.cat([model(**{k: b[k] for k in keys}).logits for b in iterate_batches(test, collate, picks)])
 
 
-def measure_accuracy(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Path,
-                     names: list[str]) -> dict[str, Any]:
-    """Test accuracy of every variant on the whole test split, and its agreement with fp32's predictions."""
+def measure_accuracy(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Path, names: list[str],
+                     known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Test accuracy of the variants ``names`` on the whole test split and their agreement with fp32's
+    predictions, added to the scores ``known`` of an earlier run (fp32 is evaluated again)."""
     length = TASKS[task]["max_length"]
     test = load_eval_split(TaskDataConfig(task=task, max_length=length), "test", variants["fp32"]["model"].label_names)
     collate = TextCollator(load_tokenizer(str(teacher_dir)), max_length=length)
     labels = torch.tensor([test[i].label for i in range(len(test))])
-    predictions = {n: _test_logits(variants[n]["model"], test, collate).argmax(-1) for n in names}
+    predictions = {n: _test_logits(variants[n]["model"], test, collate).argmax(-1) for n in ["fp32", *(n for n in names if n != "fp32")]}
+    known = known or {"accuracy": {}, "agreement": {}}
     return {
         "test_examples": len(test),
-        "accuracy": {n: float((p == labels).float().mean()) for n, p in predictions.items()},
-        "agreement": {n: float((p == predictions["fp32"]).float().mean()) for n, p in predictions.items()},
+        "accuracy": {**known["accuracy"], **{n: float((p == labels).float().mean()) for n, p in predictions.items()}},
+        "agreement": {**known["agreement"], **{n: float((p == predictions["fp32"]).float().mean())
+                                               for n, p in predictions.items()}},
     }
 
 
@@ -223,9 +229,10 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
             drop = 100 * (fp32["accuracy"] - b32(v)["accuracy"])
             add(f"{task}: {v} accuracy drop <= 1 point", drop, drop <= 1.0)
         add(f"{task}: int8-dynamic >= 1.5x fp32 at b32", b32("int8-dynamic")["speedup"], b32("int8-dynamic")["speedup"] >= 1.5)
-        add(f"{task}: int8-sparse >= 2.5x fp32 at b32", b32("int8-sparse")["speedup"], b32("int8-sparse")["speedup"] >= 2.5)
-        drop = 100 * (fp32["accuracy"] - b32("int8-sparse")["accuracy"])
-        add(f"{task}: int8-sparse accuracy drop <= 1.5 points", drop, drop <= 1.5)
+        for v in ("int8-sparse", "int8-sparse-unsmoothed"):
+            add(f"{task}: {v} >= 2.5x fp32 at b32", b32(v)["speedup"], b32(v)["speedup"] >= 2.5)
+            drop = 100 * (fp32["accuracy"] - b32(v)["accuracy"])
+            add(f"{task}: {v} accuracy drop <= 1.5 points", drop, drop <= 1.5)
         kept = b32("student")["accuracy"] / b32("teacher")["accuracy"]
         add(f"{task}: student keeps >= 97% of the teacher's accuracy", 100 * kept, kept >= 0.97)
         speed = b32("teacher")["median_ms"] / b32("student")["median_ms"]
@@ -247,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="sentiment,bbc", help="comma-separated tasks")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: a loaded 2-core machine makes 2-thread timings erratic)")
+    parser.add_argument("--missing-only", action="store_true",
+                        help="accuracy phase: evaluate (and quantize) only the variants without scores yet")
+    parser.add_argument("--variants", default=None,
+                        help="accuracy phase: comma-separated variants to evaluate (and quantize); default all")
+    parser.add_argument("--scores", action="append", default=None, metavar="PATH",
+                        help="accuracy file(s): written by the accuracy phase (the first), merged for the timing "
+                             "phase (default <runs-dir>/accuracy.json)")
     parser.add_argument("--note", default="", help="a note stored in the results (e.g. the load during the run)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -255,15 +269,29 @@ def main(argv: list[str] | None = None) -> int:
     for task in tasks:
         if task not in TASKS:
             parser.error(f"--tasks: unknown task {task!r} (known: {', '.join(TASKS)})")
-    scores_path = runs / "accuracy.json"
-    scores = json.loads(scores_path.read_text()) if scores_path.is_file() else {}
+    paths = [Path(p) for p in args.scores] if args.scores else [runs / "accuracy.json"]
+    scores_path = paths[0]
+    scores: dict[str, Any] = {}
+    for path in reversed(paths):  # the first file wins
+        for task, found in (json.loads(path.read_text()) if path.is_file() else {}).items():
+            merged = scores.setdefault(task, {"test_examples": found["test_examples"], "accuracy": {}, "agreement": {}})
+            merged["accuracy"].update(found["accuracy"])
+            merged["agreement"].update(found["agreement"])
+    chosen = VARIANTS if args.variants is None else tuple(args.variants.split(","))
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown:
+        parser.error(f"--variants: unknown {sorted(unknown)} (known: {', '.join(VARIANTS)})")
     rounds = 5 if args.quick else 9
     rows: list[dict[str, Any]] = []
     for task in tasks:
         dirs = train_models(task, runs)
-        variants = build_variants(task, dirs, runs, quantize_again=args.phase != "timing")
+        todo = list(chosen)
+        if args.missing_only and task in scores:
+            todo = [n for n in chosen if n not in scores[task]["accuracy"]]
+        variants = build_variants(task, dirs, runs, quantize_again=set() if args.phase == "timing" else set(todo))
         if args.phase != "timing":
-            scores[task] = measure_accuracy(task, variants, dirs["teacher"], list(VARIANTS))
+            keep = args.missing_only or args.variants is not None
+            scores[task] = measure_accuracy(task, variants, dirs["teacher"], todo, scores.get(task) if keep else None)
             scores_path.write_text(json.dumps(scores, indent=1))
             print(task, json.dumps(scores[task]))
         if args.phase != "accuracy":

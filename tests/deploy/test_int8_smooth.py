@@ -10,53 +10,32 @@ import pytest
 import torch
 
 from hybridformer.cli import main
-from hybridformer.data import load_tokenizer, minilm_path
 from hybridformer.deploy import quantization_of, quantize, save_quantized
 from hybridformer.deploy.int8_smooth import attach_input_scales, input_maxima, input_scale_of, smooth_weights
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
 from hybridformer.sparsity import GatedFFN, SparsityConfig, masked_ffn
 
-TEXTS = [
-    "a gripping, beautifully shot film with a weak ending",
-    "the worst movie I have seen this year",
-    "an honest, funny and warm story about two brothers who run a bakery in a small town",
-    "boring",
-]
-
-
-@pytest.fixture(scope="module")
-def batch() -> dict[str, torch.Tensor]:
-    tokens = load_tokenizer(minilm_path())(TEXTS, padding=True, return_tensors="pt")
-    return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"].bool()}
-
-
-@pytest.fixture(scope="module")
-def classifier() -> TextClassifier:
-    torch.manual_seed(0)
-    return TextClassifier(TextEncoder.from_pretrained(minilm_path()), 2, label_names=["rotten", "fresh"]).eval()
-
-
 def _linears(model: torch.nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]
 
 
-def test_smoothing_alone_is_a_float_identity(classifier, batch) -> None:
-    smoothed = copy.deepcopy(classifier)
+def test_smoothing_alone_is_a_float_identity(minilm_classifier, minilm_batch) -> None:
+    smoothed = copy.deepcopy(minilm_classifier)
     names = _linears(smoothed)
-    scales = smooth_weights(smoothed, input_maxima(smoothed, names, [batch]), alpha=0.8)
+    scales = smooth_weights(smoothed, input_maxima(smoothed, names, [minilm_batch]), alpha=0.8)
     attach_input_scales(smoothed, scales)
     assert set(scales) == set(names)
     # The weights really changed (MiniLM's outlier features give s far from 1)...
     spread = max(float(s.max() / s.min()) for s in scales.values())
     assert spread > 10.0
     changed = smoothed.encoder.blocks[0].ffn.fc_in.weight
-    assert not torch.allclose(changed, classifier.encoder.blocks[0].ffn.fc_in.weight)
-    mask = batch["attention_mask"]
+    assert not torch.allclose(changed, minilm_classifier.encoder.blocks[0].ffn.fc_in.weight)
+    mask = minilm_batch["attention_mask"]
     with torch.no_grad():
-        ref = classifier.encoder(batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
-        out = smoothed.encoder(batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
-        logits = (smoothed(**batch).logits, classifier(**batch).logits)
+        ref = minilm_classifier.encoder(minilm_batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
+        out = smoothed.encoder(minilm_batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
+        logits = (smoothed(**minilm_batch).logits, minilm_classifier(**minilm_batch).logits)
     # ...but x diag(1/s) (W diag(s))^T = x W^T: only float rounding differs (hidden states are O(1)).
     assert (out - ref).abs().max() <= 1e-5
     assert (logits[0] - logits[1]).abs().max() <= 1e-5
@@ -135,14 +114,14 @@ def test_group_kernel_applies_both_input_scales() -> None:
     assert (out - fp32).abs().max() <= 0.05 * scale
 
 
-def test_smoothing_needs_calibration_and_a_valid_alpha(classifier, batch, tmp_path: Path,
+def test_smoothing_needs_calibration_and_a_valid_alpha(minilm_classifier, minilm_batch, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValueError, match="calibration"):
-        quantize(classifier, "dynamic", smooth=0.5)
+        quantize(minilm_classifier, "dynamic", smooth=0.5)
     with pytest.raises(ValueError, match="alpha"):
-        quantize(classifier, "dynamic", smooth=1.5, calibration=[batch])
+        quantize(minilm_classifier, "dynamic", smooth=1.5, calibration=[minilm_batch])
     with pytest.raises(ValueError, match="no batches"):
-        quantize(classifier, "dynamic", smooth=0.5, calibration=[])
+        quantize(minilm_classifier, "dynamic", smooth=0.5, calibration=[])
     assert main(["quantize", "--model", "m", "--out", "o", "--smooth", "0.5"]) == 2
     assert "--smooth: needs calibration data" in capsys.readouterr().err
     assert main(["quantize", "--model", "m", "--out", "o", "--smooth", "2", "--data.task", "sentiment"]) == 2
@@ -151,8 +130,8 @@ def test_smoothing_needs_calibration_and_a_valid_alpha(classifier, batch, tmp_pa
     assert "unknown option of quantize" in capsys.readouterr().err
 
 
-def test_cli_smooths_on_task_batches(classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    classifier.save_pretrained(tmp_path / "fp32")
+def test_cli_smooths_on_task_batches(minilm_classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    minilm_classifier.save_pretrained(tmp_path / "fp32")
     code = main(["quantize", "--model", str(tmp_path / "fp32"), "--out", str(tmp_path / "int8"), "--smooth", "0.8",
                  "--data.task", "sentiment", "--data.max_length", "32", "--calibration-batches", "2"])
     assert code == 0
