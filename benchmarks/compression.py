@@ -118,10 +118,12 @@ def train_models(task: str, runs: Path) -> dict[str, Path]:
 
 
 def _stored_params(path: Path) -> int:
-    """Weight elements in a safetensors file (int8 scales and zero points not counted)."""
+    """Weight elements in a safetensors file (int8 scales, zero points and smoothing scales not counted)."""
     with safe_open(str(path), "pt") as f:
         return sum(
-            math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith((".scale", ".zero_point"))
+            math.prod(f.get_slice(k).get_shape())
+            for k in f.keys()
+            if not k.endswith((".scale", ".zero_point", ".input_scale"))
         )
 
 
