@@ -5,27 +5,38 @@ Cases ``<task>-b<batch>`` (``sentiment-b1``, ``sentiment-b32``, ``bbc-b1``, ``bb
 - ``fp32`` = ``teacher``: MiniLM (6 blocks) fine-tuned on the task (``teacher`` is the same model,
   measured again as the student's reference);
 - ``int8-weight``: fp32 with int8 weights (torchao weight-only), float compute;
-- ``int8-dynamic``: fp32 with int8 weights and activations (torch.ao dynamic, the default backend);
-  ``int8-dynamic-torchao``: the same with torchao's Int8DynamicActivationInt8WeightConfig (no compile);
+- ``int8-dynamic``: fp32 with int8 weights and activations (torch.ao dynamic, the default backend),
+  after SmoothQuant smoothing (alpha 0.8, calibrated on 8 training batches: ``hybridformer quantize``'s
+  default); ``int8-dynamic-unsmoothed``: the same without smoothing; ``int8-dynamic-torchao``: torchao's
+  Int8DynamicActivationInt8WeightConfig (per-token activations, no compile), unsmoothed;
 - ``sparse``: the teacher compressed with gated FFNs (16 groups, 8 open per token, trained one
   epoch on the teacher's predictions) and pruned (>= 50% of the FFN parameters removed), fp32;
-- ``int8-sparse``: ``sparse`` quantized (int8 dynamic; its gated FFNs use the int8 group kernel);
-- ``student``: 3 blocks (the teacher's 0, 2, 4) distilled one epoch from the teacher (T=2, half
-  labels, hidden-state cosine); ``student-labels``: the same student trained on the labels alone
-  with the same budget (what distillation must beat).
+- ``int8-sparse``: ``sparse`` quantized like ``int8-dynamic`` (its gated FFNs use the int8 group kernel);
+  ``int8-sparse-unsmoothed``: the same without smoothing (whose input products cost about 10% at b32);
+- ``student``: 3 blocks (the teacher's 0, 2, 4) distilled from the teacher (T=2, half labels,
+  hidden-state cosine; one epoch on sentiment, three on BBC's 400 articles); ``student-labels``: the
+  same student trained on the labels alone with the same budget (what distillation must beat).
 
 Fields: ``median_ms`` (one forward of a batch of real test inputs at the training length, variants
 interleaved in rotating order, median over rounds), ``size_bytes`` (the saved weights file),
-``params`` (stored weight elements), ``accuracy`` (test split, the same for both batch sizes),
+``params`` (stored weight elements), ``accuracy`` (the whole test split, ``test_examples`` of them,
+the same for both batch sizes), ``agreement`` (share of test predictions equal to fp32's),
 ``speedup`` (vs ``fp32`` of the case). Models are trained once into ``--runs-dir`` and reused.
 
-    python benchmarks/compression.py --quick --out results/compression_quick.json
-    python benchmarks/compression.py --out results/compression.json     # larger eval sets, more rounds
+Two phases, so the timing can run alone under the benchmark lock while training and accuracy do not:
+``--phase accuracy`` trains what is missing, quantizes and evaluates (written to
+``<runs-dir>/accuracy.json``); ``--phase timing`` loads the saved variants, times them and writes the
+rows with the accuracies of the first phase; ``--phase all`` (default) does both.
+
+    nice -n 19 python benchmarks/compression.py --phase accuracy
+    flock -x /work/wt/bench.lock python benchmarks/compression.py --quick --phase timing \
+        --out results/compression_quick.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -41,23 +52,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, print_table, write_results  # noqa: E402
 
 from hybridformer.config import apply_overrides  # noqa: E402
-from hybridformer.data import TextCollator, load_tokenizer  # noqa: E402
+from hybridformer.data import TextCollator, iterate_batches, load_tokenizer  # noqa: E402
 from hybridformer.deploy import INT8_WEIGHTS_FILE, quantize, save_quantized  # noqa: E402
+from hybridformer.deploy.int8_smooth import calibration_batches  # noqa: E402
 from hybridformer.deploy.distill import DistillConfig, distill  # noqa: E402
 from hybridformer.encoders.text_checkpoint import WEIGHTS_FILE  # noqa: E402
 from hybridformer.models import TextClassifier  # noqa: E402
 from hybridformer.recipes import FinetuneConfig, finetune  # noqa: E402
-from hybridformer.recipes.metrics import evaluate_classifier  # noqa: E402
 from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split  # noqa: E402
 
 TASKS = {  # training budget per task (small subsets: the whole sets take hours on 2 cores)
-    "sentiment": {"train_subset": 2000, "max_length": 64, "batch_size": 16},
-    "bbc": {"train_subset": 400, "max_length": 128, "batch_size": 8},
+    "sentiment": {"train_subset": 2000, "max_length": 64, "batch_size": 16, "student_epochs": 1},
+    "bbc": {"train_subset": 400, "max_length": 128, "batch_size": 8, "student_epochs": 3},
 }
 VARIANTS = (
-    "fp32", "int8-weight", "int8-dynamic", "int8-dynamic-torchao", "sparse", "int8-sparse", "teacher", "student",
-    "student-labels",
+    "fp32", "int8-weight", "int8-dynamic", "int8-dynamic-unsmoothed", "int8-dynamic-torchao", "sparse", "int8-sparse",
+    "int8-sparse-unsmoothed", "teacher", "student", "student-labels",
 )
+SMOOTH = 0.8
+"""SmoothQuant alpha of the smoothed variants (``hybridformer quantize``'s default)."""
+QUANTIZED = {  # variant: (float source, mode, backend, smoothed)
+    "int8-weight": ("fp32", "weight", None, False),
+    "int8-dynamic": ("fp32", "dynamic", None, True),
+    "int8-dynamic-unsmoothed": ("fp32", "dynamic", None, False),
+    "int8-dynamic-torchao": ("fp32", "dynamic", "torchao", False),
+    "int8-sparse": ("sparse", "dynamic", None, True),
+    "int8-sparse-unsmoothed": ("sparse", "dynamic", None, False),
+}
 QUIET = ["--train.tensorboard", "false", "--train.progress_bar", "false"]
 
 
@@ -90,41 +111,68 @@ def train_models(task: str, runs: Path) -> dict[str, Path]:
     for name, terms in (("student", []), ("student-labels", ["--label_weight", "1", "--hidden_weight", "0"])):
         if not (dirs[name] / WEIGHTS_FILE).is_file():
             args = [*_data_args(task), *terms, "--teacher", teacher, "--train.out_dir", str(root / name),
-                    "--evaluate_teacher", "false", "--data.eval_subset", "64"]
+                    "--evaluate_teacher", "false", "--data.eval_subset", "64",
+                    "--train.epochs", str(TASKS[task]["student_epochs"])]
             distill(apply_overrides(DistillConfig(), args))
     return dirs
 
 
 def _stored_params(path: Path) -> int:
-    """Weight elements in a safetensors file (int8 scales and zero points not counted)."""
+    """Weight elements in a safetensors file (int8 scales, zero points and smoothing scales not counted)."""
     with safe_open(str(path), "pt") as f:
         return sum(
-            math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith((".scale", ".zero_point"))
+            math.prod(f.get_slice(k).get_shape())
+            for k in f.keys()
+            if not k.endswith((".scale", ".zero_point", ".input_scale"))
         )
 
 
-def build_variants(task: str, dirs: dict[str, Path], runs: Path) -> dict[str, dict[str, Any]]:
-    """Each variant's model (eval mode) and its saved weights file."""
+def build_variants(task: str, dirs: dict[str, Path], runs: Path, quantize_again: set[str]) -> dict[str, dict[str, Any]]:
+    """Each variant's model (eval mode) and its saved weights file; the int8 ones named in
+    ``quantize_again`` or not saved yet are quantized and saved, then all are loaded from their
+    folders (as ``hybridformer evaluate`` would)."""
     out: dict[str, dict[str, Any]] = {}
-    fp32 = TextClassifier.from_pretrained(dirs["teacher"]).eval()
-    sparse = TextClassifier.from_pretrained(dirs["sparse"]).eval()
-    for name, model, file in (
-        ("fp32", fp32, dirs["teacher"] / WEIGHTS_FILE),
-        ("teacher", TextClassifier.from_pretrained(dirs["teacher"]).eval(), dirs["teacher"] / WEIGHTS_FILE),
-        ("sparse", sparse, dirs["sparse"] / WEIGHTS_FILE),
-        ("student", TextClassifier.from_pretrained(dirs["student"]).eval(), dirs["student"] / WEIGHTS_FILE),
-        ("student-labels", TextClassifier.from_pretrained(dirs["student-labels"]).eval(),
-         dirs["student-labels"] / WEIGHTS_FILE),
-    ):
-        out[name] = {"model": model, "file": file}
-    for name, source, mode, backend in (
-        ("int8-weight", fp32, "weight", None), ("int8-dynamic", fp32, "dynamic", None),
-        ("int8-dynamic-torchao", fp32, "dynamic", "torchao"), ("int8-sparse", sparse, "dynamic", None),
-    ):
-        folder = save_quantized(quantize(source, mode, backend), runs / task / name)
+    for name, source in (("fp32", "teacher"), ("teacher", "teacher"), ("sparse", "sparse"), ("student", "student"),
+                         ("student-labels", "student-labels")):
+        out[name] = {"model": TextClassifier.from_pretrained(dirs[source]).eval(), "file": dirs[source] / WEIGHTS_FILE}
+    data = TaskDataConfig(task=task, max_length=TASKS[task]["max_length"], train_subset=TASKS[task]["train_subset"])
+    for name, (source, mode, backend, smoothed) in QUANTIZED.items():
+        folder = runs / task / name
+        if name in quantize_again or not (folder / INT8_WEIGHTS_FILE).is_file():
+            calibration = calibration_batches(data, load_tokenizer(str(dirs["teacher"]))) if smoothed else None
+            model = quantize(out[source]["model"], mode, backend, smooth=SMOOTH if smoothed else None,
+                             calibration=calibration)
+            save_quantized(model, folder)
         # Measure the model as loaded from its folder: what `hybridformer evaluate` runs.
         out[name] = {"model": TextClassifier.from_pretrained(folder).eval(), "file": folder / INT8_WEIGHTS_FILE}
     return out
+
+
+@torch.inference_mode()
+def _test_logits(model: Any, test: Any, collate: Any) -> torch.Tensor:
+    """(n_test, labels) logits over the test split in fixed batches of 32 (per-tensor int8 depends on
+    what shares a batch, so every variant sees the same batches)."""
+    picks = [list(range(i, min(i + 32, len(test)))) for i in range(0, len(test), 32)]
+    keys = ("input_ids", "attention_mask")
+    return torch.cat([model(**{k: b[k] for k in keys}).logits for b in iterate_batches(test, collate, picks)])
+
+
+def measure_accuracy(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Path, names: list[str],
+                     known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Test accuracy of the variants ``names`` on the whole test split and their agreement with fp32's
+    predictions, added to the scores ``known`` of an earlier run (fp32 is evaluated again)."""
+    length = TASKS[task]["max_length"]
+    test = load_eval_split(TaskDataConfig(task=task, max_length=length), "test", variants["fp32"]["model"].label_names)
+    collate = TextCollator(load_tokenizer(str(teacher_dir)), max_length=length)
+    labels = torch.tensor([test[i].label for i in range(len(test))])
+    predictions = {n: _test_logits(variants[n]["model"], test, collate).argmax(-1) for n in ["fp32", *(n for n in names if n != "fp32")]}
+    known = known or {"accuracy": {}, "agreement": {}}
+    return {
+        "test_examples": len(test),
+        "accuracy": {**known["accuracy"], **{n: float((p == labels).float().mean()) for n, p in predictions.items()}},
+        "agreement": {**known["agreement"], **{n: float((p == predictions["fp32"]).float().mean())
+                                               for n, p in predictions.items()}},
+    }
 
 
 def _speed_batch(test: Any, batch: int, tokenizer: Any, length: int) -> dict[str, torch.Tensor]:
@@ -135,15 +183,11 @@ def _speed_batch(test: Any, batch: int, tokenizer: Any, length: int) -> dict[str
 
 
 def measure_task(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Path, rounds: int,
-                 eval_subset: int | None, names: list[str]) -> list[dict[str, Any]]:
-    """Rows of ``task``: accuracy once per variant, then latency at batch 1 and 32 with variants interleaved."""
+                 names: list[str], scores: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of ``task``: latency at batch 1 and 32 with variants interleaved, with the accuracies ``scores``."""
     length = TASKS[task]["max_length"]
-    data = TaskDataConfig(task=task, max_length=length, eval_subset=eval_subset)
-    labels = variants["fp32"]["model"].label_names
-    test = load_eval_split(data, "test", labels)
+    test = load_eval_split(TaskDataConfig(task=task, max_length=length), "test", variants["fp32"]["model"].label_names)
     tokenizer = load_tokenizer(str(teacher_dir))
-    collate = TextCollator(tokenizer, max_length=length)
-    accuracy = {n: evaluate_classifier(variants[n]["model"], test, collate, 32, "cpu").accuracy for n in names}
     rows = []
     for batch in (1, 32):
         inputs = _speed_batch(test, batch, tokenizer, length)
@@ -163,7 +207,8 @@ def measure_task(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Pa
             rows.append({
                 "case": f"{task}-b{batch}", "variant": n, "median_ms": median, "speedup": base / median,
                 "size_bytes": variants[n]["file"].stat().st_size, "params": _stored_params(variants[n]["file"]),
-                "accuracy": accuracy[n], "test_examples": len(test), "seq_len": length, "batch": batch,
+                "accuracy": scores["accuracy"][n], "agreement": scores["agreement"][n],
+                "test_examples": scores["test_examples"], "seq_len": length, "batch": batch,
             })
     return rows
 
@@ -182,13 +227,14 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
         for v in ("int8-weight", "int8-dynamic", "int8-sparse"):
             add(f"{task}: {v} file / fp32 file <= 0.27", b32(v)["size_bytes"] / fp32["size_bytes"],
                 b32(v)["size_bytes"] <= 0.27 * fp32["size_bytes"])
-        for v in ("int8-weight", "int8-dynamic"):
+        for v in ("int8-weight", "int8-dynamic", "int8-dynamic-unsmoothed"):
             drop = 100 * (fp32["accuracy"] - b32(v)["accuracy"])
             add(f"{task}: {v} accuracy drop <= 1 point", drop, drop <= 1.0)
         add(f"{task}: int8-dynamic >= 1.5x fp32 at b32", b32("int8-dynamic")["speedup"], b32("int8-dynamic")["speedup"] >= 1.5)
-        add(f"{task}: int8-sparse >= 2.5x fp32 at b32", b32("int8-sparse")["speedup"], b32("int8-sparse")["speedup"] >= 2.5)
-        drop = 100 * (fp32["accuracy"] - b32("int8-sparse")["accuracy"])
-        add(f"{task}: int8-sparse accuracy drop <= 1.5 points", drop, drop <= 1.5)
+        for v in ("int8-sparse", "int8-sparse-unsmoothed"):
+            add(f"{task}: {v} >= 2.5x fp32 at b32", b32(v)["speedup"], b32(v)["speedup"] >= 2.5)
+            drop = 100 * (fp32["accuracy"] - b32(v)["accuracy"])
+            add(f"{task}: {v} accuracy drop <= 1.5 points", drop, drop <= 1.5)
         kept = b32("student")["accuracy"] / b32("teacher")["accuracy"]
         add(f"{task}: student keeps >= 97% of the teacher's accuracy", 100 * kept, kept >= 0.97)
         speed = b32("teacher")["median_ms"] / b32("student")["median_ms"]
@@ -201,26 +247,64 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="200 test examples per task, 5 latency rounds (models are trained once, then reused)")
-    parser.add_argument("--out", default="outputs/compression.json", help="JSON results path")
+                        help="5 latency rounds instead of 9 (models are trained once, then reused)")
+    parser.add_argument("--phase", default="all", choices=("accuracy", "timing", "all"),
+                        help="accuracy: train, quantize, evaluate (run it at nice 19); timing: time the saved "
+                             "variants (under the benchmark lock); all: both")
+    parser.add_argument("--out", default="outputs/compression.json", help="JSON results path (timing phase)")
     parser.add_argument("--runs-dir", default="outputs/compression", help="where the trained models are kept")
     parser.add_argument("--tasks", default="sentiment,bbc", help="comma-separated tasks")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: a loaded 2-core machine makes 2-thread timings erratic)")
+    parser.add_argument("--missing-only", action="store_true",
+                        help="accuracy phase: evaluate (and quantize) only the variants without scores yet")
+    parser.add_argument("--variants", default=None,
+                        help="accuracy phase: comma-separated variants to evaluate (and quantize); default all")
+    parser.add_argument("--scores", action="append", default=None, metavar="PATH",
+                        help="accuracy file(s): written by the accuracy phase (the first), merged for the timing "
+                             "phase (default <runs-dir>/accuracy.json)")
+    parser.add_argument("--note", default="", help="a note stored in the results (e.g. the load during the run)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     runs = Path(args.runs_dir)
-    rounds, eval_subset = (5, 200) if args.quick else (9, None)
-    rows: list[dict[str, Any]] = []
-    for task in args.tasks.split(","):
+    tasks = args.tasks.split(",")
+    for task in tasks:
         if task not in TASKS:
             parser.error(f"--tasks: unknown task {task!r} (known: {', '.join(TASKS)})")
+    paths = [Path(p) for p in args.scores] if args.scores else [runs / "accuracy.json"]
+    scores_path = paths[0]
+    scores: dict[str, Any] = {}
+    for path in reversed(paths):  # the first file wins
+        for task, found in (json.loads(path.read_text()) if path.is_file() else {}).items():
+            merged = scores.setdefault(task, {"test_examples": found["test_examples"], "accuracy": {}, "agreement": {}})
+            merged["accuracy"].update(found["accuracy"])
+            merged["agreement"].update(found["agreement"])
+    chosen = VARIANTS if args.variants is None else tuple(args.variants.split(","))
+    unknown = set(chosen) - set(VARIANTS)
+    if unknown:
+        parser.error(f"--variants: unknown {sorted(unknown)} (known: {', '.join(VARIANTS)})")
+    rounds = 5 if args.quick else 9
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
         dirs = train_models(task, runs)
-        variants = build_variants(task, dirs, runs)
-        rows += measure_task(task, variants, dirs["teacher"], rounds, eval_subset, list(VARIANTS))
+        todo = list(chosen)
+        if args.missing_only and task in scores:
+            todo = [n for n in chosen if n not in scores[task]["accuracy"]]
+        variants = build_variants(task, dirs, runs, quantize_again=set() if args.phase == "timing" else set(todo))
+        if args.phase != "timing":
+            keep = args.missing_only or args.variants is not None
+            scores[task] = measure_accuracy(task, variants, dirs["teacher"], todo, scores.get(task) if keep else None)
+            scores_path.write_text(json.dumps(scores, indent=1))
+            print(task, json.dumps(scores[task]))
+        if args.phase != "accuracy":
+            if task not in scores:
+                parser.error(f"--phase timing: no accuracies of {task} in {scores_path}; run --phase accuracy first")
+            rows += measure_task(task, variants, dirs["teacher"], rounds, list(VARIANTS), scores[task])
+    if args.phase == "accuracy":
+        return 0
     targets = check_targets(rows)
-    budget = {t: {**TASKS[t], "epochs": 1, "test_examples": eval_subset or "all"} for t in args.tasks.split(",")}
-    write_results(args.out, rows, budget=budget, targets=targets, quick=args.quick)
+    budget = {t: {**TASKS[t], "epochs": 1, "test_examples": scores[t]["test_examples"]} for t in tasks}
+    write_results(args.out, rows, budget=budget, targets=targets, quick=args.quick, note=args.note)
     print_table(rows, ["case", "variant", "median_ms", "speedup", "size_bytes", "params", "accuracy"])
     print("\n".join(targets))
     print(f"load average at the end: {machine_info().get('load_average')}")

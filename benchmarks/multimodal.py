@@ -2,9 +2,9 @@
 
 Cases and variants:
 
-- ``gen-<n>`` (n = 32, 128, 512 new tokens), variants ``cached`` (self-attention KV cache + the image's
-  cross-attention keys/values computed once) and ``uncached`` (the whole decoder recomputed over the
-  sequence at every step). The ``multimodal_tiny`` decoder (hybrid causal attention, window 32, 16
+- ``gen-<n>`` (n = 32, 128, 512 new tokens), variants ``cached`` (``DecodeBatch``'s batched step over
+  the self-attention ring buffers, O(window + K) per token, + the image's cross-attention keys/values
+  computed once) and ``uncached`` (the whole decoder recomputed over the sequence at every step). The ``multimodal_tiny`` decoder (hybrid causal attention, window 32, 16
   global tokens), batch 1, an 8-token prompt and one 32×32 image; greedy, EOS ignored so every run
   generates exactly n tokens. Fields: ``median_ms`` (whole generation: prefill + n steps, median of
   repeats), ``ms_per_token_last`` (the last min(64, n) steps, per token), ``ms_per_token_32_96``
@@ -190,6 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the targets' cases only, under a minute")
     parser.add_argument("--out", default="outputs/multimodal.json", help="JSON output path")
+    parser.add_argument("--note", default="", help="a note written into the JSON (e.g. what else ran meanwhile)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 default: stable ratios when other jobs share the CPU)")
     args = parser.parse_args()
@@ -214,7 +215,8 @@ def main() -> None:
     print_table(rows, ["case", "variant", "median_ms", "cpu_ms", "ms_per_token_last", "cpu_ms_per_token_last",
                        "flatness", "cpu_flatness", "speedup", "cpu_speedup", "throughput"])
     print("targets:", targets)
-    write_results(args.out, rows, targets=targets, threads=args.threads)
+    extra = {"note": args.note} if args.note else {}
+    write_results(args.out, rows, targets=targets, threads=args.threads, **extra)
 
 
 if __name__ == "__main__":

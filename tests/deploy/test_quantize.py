@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from hybridformer.cli import main
 from hybridformer.config import ConfigError
-from hybridformer.data import load_tokenizer, minilm_path
 from hybridformer.deploy import INT8_WEIGHTS_FILE, quantization_of, quantize, save_quantized
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
@@ -20,12 +19,6 @@ from hybridformer.models import TextClassifier
 
 torchao = pytest.importorskip("torchao")
 
-TEXTS = [
-    "a gripping, beautifully shot film with a weak ending",
-    "the worst movie I have seen this year",
-    "an honest, funny and warm story about two brothers who run a bakery in a small town",
-    "boring",
-]
 LABELS = ["rotten", "fresh"]
 CASES = [("dynamic", "ao"), ("dynamic", "torchao"), ("weight", "torchao")]
 
@@ -42,18 +35,6 @@ TOLERANCE = {
     ("dynamic", "torchao"): (0.12, 0.98),
     ("dynamic", "ao"): (0.35, 0.80),
 }
-
-
-@pytest.fixture(scope="module")
-def batch() -> dict[str, torch.Tensor]:
-    tokens = load_tokenizer(minilm_path())(TEXTS, padding=True, return_tensors="pt")
-    return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"].bool()}
-
-
-@pytest.fixture(scope="module")
-def classifier() -> TextClassifier:
-    torch.manual_seed(0)
-    return TextClassifier(TextEncoder.from_pretrained(minilm_path()), 2, label_names=LABELS).eval()
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +61,15 @@ def small_batch() -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(("mode", "backend"), CASES)
-def test_quantized_encoder_stays_close_to_fp32(classifier, batch, mode, backend) -> None:
-    quantized = quantize(classifier, mode, backend)
-    assert quantized is not classifier and quantization_of(classifier) is None  # the float model is untouched
+def test_quantized_encoder_stays_close_to_fp32(minilm_classifier, minilm_batch, mode, backend) -> None:
+    quantized = quantize(minilm_classifier, mode, backend)
+    assert quantized is not minilm_classifier and quantization_of(minilm_classifier) is None  # the float model is untouched
     spec = quantization_of(quantized)
     assert spec.embeddings and len(spec.linears) == 6 * 6 + 3  # q, k, v, o, fc_in, fc_out per block; head, pooler
-    mask = batch["attention_mask"]
+    mask = minilm_batch["attention_mask"]
     with torch.no_grad():
-        ref = classifier.encoder(batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
-        out = quantized.encoder(batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
+        ref = minilm_classifier.encoder(minilm_batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
+        out = quantized.encoder(minilm_batch["input_ids"], attention_mask=mask).last_hidden_state[mask]
     rel = (out - ref).norm(dim=-1) / ref.norm(dim=-1)
     max_mean_rel, min_cos = TOLERANCE[(mode, backend)]
     assert rel.mean() < max_mean_rel
@@ -110,8 +91,8 @@ def test_save_load_gives_identical_outputs(gated_classifier, small_batch, tmp_pa
         assert torch.equal(loaded(**small_batch).logits, quantized(**small_batch).logits)
 
 
-def test_int8_folder_evaluates_unchanged(classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    classifier.save_pretrained(tmp_path / "fp32")
+def test_int8_folder_evaluates_unchanged(minilm_classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    minilm_classifier.save_pretrained(tmp_path / "fp32")
     assert main(["quantize", "--model", str(tmp_path / "fp32"), "--out", str(tmp_path / "int8")]) == 0
     percent = float(capsys.readouterr().out.split("bytes (")[1].split("%")[0])
     assert 20.0 < percent <= 27.0  # int8 Linear layers and uint8 word embeddings, the rest float
@@ -125,17 +106,17 @@ def test_int8_folder_evaluates_unchanged(classifier, tmp_path: Path, capsys: pyt
     assert report["n_examples"] == 16 and 0.0 <= report["accuracy"] <= 1.0
 
 
-def test_bad_modes_and_backends_fail_clearly(classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_modes_and_backends_fail_clearly(minilm_classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError, match="mode"):
-        quantize(classifier, "int4")
+        quantize(minilm_classifier, "int4")
     with pytest.raises(ConfigError, match="backend: 'ao' has no 'weight'"):
-        quantize(classifier, "weight", "ao")
+        quantize(minilm_classifier, "weight", "ao")
     with pytest.raises(ConfigError, match="backend"):
-        quantize(classifier, "dynamic", "tensorrt")
+        quantize(minilm_classifier, "dynamic", "tensorrt")
     with pytest.raises(ValueError, match="already quantized"):
-        quantize(quantize(classifier), "dynamic")
+        quantize(quantize(minilm_classifier), "dynamic")
     with pytest.raises(ValueError, match="not quantized"):
-        save_quantized(classifier, tmp_path / "x")
+        save_quantized(minilm_classifier, tmp_path / "x")
     assert main(["quantize", "--model", "m", "--out", "o", "--mode", "int4"]) == 2
     assert "--mode" in capsys.readouterr().err
     assert main(["quantize", "--out", "o"]) == 2

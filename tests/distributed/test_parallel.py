@@ -134,6 +134,25 @@ def test_parallel_trainer_matches_the_trainer(launches):
         assert (param - want[name]).norm() <= 1e-5 * want[name].norm(), name
 
 
+@pytest.mark.parametrize("name", ["dp2", "pp2"])
+def test_parallel_trainer_resumes_exactly(launches, name):
+    """A dp=2 / pp=2 run stopped after step 2 and resumed by a new trainer (other initial weights,
+    overwritten by the checkpoint) logs the uninterrupted run's losses; both checkpoints are complete."""
+    result = launches(2)[0]["trainer"]
+    assert result[f"{name}_stopped"] == result[name][:2]
+    assert result[f"{name}_resumed"] == result[name]  # bit for bit, as a single-process resume
+    assert result[f"{name}_checkpoints"] == ["step-00000002", "step-00000004"]
+
+
+@pytest.mark.parametrize("name", ["dp2", "tp2", "pp2"])
+def test_parallel_trainer_clips_by_the_whole_models_norm(launches, name):
+    """clip_norm under dp/tp/pp clips by the norm of the whole model's gradient (shards and stages
+    together), as the single-process Trainer does; the clip is active (it changes the losses)."""
+    result = launches(2)[0]["trainer"]
+    assert result["clip_reference"][1:] != pytest.approx(result["reference"][1:], rel=1e-3)
+    assert result[f"clip_{name}"] == pytest.approx(result["clip_reference"], rel=1e-5)
+
+
 def test_materialize_refuses_sharded_parameters_on_cpu(launches):
     for name in ("tp2", "dp2"):
         assert "sharded parameters on cpu" in launches(2)[0]["meta"][name]

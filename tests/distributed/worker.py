@@ -9,6 +9,7 @@ exits with code 3 while rank 0 waits in a collective; torchrun must tear the job
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from hybridformer.distributed.parallelize import materialize  # noqa: E402
 from hybridformer.distributed.checkpoint import load_distributed, save_distributed  # noqa: E402
 from hybridformer.distributed.parallelize import find_blocks  # noqa: E402
 from hybridformer.distributed.pipeline import TextClassifierStage, build_schedule, pipeline_step  # noqa: E402
+from hybridformer.training import Callback  # noqa: E402
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -162,7 +164,80 @@ def run_trainer(out: Path) -> dict:
     schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2, seq_len=toy.SEQ)
     trainer = ParallelTrainer(stage, toy.OBJECTIVE, data, config("pp2"), collate, mesh=mesh, schedule=schedule)
     result["pp2"] = trainer.fit().losses
-    result["checkpoint"] = str(trainer.checkpoint_dir / "step-4")
+    result["checkpoint"] = str(trainer.latest_checkpoint())
+    result.update(_trainer_resume(data, collate, config))
+    result.update(_trainer_clip(data, collate, config))
+    return result
+
+
+def _trainer_clip(data: list, collate, config) -> dict:
+    """Gradient clipping (a norm far below the gradients', so every step clips) in one process and
+    under dp=2, tp=2 and pp=2: the losses each logs."""
+    from hybridformer.distributed.trainer import ParallelTrainer
+    from hybridformer.training import Trainer
+
+    case = toy.Case("trainer", batch_size=4)
+    rank = dist.get_rank()
+
+    def clipped(name: str):
+        return dataclasses.replace(config(name), clip_norm=1e-2)
+
+    result = {"clip_reference": Trainer(toy.build_model(case), toy.OBJECTIVE, data, clipped(f"clipref{rank}"), collate).fit().losses}
+    for name, dims in (("dp2", ParallelDims(dp_shard=2)), ("tp2", ParallelDims(tp=2)), ("pp2", ParallelDims(pp=2))):
+        mesh = dims.build_mesh("cpu")
+        model = toy.build_model(case)
+        if name != "pp2":
+            trainer = ParallelTrainer(parallelize(model, mesh), toy.OBJECTIVE, data, clipped(f"clip_{name}"), collate, mesh=mesh)
+        else:
+            stage = TextClassifierStage(model, mesh["pp"].get_local_rank(), 2)
+            schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2,
+                                      seq_len=toy.SEQ)
+            trainer = ParallelTrainer(stage, toy.OBJECTIVE, data, clipped(f"clip_{name}"), collate, mesh=mesh,
+                                      schedule=schedule)
+        result[f"clip_{name}"] = trainer.fit().losses
+    return result
+
+
+class _StopAt(Callback):
+    """Stops the run after optimizer step ``step`` (the Trainer then saves a checkpoint)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, step: int, metrics: dict) -> None:
+        if step == self.step:
+            trainer.request_stop()
+
+
+def _trainer_resume(data: list, collate, config) -> dict:
+    """dp=2 and pp=2 runs stopped after step 2, then resumed with ``train.resume`` by a new trainer
+    over a model built with other weights (the checkpoint overwrites them): the losses they log."""
+    from hybridformer.distributed.trainer import ParallelTrainer
+
+    case = toy.Case("trainer", batch_size=4)
+    result = {}
+    for name, pp in (("dp2", 1), ("pp2", 2)):
+        dims = ParallelDims(pp=2) if pp > 1 else ParallelDims(dp_shard=2)
+        mesh = dims.build_mesh("cpu")
+        cfg = config(f"{name}_resume")  # keep_last 2 (the default): steps 2 and 4 remain
+
+        def build(seed: int, cfg, callbacks=()):
+            model = toy.build_model(case, seed=seed)
+            if pp == 1:
+                return ParallelTrainer(parallelize(model, mesh), toy.OBJECTIVE, data, cfg, collate, mesh=mesh,
+                                       callbacks=callbacks)
+            stage = TextClassifierStage(model, mesh["pp"].get_local_rank(), 2)
+            schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2,
+                                      seq_len=toy.SEQ)
+            return ParallelTrainer(stage, toy.OBJECTIVE, data, cfg, collate, mesh=mesh, schedule=schedule,
+                                   callbacks=callbacks)
+
+        first = build(0, cfg, [_StopAt(2)])
+        stopped = first.fit()
+        resumed = build(123, dataclasses.replace(cfg, resume=True)).fit()
+        result[f"{name}_stopped"] = stopped.losses
+        result[f"{name}_resumed"] = resumed.losses
+        result[f"{name}_checkpoints"] = sorted(p.name for p in first.checkpoint_dir.iterdir())
     return result
 
 

@@ -4,7 +4,7 @@ A quantized folder holds ``hybridformer.json`` (the classifier's usual config pl
 ``quantization`` entry: mode, backend, the quantized layers) and ``model.int8.safetensors``:
 
 - per quantized Linear ``<name>.weight.int8`` (out, in) int8, ``<name>.weight.scale`` (out,) and
-  ``<name>.bias``;
+  ``<name>.bias``; with smoothing also ``<name>.input_scale`` (in,), the 1/s its input is multiplied by;
 - for the word embeddings ``<name>.weight.uint8``, ``<name>.weight.scale``, ``<name>.weight.zero_point``;
 - every other tensor (norms, position embeddings, gates, scorers) as float, under its usual name.
 
@@ -35,8 +35,16 @@ from hybridformer.deploy.int8_backends import (
     read_embedding,
     write_embedding,
 )
+from hybridformer.deploy.int8_smooth import attach_input_scales, input_scale_of
+from hybridformer.deploy.int8_smooth import calibration_batches as smoothing_batches
 from hybridformer.deploy.int8_sparse import attach_group_kernels
-from hybridformer.deploy.quantize import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize
+from hybridformer.deploy.quantize import (
+    DEFAULT_BACKENDS,
+    SPEC_ATTRIBUTE,
+    QuantizationSpec,
+    quantization_of,
+    quantize,
+)
 from hybridformer.encoders.text_checkpoint import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, TextCheckpoint
 from hybridformer.encoders.text_config import TextEncoderConfig
 from hybridformer.io import atomic_write, write_json
@@ -87,6 +95,9 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
         tensors[f"{name}.weight.scale"] = value.scale
         if value.bias is not None:
             tensors[f"{name}.bias"] = value.bias
+        scale = input_scale_of(modules[name])
+        if scale is not None:
+            tensors[f"{name}.input_scale"] = scale
     quantized = list(spec.linears)
     if spec.embeddings:
         table = read_embedding(modules[_EMBEDDING])
@@ -130,6 +141,12 @@ def _split(state: dict[str, Tensor], spec: QuantizationSpec, source: str):
     """The stored int8 values and the float state dict with those layers dequantized."""
     float_state = dict(state)
     linears: dict[str, Int8Weight] = {}
+    scales = {k[: -len(".input_scale")]: float_state.pop(k) for k in list(float_state) if k.endswith(".input_scale")}
+    if scales and spec.smooth is None:
+        raise ValueError(f"{source}: {INT8_WEIGHTS_FILE} has input scales but the config records no smoothing")
+    unknown = set(scales) - set(spec.linears)
+    if unknown:
+        raise ValueError(f"{source}: input scales for layers that are not quantized: {sorted(unknown)[:3]}")
     try:
         for name in spec.linears:
             bias = float_state.get(f"{name}.bias")
@@ -143,7 +160,7 @@ def _split(state: dict[str, Tensor], spec: QuantizationSpec, source: str):
             float_state[f"{_EMBEDDING}.weight"] = table.dequantize()
     except KeyError as err:
         raise ValueError(f"{source}: {INT8_WEIGHTS_FILE} lacks {err}") from None
-    return linears, table, float_state
+    return linears, table, float_state, scales
 
 
 def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
@@ -158,7 +175,7 @@ def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
     path = Path(path)
     meta, spec, state = _read(path)
     source = str(path)
-    linears, table, float_state = _split(state, spec, source)
+    linears, table, float_state, scales = _split(state, spec, source)
     config = from_dict(TextEncoderConfig, meta["encoder"], prefix="encoder.")
     prefix = meta["encoder_prefix"]
     encoder_state = {k[len(prefix) :]: v for k, v in float_state.items() if k.startswith(prefix)}
@@ -175,7 +192,9 @@ def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
             adapter.write(modules[name], value)
         if table is not None:
             write_embedding(modules[_EMBEDDING], table)
-        attach_group_kernels(model, adapter, spec.mode)  # from the stored int8 values
+        attach_input_scales(model, scales)
+        attach_group_kernels(model, adapter, spec.mode)  # from the stored int8 values (and input scales)
+    setattr(model, SPEC_ATTRIBUTE, spec)
     return model
 
 
@@ -200,12 +219,17 @@ class QuantizeFolderReport:
 
 def quantize_folder(
     model_dir: str | Path, out_dir: str | Path, mode: Mode = "dynamic", backend: Backend | None = None,
-    *, embeddings: bool = True,
+    *, embeddings: bool = True, smooth: float | None = None, calibration: Any = None, calibration_batches: int = 8,
 ) -> QuantizeFolderReport:
     """Load the float classifier of ``model_dir``, quantize it, save it with its tokenizer to ``out_dir``.
 
+    With ``smooth`` (SmoothQuant's alpha) the activation maxima are calibrated on
+    ``calibration_batches`` batches of 16 training examples of ``calibration`` (a
+    :class:`~hybridformer.recipes.task_data.TaskDataConfig`, e.g. the model's fine-tuning task).
+
     Raises:
-        FileNotFoundError: no model folder; ValueError: not a float classifier, bad mode or backend.
+        FileNotFoundError: no model folder; ValueError: not a float classifier, bad mode or backend,
+            ``smooth`` without ``calibration``.
     """
     from hybridformer.models import TextClassifier
     from hybridformer.recipes.model import resolve_tokenizer
@@ -213,10 +237,14 @@ def quantize_folder(
     backend_for(backend or DEFAULT_BACKENDS.get(mode, "ao"), mode)  # bad flags fail before any loading
     if is_quantized_folder(model_dir):
         raise ValueError(f"--model: {model_dir} is already int8; quantize the float model")
+    if smooth is not None and calibration is None:
+        raise ValueError("--smooth: needs calibration data (--data.task TASK, or --data.task file --data.train_file F)")
     model = TextClassifier.from_pretrained(model_dir)
-    quantized = quantize(model, mode, backend, embeddings=embeddings, inplace=True)
+    tokenizer = resolve_tokenizer(None, model_dir)
+    batches = None if smooth is None else smoothing_batches(calibration, tokenizer, calibration_batches)
+    quantized = quantize(model, mode, backend, embeddings=embeddings, inplace=True, smooth=smooth, calibration=batches)
     out = save_quantized(quantized, out_dir)
-    resolve_tokenizer(None, model_dir).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
     return QuantizeFolderReport(
         quantization_of(quantized), (Path(model_dir) / WEIGHTS_FILE).stat().st_size,
         (out / INT8_WEIGHTS_FILE).stat().st_size, out,

@@ -11,7 +11,9 @@ tokens gathered once, through the group's two int8 layers, added back into their
 
 With ``mode="dynamic"`` each group call quantizes its own gathered activations (per tensor, as the
 dense int8 layer does per call), so the result equals the dense int8 FFN of the same open groups up
-to activation rounding; with ``mode="weight"`` up to float rounding.
+to activation rounding; with ``mode="weight"`` up to float rounding. Smoothed layers
+(:mod:`hybridformer.deploy.int8_smooth`) keep their input scales: ``fc_in``'s is applied to the
+tokens once, ``fc_out``'s per group to that group's activations.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hybridformer.deploy.int8_smooth import input_scale_of
 from hybridformer.sparsity.calibration import gated_ffns
 from hybridformer.sparsity.dispatch import CHUNK_TOKENS, masked_ffn
 
@@ -72,6 +75,9 @@ class Int8GroupKernel:
         self.groups_out = [adapter.build(w_out.columns(b, with_bias=False), mode, like=fc_out) for b in blocks]
         self.bias_out = w_out.bias
         self.d_model = w_out.qweight.shape[0]
+        self.scale_in = input_scale_of(fc_in)  # (d_model,) or None
+        scale_out = input_scale_of(fc_out)
+        self.scales_out = None if scale_out is None else [scale_out[b] for b in blocks]  # G x (d_ff/G,)
 
     @torch.no_grad()
     def __call__(self, x: Tensor, group_mask: Tensor, run: Tensor) -> Tensor:
@@ -106,12 +112,16 @@ class Int8GroupKernel:
         if tokens.numel() == 0:
             return
         counts = group_mask.sum(0).tolist()
+        if self.scale_in is not None:
+            x = x * self.scale_in
         gathered = x.index_select(0, tokens).split(counts)  # G x (n_g, d_model)
-        parts = [
-            self.groups_out[g](self.act(self.groups_in[g](gathered[g])))  # (n_g, d_model)
-            for g, n in enumerate(counts)
-            if n
-        ]
+        parts = []
+        for g, n in enumerate(counts):
+            if n:
+                h = self.act(self.groups_in[g](gathered[g]))  # (n_g, d_ff/G)
+                if self.scales_out is not None:
+                    h = h * self.scales_out[g]
+                parts.append(self.groups_out[g](h))  # (n_g, d_model)
         out.index_add_(0, tokens, torch.cat(parts))
 
 

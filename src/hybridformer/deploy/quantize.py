@@ -16,12 +16,17 @@ kernel that still computes only the open groups (:mod:`hybridformer.deploy.int8_
 stores int8 weights and computes in float (smaller model, fp32-like accuracy, no speed-up on CPU).
 ``backend=None`` takes the fastest library measured on our CPU for the mode (docs/compression.md):
 ``ao`` (torch.ao ``quantize_dynamic``) for dynamic, ``torchao`` (the only weight-only one) for weight.
+
+``smooth=alpha`` (with ``calibration`` batches) first applies SmoothQuant-style per-channel smoothing
+(:mod:`hybridformer.deploy.int8_smooth`): it moves activation outliers into the per-channel int8
+weights, for torch.ao's per-tensor activation quantization.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import nn
@@ -34,6 +39,7 @@ from hybridformer.deploy.int8_backends import (
     quantize_embedding,
     quiet_quantization_warnings,
 )
+from hybridformer.deploy.int8_smooth import attach_input_scales, input_maxima, smooth_weights
 from hybridformer.deploy.int8_sparse import attach_group_kernels
 from hybridformer.sparsity import SparseGate
 
@@ -58,6 +64,8 @@ class QuantizationSpec:
     """Whether the word-embedding table is stored as per-row uint8 too."""
     linears: tuple[str, ...]
     """Names of the quantized Linear layers (module paths)."""
+    smooth: float | None = None
+    """SmoothQuant's alpha if the layers' inputs were smoothed before quantization, else None."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -67,8 +75,10 @@ class QuantizationSpec:
     def from_dict(cls, data: dict[str, Any], source: str) -> QuantizationSpec:
         """Read a saved spec, checking its fields."""
         try:
-            spec = cls(data["mode"], data["backend"], bool(data["embeddings"]), tuple(data["linears"]))
-        except (KeyError, TypeError) as err:
+            smooth = data.get("smooth")
+            spec = cls(data["mode"], data["backend"], bool(data["embeddings"]), tuple(data["linears"]),
+                       None if smooth is None else float(smooth))
+        except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: malformed 'quantization' entry ({err})") from None
         backend_for(spec.backend, spec.mode)
         return spec
@@ -96,6 +106,8 @@ def quantize(
     *,
     embeddings: bool = True,
     inplace: bool = False,
+    smooth: float | None = None,
+    calibration: Iterable[Mapping[str, Any]] | None = None,
 ) -> nn.Module:
     """int8-quantize the Linear layers (and the word embeddings) of a trained model for CPU inference.
 
@@ -108,13 +120,17 @@ def quantize(
         embeddings: also store the word-embedding table as per-row uint8 (a model with
             ``[encoder.]embeddings.word_embeddings``; ignored otherwise).
         inplace: change ``model`` itself; else a deep copy is quantized and ``model`` is left float.
+        smooth: SmoothQuant's alpha in [0, 1] (0.5 is the paper's default): smooth the quantized
+            layers' inputs per channel before quantizing; None: no smoothing.
+        calibration: model input batches (e.g. a few collated training batches) on which the
+            per-channel activation maxima are measured; required with ``smooth``.
 
     Returns:
         The quantized model, in eval mode, with its :class:`QuantizationSpec` recorded.
 
     Raises:
         ValueError: unknown mode or backend, a mode the backend lacks, an already quantized model,
-            or a model off the CPU.
+            a model off the CPU, ``smooth`` outside [0, 1] or without ``calibration``.
         ImportError: ``backend="torchao"`` without torchao installed.
     """
     chosen = backend if backend is not None else DEFAULT_BACKENDS.get(mode, "ao")
@@ -124,16 +140,24 @@ def quantize(
     devices = {p.device.type for p in model.parameters()}
     if devices - {"cpu"}:
         raise ValueError(f"model: int8 kernels run on the CPU; move the model there first (found {sorted(devices)})")
+    if smooth is not None and calibration is None:
+        raise ValueError("calibration: smoothing (smooth=alpha) needs calibration batches")
+    if smooth is not None and not 0.0 <= smooth <= 1.0:
+        raise ValueError(f"smooth: alpha must be in [0, 1], got {smooth}")
     target = model if inplace else copy.deepcopy(model)
     target.eval()
     skip = _decision_layers(target)
     before = {name for name, m in target.named_modules() if type(m) is nn.Linear and id(m) not in skip}
+    scales = {}
+    if smooth is not None:
+        scales = smooth_weights(target, input_maxima(target, sorted(before), calibration), smooth)
     with quiet_quantization_warnings():
         adapter.quantize(target, mode, lambda name, layer: id(layer) not in skip)
         embedded = embeddings and _quantize_word_embeddings(target)
+        attach_input_scales(target, scales)  # on the int8 layers (torch.ao swapped the modules)
         attach_group_kernels(target, adapter, mode)
     linears = tuple(sorted(name for name, m in target.named_modules() if name in before and adapter.is_quantized(m)))
-    setattr(target, SPEC_ATTRIBUTE, QuantizationSpec(mode, chosen, embedded, linears))
+    setattr(target, SPEC_ATTRIBUTE, QuantizationSpec(mode, chosen, embedded, linears, smooth))
     return target
 
 

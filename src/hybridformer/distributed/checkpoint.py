@@ -6,7 +6,9 @@ the model's module paths (``encoder.blocks.3.attention.q_proj.weight``) whatever
 FSDP2 shards, tensor-parallel DTensors and pipeline stages (whose module paths are the full
 model's, see ``pipeline.py``) all write the same keys. DCP stores every tensor with its global shape
 and each rank reads the slices its own mesh needs, so a checkpoint written with dp=2 loads with
-tp=2, with pp=2, or in one process without any process group.
+tp=2, with pp=2, or in one process without any process group. The optimizer state is flattened
+(``flatten_optimizer_state_dict``, as torchtitan does): its hyperparameters are keyed by parameter
+name too, since by group index the stages of a pipeline would overwrite each other's groups.
 
 :func:`export_pretrained` turns a DCP checkpoint into the single-file ``model.safetensors`` folder of
 ``save_pretrained`` that ``evaluate`` and serving load.
@@ -26,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_
 
 __all__ = ["export_pretrained", "load_distributed", "save_distributed"]
 
+_FLAT = StateDictOptions(flatten_optimizer_state_dict=True)
 EXTRA_FILE = "extra.json"
 """Small JSON-able training state saved beside the shards (step, losses): written by rank 0."""
 
@@ -41,7 +44,7 @@ def save_distributed(
     if optimizer is None:
         state: dict[str, Any] = {"model": get_state_dict(model, [])[0]}
     else:
-        model_state, optim_state = get_state_dict(model, optimizer)
+        model_state, optim_state = get_state_dict(model, optimizer, options=_FLAT)
         state = {"model": model_state, "optim": optim_state}
     dcp.save(state, checkpoint_id=str(path))
     if extra is not None and (not dist.is_initialized() or dist.get_rank() == 0):
@@ -72,22 +75,21 @@ def load_distributed(
         saved = set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
         if not any(key.startswith("optim.") for key in saved):
             raise ValueError(f"checkpoint: {path} holds no optimizer state; load the model alone (optimizer=None)")
-        model_state, optim_state = get_state_dict(model, optimizer)
-        # Parameters that never had a gradient (frozen, unused) have no optimizer state in the file,
-        # but get_state_dict initialises one for every parameter: leave those out, so they stay
-        # stateless as in the run that saved.
-        optim_state["state"] = {
-            fqn: value
-            for fqn, value in optim_state["state"].items()
-            if any(key.startswith(f"optim.state.{fqn}.") for key in saved)
-        }
-        state = {"model": model_state, "optim": optim_state}
+        model_state, optim_state = get_state_dict(model, optimizer, options=_FLAT)
+        # Parameters that never had a gradient (unused, e.g. a pooler no loss reads) have no optimizer
+        # state in the file, but get_state_dict initialises one for every parameter: those keys are
+        # not read from the file and keep their initial values (the optimizer skips parameters
+        # without a gradient; torch's unflattening cannot leave them stateless).
+        # (Flat keys: "state.<fqn>.<name>", "param_groups.<fqn>.<name>".)
+        unsaved = {key for key in optim_state if key.startswith("state.") and f"optim.{key}" not in saved}
+        state = {"model": model_state, "optim": {k: v for k, v in optim_state.items() if k not in unsaved}}
         dcp.load(state, checkpoint_id=str(path), no_dist=alone)
+        state["optim"].update({key: optim_state[key] for key in unsaved})
         # strict=False lets those parameters stay stateless; the model state is complete (DCP has
         # already refused a checkpoint missing any of its keys).
         set_state_dict(
             model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
-            options=StateDictOptions(strict=False),
+            options=StateDictOptions(strict=False, flatten_optimizer_state_dict=True),
         )
     extra = path / EXTRA_FILE
     return json.loads(extra.read_text()) if extra.is_file() else {}

@@ -7,14 +7,20 @@ objective (FSDP, TP) or through the pipeline schedule (PP). The step's loss is a
 data-parallel ranks, so every rank logs the global loss.
 
 Checkpoints are distributed (DCP, ``checkpoint.py``): model and optimizer shards from every rank,
-plus the Trainer's own state (scheduler, data position, RNG, losses) from each rank; resuming them
-through ``fit`` is not wired yet (the Trainer has no restore seam). Rank 0 writes the logs; the
-other ranks log under ``<out_dir>/rank<r>`` without progress bars or TensorBoard.
+plus the Trainer's own state (scheduler, data position, RNG, losses) from each rank, through the
+Trainer's checkpoint seam (``save_checkpoint`` / ``latest_checkpoint`` / ``restore_checkpoint``), so
+``train.resume`` continues a parallel run exactly as it does a single-process one (same world size and
+mesh; ``load_distributed`` reshards weights to another mesh). A checkpoint counts only once every rank
+has written it (rank 0 then writes ``COMPLETE``), so a job killed mid-save resumes from the previous
+one. Rank 0 writes the logs; the other ranks log under ``<out_dir>/rank<r>`` without progress bars or
+TensorBoard.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,11 +28,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
 
-from hybridformer.distributed.checkpoint import save_distributed
+from hybridformer.distributed.checkpoint import load_distributed, save_distributed
 from hybridformer.distributed.dims import ParallelDims
 from hybridformer.distributed.pipeline import pipeline_step
-from hybridformer.io import atomic_write
+from hybridformer.io import atomic_write, write_text
 from hybridformer.training import Trainer, TrainConfig
 from hybridformer.training.trainer import CHECKPOINT_DIR, StepOutput
 
@@ -34,6 +41,9 @@ __all__ = ["ParallelTrainer"]
 
 TRAINER_STATE = "trainer_rank{rank}.pt"
 """Per-rank file of the Trainer state (without the optimizer, which DCP holds) in a checkpoint."""
+COMPLETE = "COMPLETE"
+"""Written by rank 0 once every rank has saved its part: a checkpoint without it is ignored."""
+_STEP = re.compile(r"step-(\d+)$")
 
 
 def _rank_config(config: TrainConfig) -> TrainConfig:
@@ -75,16 +85,6 @@ class ParallelTrainer(Trainer):
         dp = ParallelDims.dp_mesh(mesh).size()
         if config.batch_size % dp:
             raise ValueError(f"train.batch_size: {config.batch_size} must be a multiple of the data-parallel degree {dp}")
-        if config.clip_norm and (mesh["tp"].size() > 1 or mesh["pp"].size() > 1):
-            raise ValueError(
-                "train.clip_norm: gradient clipping over tensor- or pipeline-parallel gradients is not supported "
-                "yet (their norm spans several meshes); set train.clip_norm null"
-            )
-        if config.resume or config.resume_from:
-            raise ValueError(
-                "train.resume: resuming a parallel run through the Trainer is not wired yet; load the DCP "
-                "checkpoint with hybridformer.distributed.checkpoint.load_distributed"
-            )
         if schedule is not None and config.grad_accum != 1:
             raise ValueError("train.grad_accum: must be 1 with pipeline parallelism (use parallel.microbatches)")
         super().__init__(model, objective, train_data, _rank_config(config), collate_fn, **kwargs)
@@ -118,10 +118,63 @@ class ParallelTrainer(Trainer):
         dist.all_reduce(micro)
         return StepOutput(micro_losses=micro / dist.get_world_size())
 
-    def _save(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> Path:
-        path = self.checkpoint_dir / f"step-{self.step}"
+    def clip_gradients(self, params: Sequence[Tensor]) -> Tensor:
+        """Clip by the norm of the whole model's gradient: each DTensor gradient's norm is the norm of
+        its full tensor (FSDP and TP shards reduced by DTensor), and a pipeline's stages add their
+        squared norms over the pp group. Every rank gets the same norm and the same scale factor."""
+        squares = [
+            (n.full_tensor() if isinstance(n := torch.linalg.vector_norm(p.grad, dtype=torch.float32), DTensor) else n)
+            .square() for p in params if p.grad is not None
+        ]
+        total = torch.stack(squares).sum() if squares else torch.zeros(())
+        if self.schedule is not None:
+            dist.all_reduce(total, group=self.mesh["pp"].get_group())
+        norm = total.sqrt()
+        scale = min(1.0, self.config.clip_norm / (float(norm) + 1e-6))  # torch's clip_grads_with_norm_ rule
+        if scale < 1.0:
+            for p in params:
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+        return norm
+
+    def latest_checkpoint(self) -> Path | None:
+        """The highest-step checkpoint every rank finished writing (``COMPLETE``), or None."""
+        found = []
+        if self.checkpoint_dir.is_dir():
+            for child in self.checkpoint_dir.iterdir():
+                match = _STEP.match(child.name)
+                if match and (child / COMPLETE).is_file():
+                    found.append((int(match.group(1)), child))
+        return max(found)[1] if found else None
+
+    def save_checkpoint(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> Path:
+        """Every rank: its DCP shards and its Trainer state; then rank 0 marks the folder complete and
+        keeps only the newest ``keep_last`` complete checkpoints."""
+        path = self.checkpoint_dir / f"step-{self.step:08d}"
         save_distributed(path, self.model, optimizer)
         state = {k: v for k, v in self._state(optimizer, scheduler, losses).items() if k != "optimizer"}
         atomic_write(path / TRAINER_STATE.format(rank=dist.get_rank()), lambda tmp: torch.save(state, tmp))
         dist.barrier()
+        if dist.get_rank() == 0:
+            write_text(path / COMPLETE, f"world_size={dist.get_world_size()}\n")
+            complete = sorted(
+                (int(m.group(1)), c) for c in self.checkpoint_dir.iterdir()
+                if (m := _STEP.match(c.name)) and (c / COMPLETE).is_file()
+            )
+            for _, old in complete[: -self.config.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        dist.barrier()
         return path
+
+    def restore_checkpoint(self, path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> list[float]:
+        """Load this rank's shards of the model and optimizer and its Trainer state from ``path``."""
+        rank_state = Path(path) / TRAINER_STATE.format(rank=dist.get_rank())
+        if not rank_state.is_file():
+            raise ValueError(
+                f"train.resume: {path} holds no state for rank {dist.get_rank()}: it was written by a job with "
+                f"another world size; resume with the same torchrun size, or load the weights alone with "
+                f"hybridformer.distributed.checkpoint.load_distributed (it reshards)"
+            )
+        load_distributed(path, self.model, optimizer)
+        state = torch.load(rank_state, map_location="cpu", weights_only=True)
+        return self.restore_state(path, state, scheduler)

@@ -24,13 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridformer.attention.dense import dense_attention
 from hybridformer.config import check
 from hybridformer.initialization import allocating
 
-__all__ = ["MODALITIES", "CrossModalConfig", "ModalityTokens", "CrossModalKV", "CrossModalAttention", "stack_kv"]
+__all__ = [
+    "MODALITIES", "CrossModalConfig", "ModalityTokens", "CrossModalKV", "CrossModalAttention", "CrossStep", "stack_kv",
+]
 
 MODALITIES: tuple[str, ...] = ("text", "image", "video")
 """The context modalities, in the order their keys are concatenated."""
@@ -104,6 +107,21 @@ class CrossModalKV:
     def select(self, index: Tensor) -> CrossModalKV:
         """The rows ``index`` (LongTensor (B',)), e.g. to follow the beams of beam search."""
         return CrossModalKV(self.keys[index], self.values[index], self.mask[index])
+
+
+@dataclass
+class CrossStep:
+    """One layer's context prepared once for the decode steps of a batch (:meth:`CrossModalAttention.prepare_step`)."""
+
+    keys: Tensor
+    """(B, H, T, D) the context keys."""
+    values: Tensor
+    """(B, H, T, D) their values."""
+    attn_mask: Tensor
+    """(B, 1, 1, T) additive mask, 0 where the query sees the key, -inf elsewhere (SDPA would convert a
+    bool mask at every step); a row without context sees every key (finite, then zeroed)."""
+    factor: Tensor
+    """(B, 1) ``tanh(gate)`` for a row with context, 0 without."""
 
 
 def stack_kv(rows: Sequence[CrossModalKV | None]) -> CrossModalKV | None:
@@ -209,6 +227,24 @@ class CrossModalAttention(nn.Module):
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(tokens.shape[:2]):
             raise ValueError(f"context[{name!r}].mask: expected a bool tensor of shape {tuple(tokens.shape[:2])}, "
                              f"got {mask.dtype} {tuple(mask.shape)}")
+
+    def prepare_step(self, kv: CrossModalKV) -> CrossStep:
+        """What :meth:`attend_step` needs of ``kv``, computed once per decode batch (the gate and the
+        masks do not change between steps)."""
+        has_context = kv.mask.any(dim=1)  # (B,)
+        sees = (kv.mask | ~has_context[:, None])[:, None, None, :]  # (B, 1, 1, T)
+        attn_mask = torch.zeros(sees.shape, dtype=kv.keys.dtype, device=sees.device).masked_fill(~sees, float("-inf"))
+        factor = (torch.tanh(self.gate) * has_context)[:, None].detach()  # (B, 1)
+        return CrossStep(kv.keys, kv.values, attn_mask, factor)
+
+    def attend_step(self, hidden_states: Tensor, step: CrossStep) -> Tensor:
+        """:meth:`forward` for a decode step, on a prepared context: (B, d_model), one token per
+        sequence -> the gated update (B, d_model)."""
+        batch, d = hidden_states.shape
+        # functional calls on the layers' weights: a module call's Python costs as much as a small matmul
+        q = F.linear(hidden_states, self.q_proj.weight, self.q_proj.bias).view(batch, self.config.n_heads, 1, -1)
+        out = F.scaled_dot_product_attention(q, step.keys, step.values, attn_mask=step.attn_mask)  # (B, H, 1, D)
+        return F.linear(out.reshape(batch, d), self.o_proj.weight, self.o_proj.bias) * step.factor  # (B, d)
 
     def forward(self, hidden_states: Tensor, kv: CrossModalKV | None) -> Tensor:
         """The gated update of the decoder tokens (to be added to the residual stream).

@@ -23,7 +23,10 @@ from torch import Tensor, nn
 
 from hybridformer.attention import AttentionConfig, HybridAttention, KVCache
 from hybridformer.config import check
-from hybridformer.fusion.cross_modal import CrossModalAttention, CrossModalConfig, CrossModalKV
+from hybridformer.fusion.batched_decode import (
+    FusedProjection, RingCache, StepLayout, layer_norm_of, linear_of, ring_attention,
+)
+from hybridformer.fusion.cross_modal import CrossModalAttention, CrossModalConfig, CrossModalKV, CrossStep
 from hybridformer.initialization import allocating, init_children
 from hybridformer.sparsity import GatedFFN, GateStats, SparsityConfig
 
@@ -181,3 +184,36 @@ class DecoderBlock(nn.Module):
         ffn = self.ffn(self.ffn_norm(x), key_padding_mask=key_padding_mask)
         x = x + self.dropout(ffn.hidden_states)
         return DecoderBlockOutput(hidden_states=x, aux_loss=ffn.aux_loss, gate_stats=ffn.stats)
+
+    def decode(
+        self, x: Tensor, ring: RingCache, projection: FusedProjection, step: StepLayout, context: CrossStep | None
+    ) -> Tensor:
+        """One decode step of B sequences over their :class:`RingCache` (``fusion/batched_decode.py``).
+
+        Args:
+            x: (B, d_model) the new tokens' hidden states (2-D: one token per sequence).
+            ring: this block's self-attention buffers (updated in place).
+            projection: the self-attention's fused q/k/v projection.
+            step: the positions and visibility shared by every block.
+            context: the prepared cross-attention context, or None (no row has context).
+
+        Returns:
+            (B, d_model) the block's output.
+        """
+        # Functional calls on the modules' own weights: at d_model 128 a module call's Python costs
+        # as much as its matmul. Dropout only in training (it is the identity in eval).
+        drop = self.dropout if self.training else _identity
+        h = ring_attention(self.self_attention, projection, layer_norm_of(self.self_attention_norm, x), ring, step)
+        x = x + drop(h)
+        if context is not None:
+            x = x + drop(self.cross_attention.attend_step(layer_norm_of(self.cross_attention_norm, x), context))
+        ffn, h = self.ffn, layer_norm_of(self.ffn_norm, x)
+        if ffn.gate is None:
+            out = linear_of(ffn.fc_out, ffn.act(linear_of(ffn.fc_in, h)))
+        else:
+            out = ffn(h[:, None]).hidden_states[:, 0]
+        return x + drop(out)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hybridformer.attention import KVCache
-from hybridformer.fusion.cross_modal import CrossModalKV, ModalityTokens
+from hybridformer.fusion.batched_decode import FusedProjection, RingCache, StepLayout, layer_norm_of
+from hybridformer.fusion.cross_modal import CrossModalKV, CrossStep, ModalityTokens
 from hybridformer.fusion.decoder import DecoderBlock, DecoderConfig
 from hybridformer.initialization import allocating, init_children
 from hybridformer.sparsity import GateStats
@@ -137,6 +138,35 @@ class JointDecoder(nn.Module):
         scored = x if logits_at is None else x[torch.arange(batch, device=x.device), logits_at][:, None]
         logits = F.linear(scored, self.token_embeddings.weight)  # (B, N or 1, vocab_size)
         return DecoderOutput(hidden_states=x, logits=logits, aux_loss=aux_loss, gate_stats=gate_stats)
+
+    def decode_step(
+        self,
+        tokens: Tensor,
+        step: StepLayout,
+        rings: Sequence[RingCache],
+        projections: Sequence[FusedProjection],
+        context: Sequence[CrossStep | None],
+    ) -> Tensor:
+        """One token per sequence, batched over ring buffers (``fusion/batched_decode.py``): the
+        cached forward of :meth:`forward` for N = 1, without host syncs (``DecodeBatch`` checks the
+        inputs and keeps the buffers).
+
+        Args:
+            tokens: LongTensor (B,) the new token of every sequence, at ``step.positions``.
+            step: the step's :class:`StepLayout`.
+            rings, projections, context: per block, its buffers, fused projection and prepared context.
+
+        Returns:
+            (B, vocab_size) next-token logits.
+        """
+        table = self.token_embeddings.weight
+        x = F.embedding(tokens, table, self.token_embeddings.padding_idx) + F.embedding(
+            step.positions, self.position_embeddings.weight, self.position_embeddings.padding_idx
+        )  # (B, d)
+        x = self.dropout(x) if self.training else x  # (B, d): the step stays 2-D
+        for block, ring, projection, ctx in zip(self.blocks, rings, projections, context):
+            x = block.decode(x, ring, projection, step, ctx)
+        return F.linear(layer_norm_of(self.final_norm, x), table)  # (B, vocab_size)
 
     def new_caches(self) -> list[KVCache]:
         """Fresh, empty self-attention caches for one sequence (one per block)."""

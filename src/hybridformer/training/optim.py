@@ -73,7 +73,10 @@ def build_optimizer(
     """AdamW over :func:`param_groups` (the model's and the objective's parameters) with ``config.lr``
     (times each group's ``lr_multipliers`` factor), ``betas``, ``eps`` and ``weight_decay``."""
     groups = param_groups(model, config.weight_decay, config.lr_multipliers, objective)
-    if not any(g["params"] for g in groups):
+    # Empty groups (e.g. a pipeline stage without biases of some kind) are left out: a distributed
+    # checkpoint keys the optimizer's hyperparameters by parameter name, so an empty group's would be lost.
+    groups = [g for g in groups if g["params"]]
+    if not groups:
         raise ValueError("model: has no trainable parameters (all have requires_grad=False)")
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]

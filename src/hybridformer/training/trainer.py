@@ -126,7 +126,7 @@ class Trainer:
 
     def discard_checkpoints(self) -> str:
         """After a successful run: delete ``checkpoints/`` unless ``config.keep_checkpoints``; say what was kept."""
-        kept = latest_checkpoint(self.checkpoint_dir)
+        kept = self.latest_checkpoint()
         if kept is None:
             return "no checkpoint was written"
         if self.config.keep_checkpoints:
@@ -156,8 +156,35 @@ class Trainer:
         """The objective when it is a Module (its parameters and buffers train and checkpoint too)."""
         return self.objective if isinstance(self.objective, nn.Module) else None
 
-    def _restore(self, path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> list[float]:
+    def clip_gradients(self, params: Sequence[Tensor]) -> Tensor:
+        """Scale the gradients so their total 2-norm is at most ``config.clip_norm``; return the norm
+        before clipping (a subclass whose gradients span several processes overrides this)."""
+        return torch.nn.utils.clip_grad_norm_(params, self.config.clip_norm)
+
+    # -- the checkpoint seam: a subclass that stores checkpoints its own way (ParallelTrainer's DCP
+    # shards) overrides these three; ``fit`` only calls them.
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint of this run under ``checkpoint_dir``, or None."""
+        return latest_checkpoint(self.checkpoint_dir)
+
+    def save_checkpoint(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> Path:
+        """Write a checkpoint of the current step (weights, optimizer, scheduler, RNG, data position,
+        losses, the objective's state) and return its folder."""
+        return save_checkpoint(
+            self.checkpoint_dir, self.step, self.model, self._state(optimizer, scheduler, losses), self.config.keep_last
+        )
+
+    def restore_checkpoint(self, path: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> list[float]:
+        """Load the checkpoint ``path`` into the model and optimizer, restore the rest of the state
+        (:meth:`restore_state`) and return the losses logged so far."""
         state = load_training_state(path, self.model)
+        optimizer.load_state_dict(state["optimizer"])
+        return self.restore_state(path, state, scheduler)
+
+    def restore_state(self, path: Path, state: Mapping[str, Any], scheduler: Any) -> list[float]:
+        """Restore what :meth:`_state` saved besides the weights and the optimizer: the objective,
+        scheduler, RNG states, step and data position; return the losses logged so far."""
         data = state["data"]
         n = len(self.train_data)  # type: ignore[arg-type]
         if data["num_examples"] != n:
@@ -167,7 +194,6 @@ class Trainer:
         objective = self._objective_module()
         if objective is not None and state.get("objective"):
             objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.step = int(state["step"])
@@ -279,15 +305,15 @@ class Trainer:
         losses: list[float] = []
         resume_path = Path(cfg.resume_from) if cfg.resume_from else None
         if resume_path is None and cfg.resume:
-            resume_path = latest_checkpoint(self.checkpoint_dir)
-        elif resume_path is None and (existing := latest_checkpoint(self.checkpoint_dir)) is not None:
+            resume_path = self.latest_checkpoint()
+        elif resume_path is None and (existing := self.latest_checkpoint()) is not None:
             # A fresh run would interleave its checkpoints with the old run's and resume could pick either.
             raise ValueError(
                 f"out_dir: {self.out_dir} already holds checkpoints of another run (latest: {existing.name}); "
                 "set resume=true to continue it or choose another out_dir"
             )
         if resume_path is not None:
-            losses = self._restore(resume_path, optimizer, scheduler)
+            losses = self.restore_checkpoint(resume_path, optimizer, scheduler)
         save_config(cfg, self.out_dir / "train_config.yaml")
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -322,7 +348,7 @@ class Trainer:
                 tokens, examples = tokens + step_tokens, examples + sum(c[1] for c in counts)
                 window_tokens += step_tokens
                 step_out = self.train_step(batches)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm) if cfg.clip_norm else None
+                grad_norm = self.clip_gradients(params) if cfg.clip_norm else None
                 loss_value = step_out.loss.item()
                 self._check_finite(step_out.micro_losses, grad_norm, losses)
                 lr = scheduler.get_last_lr()[0]
@@ -349,12 +375,12 @@ class Trainer:
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     eval_metrics, evaluated_at = self._evaluate(logger), self.step
                 if cfg.save_every and self.step % cfg.save_every == 0:
-                    checkpoint = self._save(optimizer, scheduler, losses)
+                    checkpoint = self.save_checkpoint(optimizer, scheduler, losses)
                     saved_at = self.step
             if evaluated_at != self.step:
                 eval_metrics = self._evaluate(logger) or eval_metrics
             if saved_at != self.step and self.step > 0:
-                checkpoint = self._save(optimizer, scheduler, losses)
+                checkpoint = self.save_checkpoint(optimizer, scheduler, losses)
             if losses:
                 logger.note(f"trained to step {self.step} in {train_seconds:.1f} s of training: loss "
                             f"{losses[0]:.4f} (step 1) -> {losses[-1]:.4f}, {tokens / max(train_seconds, 1e-9):,.0f} tok/s")
@@ -374,11 +400,6 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self, result)
         return result
-
-    def _save(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> Path:
-        return save_checkpoint(
-            self.checkpoint_dir, self.step, self.model, self._state(optimizer, scheduler, losses), self.config.keep_last
-        )
 
     def _check_finite(self, micro_losses: Tensor, grad_norm: Tensor | None, losses: list[float]) -> None:
         step = self.step + 1

@@ -4,6 +4,7 @@ request gets in a batch equals what the model gives it alone."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from hybridformer.deploy.serve.engine import Prompt
 from hybridformer.deploy.serve.sampling import SamplingParams, sample
-from serve_helpers import metric
+from serve_helpers import metric, start_server
 
 TEXTS = [
     "the film was wonderful",
@@ -34,13 +35,11 @@ def _batch_sizes(url: str, model: str, kind: str) -> tuple[float, float]:
     return samples.get("hybridformer_batch_size_count", 0.0), samples.get("hybridformer_batch_size_sum", 0.0)
 
 
-def test_concurrent_classify_requests_share_forwards_and_match_the_model_alone(server, models):
-    clf = models[0].classifier
-    before = _batch_sizes(server.url, "clf", "classify")
-    responses = asyncio.run(_concurrent(server.url, "/v1/classify", [{"model": "clf", "input": t} for t in TEXTS]))
-    count, total = (a - b for a, b in zip(_batch_sizes(server.url, "clf", "classify"), before))
-    assert total == len(TEXTS)
-    assert count < len(TEXTS), "no two concurrent requests shared a forward"
+def _busy_seconds(url: str) -> float:
+    return sum(v for name, _, v in metric(url, "hybridformer_model_busy_seconds") if name.endswith("_total"))
+
+
+def _assert_classified_as_alone(clf, responses: list[httpx.Response]) -> None:
     for text, r in zip(TEXTS, responses):
         assert r.status_code == 200, r.text
         got = r.json()["data"][0]
@@ -50,6 +49,29 @@ def test_concurrent_classify_requests_share_forwards_and_match_the_model_alone(s
         served = torch.tensor([got["probabilities"][name] for name in clf.label_names])
         torch.testing.assert_close(served, alone, atol=1e-5, rtol=1e-4)
         assert got["label"] == clf.label_names[int(alone.argmax())]
+
+
+def test_concurrent_classify_requests_share_forwards_and_match_the_model_alone(server, models):
+    before = _batch_sizes(server.url, "clf", "classify")
+    responses = asyncio.run(_concurrent(server.url, "/v1/classify", [{"model": "clf", "input": t} for t in TEXTS]))
+    count, total = (a - b for a, b in zip(_batch_sizes(server.url, "clf", "classify"), before))
+    assert total == len(TEXTS)
+    assert count < len(TEXTS), "no two concurrent requests shared a forward"
+    _assert_classified_as_alone(models[0].classifier, responses)
+
+
+def test_back_to_back_batches_each_answer_their_own_inputs(models):
+    """With batches of 2, six concurrent inputs run as consecutive forwards: the next batch starts
+    while the previous one's answers are being scattered, and none gets another's result."""
+    with start_server(models[:1], max_batch_size=2, max_wait_ms=50.0) as s:
+        start, busy_before = time.perf_counter(), _busy_seconds(s.url)
+        responses = asyncio.run(_concurrent(s.url, "/v1/classify", [{"model": "clf", "input": t} for t in TEXTS]))
+        wall = time.perf_counter() - start
+        count, total = _batch_sizes(s.url, "clf", "classify")
+        spent = _busy_seconds(s.url) - busy_before
+    assert (count, total) == (3, len(TEXTS))
+    _assert_classified_as_alone(models[0].classifier, responses)
+    assert 0 < spent <= wall, "the model-busy counter must count the model thread's time, within the wall time"
 
 
 def test_embeddings_of_a_padded_batch_equal_sentence_transformers_mean_pooling(client, models):
@@ -95,3 +117,12 @@ def test_generation_is_continuously_batched_and_matches_decoding_alone(server, m
         assert body["choices"][0]["message"]["content"] == gen.detokenize(expected)
         assert body["usage"]["completion_tokens"] == len(expected)
         assert body["choices"][0]["finish_reason"] == ("length" if len(expected) == n else "stop")
+
+
+def test_encoder_engine_tokenizes_as_the_hugging_face_tokenizer(models):
+    engine = models[0].classifier
+    texts = [*TEXTS, "héllo, wörld! 1234 ...", "word " * 600]
+    got = engine.encode(texts)
+    want = engine.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=engine.max_tokens + 1)
+    assert got[:-1] == [list(ids) for ids in want["input_ids"][:-1]]
+    assert len(got[-1]) == len(want["input_ids"][-1]) == engine.max_tokens + 1  # too long shows (then gets 400)

@@ -42,7 +42,7 @@ class ServeState:
         self.models = {m.name: m for m in models}
         self.config = config
         self.metrics = ServeMetrics()
-        self.worker = ModelWorker()
+        self.worker = ModelWorker(self.metrics)
         self.created = int(time.time())
         self.draining = False
         self.classify: dict[str, DynamicBatcher] = {}

@@ -33,11 +33,21 @@ T = TypeVar("T")
 class ModelWorker:
     """The one thread that runs models: calls are serialised, torch's intra-op pool does the parallelism."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: ServeMetrics | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridformer-model")
+        self._metrics = metrics
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn, *args)
+
+    def _timed(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, its time added to the model-busy counter (busy / wall = the model's utilisation)."""
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            if self._metrics is not None:
+                self._metrics.model_busy.inc(time.perf_counter() - start)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)
@@ -130,7 +140,24 @@ class DynamicBatcher:
         self.metrics.queue_depth.labels(self.name).set(len(self.queue.waiting()))
 
     async def run_forever(self) -> None:
-        """The batching loop (a task for the server's lifetime)."""
+        """The batching loop (a task for the server's lifetime).
+
+        When a forward returns, the next due batch goes to the model thread before this one's
+        results are scattered, so the model does not sit idle while the event loop answers.
+        """
+        running: tuple[list[EncodeItem], asyncio.Future] | None = None
+        while True:
+            if running is None:
+                batch = await self._next_batch()
+                running = batch, self._start(batch)
+            batch, results = running[0], await running[1]
+            waiting = self.queue.waiting()
+            decision = self.policy.next_batch(waiting, time.monotonic()) if waiting else None
+            running = (decision, self._start(decision)) if isinstance(decision, list) else None
+            self._scatter(batch, results)
+
+    async def _next_batch(self) -> list[EncodeItem]:
+        """Wait until the policy releases a batch; take it out of the queue."""
         while True:
             waiting = self.queue.waiting()
             self.metrics.queue_depth.labels(self.name).set(len(waiting))
@@ -141,19 +168,21 @@ class DynamicBatcher:
             if isinstance(decision, float):
                 await self.queue.wait(decision)  # a new arrival may fill the batch before the deadline
                 continue
-            await self._run_batch(decision)
+            return decision
 
-    async def _run_batch(self, batch: list[EncodeItem]) -> None:
+    def _start(self, batch: list[EncodeItem]) -> asyncio.Future:
+        """Take `batch` out of the queue and run its forward on the model thread (a future of its results)."""
         self.queue.take(batch)
         self.metrics.queue_depth.labels(self.name).set(len(self.queue))
         self.metrics.batch_size.labels(self.name, self.task).observe(len(batch))
-        self.in_flight = len(batch)
+        self.in_flight += len(batch)
         self.metrics.running.labels(self.name).inc(len(batch))
-        try:
-            results = await self.worker.run(run_isolated, self.engine.run, [item.ids for item in batch])
-        finally:
-            self.metrics.running.labels(self.name).dec(len(batch))
-            self.in_flight = 0
+        return asyncio.ensure_future(self.worker.run(run_isolated, self.engine.run, [item.ids for item in batch]))
+
+    def _scatter(self, batch: list[EncodeItem], results: list[Tensor | BaseException]) -> None:
+        """Resolve each input's future with its result (or its error)."""
+        self.metrics.running.labels(self.name).dec(len(batch))
+        self.in_flight -= len(batch)
         for item, result in zip(batch, results):
             if item.future.done():  # timed out or cancelled meanwhile
                 continue

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -64,10 +65,20 @@ class EncoderEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.vocab_size = len(tokenizer)
         self.label_names = label_names
+        # The Rust tokenizer itself, without transformers' per-call Python (half the cost of a short
+        # text here); a copy, so no truncation or padding state set elsewhere applies to it.
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._backend = copy.deepcopy(backend) if backend is not None else None
+        if self._backend is not None:
+            self._backend.no_truncation()
+            self._backend.no_padding()
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids (with special tokens) of each text, cut at max_tokens + 1 so too long shows."""
-        out = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_tokens + 1)
+        cut = self.max_tokens + 1
+        if self._backend is not None:
+            return [e.ids[:cut] for e in self._backend.encode_batch(texts, add_special_tokens=True)]
+        out = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=cut)
         return [list(ids) for ids in out["input_ids"]]
 
     @torch.inference_mode()

@@ -45,6 +45,9 @@ class ServeMetrics:
         self.tokens_per_s = Gauge(
             "hybridformer_tokens_per_second", "Tokens generated per second over the last 10 s", ["model"], registry=r
         )
+        self.model_busy = Counter(
+            "hybridformer_model_busy_seconds", "Time the model worker thread spent running model calls", registry=r
+        )
         self._recent: dict[str, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
