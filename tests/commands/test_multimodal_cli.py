@@ -50,6 +50,7 @@ def test_pretrain_then_evaluate_end_to_end(tmp_path, capsys):
                  "--train.max_steps", "2", "--train.batch_size", "4", "--train.progress_bar", "false"]) == 0
     record = json.loads((run / "metrics.json").read_text())
     assert record["steps"] == 2 and record["examples_per_s"] > 0
+    assert not (run / "checkpoints").exists()  # deleted once the model is saved (train.keep_checkpoints=false)
     assert main(["evaluate", "--task", "retrieval", "--model", str(run / "model"), "--eval_limit", "16",
                  "--out", str(tmp_path / "r.json")]) == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]

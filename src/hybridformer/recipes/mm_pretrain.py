@@ -26,7 +26,8 @@ MM_OBJECTIVES = ("mlm", "itc", "itm", "caption")
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(lr=3e-4, max_steps=100, batch_size=32, out_dir="runs/mm-pretrain", log_every=5)
+    return TrainConfig(lr=3e-4, max_steps=100, batch_size=32, out_dir="runs/mm-pretrain", log_every=5,
+                       keep_checkpoints=False)
 
 
 @dataclass
@@ -98,10 +99,12 @@ def mm_pretrain(config: MMPretrainConfig) -> MMPretrainResult:
     model = load_model(config.model, decoder_attention=config.decoder_attention)
     train, _, collate, _ = task_data("pretrain", config.data, tok)
     objective = build_pretrain_objective(config.objectives, tok, config.weights, config.momentum, model)
-    result = Trainer(model, objective, train, config.train, collate).fit()
+    trainer = Trainer(model, objective, train, config.train, collate)
+    result = trainer.fit()
     out = Path(config.train.out_dir)
     model_dir = out / "model"
     model.save_pretrained(model_dir, tokenizer=tok)
+    trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run
     save_config(config, out / "pretrain_config.yaml")
     rate = result.examples_per_s
     record = {"objectives": config.objectives, "momentum_distillation": config.momentum.enabled, "steps": result.final_step, "examples_per_s": rate,

@@ -35,7 +35,8 @@ EVAL_TASKS = FINETUNE_TASKS + ("retrieval", "zeroshot-classification", "vqa-zero
 
 
 def _default_train() -> TrainConfig:
-    return TrainConfig(lr=3e-4, max_steps=50, batch_size=32, out_dir="runs/mm-finetune", log_every=5)
+    return TrainConfig(lr=3e-4, max_steps=50, batch_size=32, out_dir="runs/mm-finetune", log_every=5,
+                       keep_checkpoints=False)
 
 
 @dataclass
@@ -138,10 +139,12 @@ def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
     n_labels = len(load_image_text(config.data.task, config.data.seed).train.label_names)
     torch.manual_seed(config.train.seed)
     model = load_model(config.model, _heads(config.task, extra, n_labels), video=config.task == "video-classification")
-    result = Trainer(model, _objective(config.task, extra), train, config.train, collate).fit()
+    trainer = Trainer(model, _objective(config.task, extra), train, config.train, collate)
+    result = trainer.fit()
     out = Path(config.train.out_dir)
     model_dir = out / "model"
     model.save_pretrained(model_dir, tokenizer=tok)
+    trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run
     save_config(config, out / "finetune_config.yaml")
     metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok)
     record = {"task": config.task, "metrics": metrics, "steps": result.final_step, "examples_per_s": result.examples_per_s,
