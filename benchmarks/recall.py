@@ -31,7 +31,8 @@ Variants:
   oracle                 kind="hybrid", the needed pair's position passed as `global_indices` (the ceiling)
   full                   kind="full", dense attention (evaluated up to ``--full-max``)
 
-Fields: score_mean / score_std (eval accuracy over seeds, 256 fresh sequences each), score_per_seed,
+Fields: score_mean / score_std (eval accuracy over seeds, eval_sequences fresh sequences each: 256
+unless `--eval-sequences` says fewer for a costly N), score_per_seed,
 selection_recall (fraction of eval sequences where the queried pair's position is in the set the
 query's block sees, in at least one layer; null for full), train_s (mean wall time of training, at
 nice 19 on a shared machine: not a timing claim), median_ms (of one training step, same caveat),
@@ -155,10 +156,12 @@ def found(sets: list[Tensor | None], needed: Tensor) -> Tensor:
     return hit
 
 
-def _run_one_thread(variant: str, train_n: int, seed: int, steps: int, sizes: list[int], stem: Path) -> dict:
+def _run_one_thread(
+    variant: str, train_n: int, seed: int, steps: int, sizes: list[int], stem: Path, sequences: int
+) -> dict:
     # One thread: on the shared 2-core machine two spinning threads per run only lose time.
     torch.set_num_threads(1)
-    return run_one(variant, train_n, seed, steps, sizes, stem)
+    return run_one(variant, train_n, seed, steps, sizes, stem, sequences)
 
 
 def train_one(variant: str, n: int, seed: int, steps: int) -> tuple[RecallModel, dict]:
@@ -184,27 +187,31 @@ def train_one(variant: str, n: int, seed: int, steps: int) -> tuple[RecallModel,
     return model.eval(), stats
 
 
-def evaluate(model: RecallModel, variant: str, n: int) -> dict:
-    """Accuracy and selection_recall on EVAL fresh sequences of length `n` (the same for every run)."""
+def evaluate(model: RecallModel, variant: str, n: int, sequences: int = EVAL) -> dict:
+    """Accuracy and selection_recall on `sequences` fresh sequences of length `n` (the same ones for
+    every run: a fixed generator)."""
     oracle, correct, hits, done = variant == "oracle", 0, 0, 0
     eval_gen = torch.Generator().manual_seed(99)
     per_batch = max(1, min(64, EVAL_TOKENS // n))  # bounds the compressed branch's (N x N/c) memory
     start = time.perf_counter()
     with torch.no_grad():
-        while done < EVAL:
-            batch = make_batch(eval_gen, min(per_batch, EVAL - done), n)
+        while done < sequences:
+            batch = make_batch(eval_gen, min(per_batch, sequences - done), n)
             logits, sets = model(batch, oracle_indices(batch) if oracle else None)
             correct += (logits.argmax(-1) == batch["label"]).sum().item()
             hits += found(sets, batch["needed"]).sum().item()
             done += batch["label"].shape[0]
     return dict(
-        accuracy=correct / EVAL,
-        selection_recall=None if variant == "full" else hits / EVAL,
+        accuracy=correct / sequences,
+        selection_recall=None if variant == "full" else hits / sequences,
         eval_s=time.perf_counter() - start,
+        eval_sequences=sequences,
     )
 
 
-def run_one(variant: str, train_n: int, seed: int, steps: int, sizes: list[int], stem: Path) -> dict:
+def run_one(
+    variant: str, train_n: int, seed: int, steps: int, sizes: list[int], stem: Path, sequences: int = EVAL
+) -> dict:
     """Train (or load the weights saved at `stem`.pt) and evaluate at every size not yet evaluated;
     the record {train stats, "eval": {N: result}} is saved at `stem`.json after each step."""
     record = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").exists() else None
@@ -222,19 +229,21 @@ def run_one(variant: str, train_n: int, seed: int, steps: int, sizes: list[int],
         model.eval()
     for n in sizes:
         if str(n) not in record["eval"]:
-            record["eval"][str(n)] = evaluate(model, variant, n)
+            record["eval"][str(n)] = evaluate(model, variant, n, sequences)
             write_json(stem.with_suffix(".json"), record)
     return record
 
 
-def run_result(runs: Path, variant: str, train_n: int, seed: int, steps: int, sizes: list[int], collect: bool) -> dict | None:
+def run_result(
+    runs: Path, variant: str, train_n: int, seed: int, steps: int, sizes: list[int], collect: bool, sequences: int
+) -> dict | None:
     """The run's record, training/evaluating what is missing unless `collect`."""
     stem = runs / f"train-N={train_n}" / f"{variant}-seed{seed}-steps{steps}"
     path = stem.with_suffix(".json")
     record = json.loads(path.read_text()) if path.exists() else None
     if collect or (record is not None and all(str(n) in record["eval"] for n in sizes)):
         return record
-    return run_forked(_run_one_thread, variant, train_n, seed, steps, sizes, stem)
+    return run_forked(_run_one_thread, variant, train_n, seed, steps, sizes, stem, sequences)
 
 
 NOTE_LOAD = (
@@ -253,7 +262,19 @@ Protocol (read this before the N = 2,048 / 8,192 rows): every model is trained a
 embeddings only; block-local windows look the same at every length), so a longer N is the same task
 with more distractor fillers: 4 pairs among 6,144 candidate positions at 8,192 instead of 384. This
 measures whether the learned selection still finds the needle among 16x more blocks; it does not
-measure learning at N = 2,048 / 8,192, which the issue also asks for (not run: CPU budget)."""
+measure learning at N = 2,048 / 8,192, which the issue also asks for (not run: CPU budget).
+
+Study behind the learned-compressed variants (diagnostic runs at N = 512, seed 2, the seed that
+failed in session 1; not reproduced by this script). Session 1 (compress_vote="sum",
+compress_summary="mean", blocks of 4): accuracy 0.629 / 0.922 / 0.059 over seeds 0-2 after 200 steps.
+With compress_vote="max" but mean summaries, seed 2 after 150 steps: 0.055 with blocks of 16 and of 4,
+selection_recall 0.043 in both (= 16/384, what a set carrying no information finds). Probing that run
+every 20 steps (0-80), the block importance of the query's block stayed flat, 0.037-0.059 summed over
+the 4 heads where uniform is 4/112 = 0.036: the compressed branch had not learnt which block holds the
+needed pair, so no vote rule can help. The cause is dilution: a mean summary holds 1/c of the pair
+token's key (its logit margin) and 1/c of its value (what the branch's output gains from attending
+there), so the branch's gradient towards that block is ~1/c^2 of an undiluted one.
+compress_summary="sum" removes the 1/c factors; the learned-compressed* rows use it with max votes."""
 
 
 def check_targets(rows: list[dict]) -> list[str]:
@@ -281,7 +302,10 @@ def check_targets(rows: list[dict]) -> list[str]:
 def write_markdown(path: str, rows: list[dict], budget: dict, not_run: list[str]) -> None:
     import os
 
-    columns = ["case", "variant", "train_n", "score_mean", "score_std", "selection_recall", "train_s", "median_ms", "seeds", "steps"]
+    columns = [
+        "case", "variant", "train_n", "score_mean", "score_std", "selection_recall", "eval_sequences", "train_s",
+        "median_ms", "seeds", "steps",
+    ]
     fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = [
         "# Long-range recall (benchmarks/recall.py, issue 16)",
@@ -316,6 +340,7 @@ def aggregate(n: int, variant: str, runs: list[dict], steps: int) -> dict:
         score_mean=statistics.mean(acc),
         score_std=statistics.stdev(acc) if len(acc) > 1 else 0.0,
         score_per_seed=acc,
+        eval_sequences=min(e.get("eval_sequences", EVAL) for e in evals),
         selection_recall=None if recall[0] is None else statistics.mean(recall),
         train_s=statistics.mean(r["train_s"] for r in runs),
         seeds=len(runs),
@@ -332,6 +357,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--only-seed", type=int, default=None, help="run just this seed (parallel workers); aggregate with --collect")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--eval-sequences", type=int, default=EVAL, help="evaluation sequences per new (run, N)")
     parser.add_argument("--full-max", type=int, default=2048, help="largest evaluation N for the full variant")
     parser.add_argument("--runs", default="runs/recall", help="folder of per-run weights and JSON (resume)")
     parser.add_argument("--out", default="results/recall.json")
@@ -340,9 +366,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.train_n, args.seeds, args.steps = [320, 640], 320, 1, 30
-    for name in ("seeds", "steps"):
+    for name in ("seeds", "steps", "eval_sequences"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name}: must be >= 1")
+            parser.error(f"--{name.replace('_', '-')}: must be >= 1")
     for n in [args.train_n, *args.sizes]:
         if n < 4 * WINDOW + 8:
             parser.error(f"--sizes/--train-n: N must be >= {4 * WINDOW + 8} (pairs outside the query's window), got {n}")
@@ -351,11 +377,14 @@ def main() -> None:
         sizes = [n for n in args.sizes if variant != "full" or n <= args.full_max]
         not_run += [f"recall-N={n} full (dense N^2 over the budget)" for n in args.sizes if n not in sizes]
         seeds = range(args.seeds) if args.only_seed is None else [args.only_seed]
-        runs = [run_result(Path(args.runs), variant, args.train_n, s, args.steps, sizes, args.collect) for s in seeds]
+        runs = [
+            run_result(Path(args.runs), variant, args.train_n, s, args.steps, sizes, args.collect, args.eval_sequences)
+            for s in seeds
+        ]
         for n in sizes:
             done = [r for r in runs if r is not None and str(n) in r["eval"]]
             if len(done) < args.seeds:
-                not_run.append(f"recall-N={n} {variant} ({args.seeds - len(done)} of {args.seeds} seeds)")
+                not_run.append(f"recall-N={n} {variant} ({len(done)} of {args.seeds} seeds done)")
             if done:
                 rows.append(aggregate(n, variant, done, args.steps))
                 print_table(rows[-1:])
