@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from _common import print_table, run_forked, write_results
+from _recall_notes import NOTE_LOAD, NOTES
 from hybridformer.attention import AttentionConfig, HybridAttention
 from hybridformer.io import write_json, write_text
 
@@ -246,37 +247,6 @@ def run_result(
     return run_forked(_run_one_thread, variant, train_n, seed, steps, sizes, stem, sequences)
 
 
-NOTE_LOAD = (
-    "Trained and evaluated at nice 19 on 2 CPU cores shared with 5 other agents: train_s, eval_s and median_ms "
-    "are wall times under that load, not timing claims."
-)
-
-NOTES = """Notes. Task: four (key, value) pair tokens among fillers in the first 3/4 of the sequence, the
-query key last, 16-way value classification (see the script's docstring); block-local attention cannot
-see any pair from the query's block in any layer, so `local` is chance by construction. `oracle` gets
-the queried pair's position as `global_indices` (the ceiling of the architecture). selection_recall:
-fraction of eval sequences where the queried pair's position is in the set the query's block sees.
-
-Protocol (read this before the N = 2,048 / 8,192 rows): every model is trained at N = train_n
-(512) and the same weights are evaluated at each N. The model has no positional information (content
-embeddings only; block-local windows look the same at every length), so a longer N is the same task
-with more distractor fillers: 4 pairs among 6,144 candidate positions at 8,192 instead of 384. This
-measures whether the learned selection still finds the needle among 16x more blocks; it does not
-measure learning at N = 2,048 / 8,192, which the issue also asks for (not run: CPU budget).
-
-Study behind the learned-compressed variants (diagnostic runs at N = 512, seed 2, the seed that
-failed in session 1; not reproduced by this script). Session 1 (compress_vote="sum",
-compress_summary="mean", blocks of 4): accuracy 0.629 / 0.922 / 0.059 over seeds 0-2 after 200 steps.
-With compress_vote="max" but mean summaries, seed 2 after 150 steps: 0.055 with blocks of 16 and of 4,
-selection_recall 0.043 in both (= 16/384, what a set carrying no information finds). Probing that run
-every 20 steps (0-80), the block importance of the query's block stayed flat, 0.037-0.059 summed over
-the 4 heads where uniform is 4/112 = 0.036: the compressed branch had not learnt which block holds the
-needed pair, so no vote rule can help. The cause is dilution: a mean summary holds 1/c of the pair
-token's key (its logit margin) and 1/c of its value (what the branch's output gains from attending
-there), so the branch's gradient towards that block is ~1/c^2 of an undiluted one.
-compress_summary="sum" removes the 1/c factors; the learned-compressed* rows use it with max votes."""
-
-
 def check_targets(rows: list[dict]) -> list[str]:
     """Issue 16's targets per case: the best learned selection >= 90% of oracle, >= 3x local, and its
     selection_recall >= 0.8."""
@@ -388,6 +358,8 @@ def main() -> None:
             if done:
                 rows.append(aggregate(n, variant, done, args.steps))
                 print_table(rows[-1:])
+    not_run += [f"training at N={n} (the N={n} rows evaluate models trained at N={args.train_n})" for n in args.sizes if n > args.train_n]
+    not_run.append("learned-indexer (DeepSeek-V3.2's lightning indexer: not implemented, see docs/attention_selection.md)")
     rows.sort(key=lambda r: (int(r["case"].split("=")[1]), VARIANTS.index(r["variant"])))
     print_table(rows)
     budget = dict(train_n=args.train_n, steps=args.steps, batch=BATCH, lr=LR, warmup=WARMUP, eval_sequences=EVAL,
