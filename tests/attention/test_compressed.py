@@ -17,32 +17,38 @@ from test_scorer import one_thread, retrieval_accuracy  # noqa: F401 (fixture)
 WINDOW, BLOCK, K = 4, 2, 4
 
 
-def make_layer(causal: bool, combine: str = "union", seed: int = 0) -> HybridAttention:
+def make_layer(
+    causal: bool, combine: str = "union", seed: int = 0, vote: str = "max", summary: str = "mean"
+) -> HybridAttention:
     torch.manual_seed(seed)
     config = AttentionConfig(
         d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=K, selection="compressed",
-        compress_block=BLOCK, causal=causal, combine=combine,
+        compress_block=BLOCK, causal=causal, combine=combine, compress_vote=vote, compress_summary=summary,
     )
     layer = HybridAttention(config).double().eval()
     torch.nn.init.normal_(layer.compressed.pool)  # learned pooling, not the initial mean
     return layer
 
 
-def summaries(k, v, mask, b, h, c, n, pool=None):
+def summaries(k, v, mask, b, h, c, n, pool=None, summary="mean"):
     """Key/value of block c pooled over its real tokens by softmax(pool_h·k_j) (loop; pool None: the
-    mean), or None if it has none."""
+    mean), times the real-token count for summary="sum", or None if it has none."""
     real = [j for j in range(c * BLOCK, min(n, (c + 1) * BLOCK)) if mask is None or mask[b, j]]
     if not real:
         return None
     if pool is None:
-        return k[b, h, real].mean(0), v[b, h, real].mean(0)
-    w = torch.softmax(torch.stack([pool[h] @ k[b, h, j] for j in real]), 0)
+        w = torch.full((len(real),), 1 / len(real), dtype=k.dtype)
+    else:
+        w = torch.softmax(torch.stack([pool[h] @ k[b, h, j] for j in real]), 0)
+    if summary == "sum":
+        w = w * len(real)
     return sum(w[m] * k[b, h, j] for m, j in enumerate(real)), sum(w[m] * v[b, h, j] for m, j in enumerate(real))
 
 
 def reference_sets_and_branch(layer, x, mask, causal):
-    """Loop-built per-block sets (top blocks by summed compressed probabilities) and the compressed
-    branch's output (before the gate), float64."""
+    """Loop-built per-block sets (top blocks by the compressed probabilities, max or sum over the
+    block's queries per `layer.config.compress_vote`, summed over heads) and the compressed branch's
+    output (before the gate), float64."""
     q, k, v = (t.detach() for t in qkv(layer, x))
     batch, n = x.shape[:2]
     n_blocks, groups = math.ceil(n / BLOCK), math.ceil(n / WINDOW)
@@ -51,7 +57,10 @@ def reference_sets_and_branch(layer, x, mask, causal):
     sets = torch.full((batch, groups, K), -1, dtype=torch.long)
     for b in range(batch):
         pool = layer.compressed.pool.detach()
-        summ = {(h, c): summaries(k, v, mask, b, h, c, n, pool) for h in range(HEADS) for c in range(n_blocks)}
+        summ = {
+            (h, c): summaries(k, v, mask, b, h, c, n, pool, layer.config.compress_summary)
+            for h in range(HEADS) for c in range(n_blocks)
+        }
         for h in range(HEADS):
             for i in range(n):
                 seen = [c for c in range(n_blocks) if summ[h, c] is not None and (not causal or (c + 1) * BLOCK - 1 <= i)]
@@ -68,9 +77,12 @@ def reference_sets_and_branch(layer, x, mask, causal):
                 continue
             importance = torch.zeros(len(eligible), dtype=torch.float64)
             for h in range(HEADS):
+                head = torch.zeros(len(eligible), dtype=torch.float64)
                 for i in voters:
                     if i < n and (mask is None or mask[b, i]):
-                        importance += torch.softmax(torch.stack([q[b, h, i] @ summ[h, c][0] * scale for c in eligible]), 0)
+                        p = torch.softmax(torch.stack([q[b, h, i] @ summ[h, c][0] * scale for c in eligible]), 0)
+                        head = head + p if layer.config.compress_vote == "sum" else torch.maximum(head, p)
+                importance += head
             order = sorted(range(len(eligible)), key=lambda m: (-importance[m].item(), eligible[m]))
             tokens = [j for m in order[: K // BLOCK] for j in range(eligible[m] * BLOCK, (eligible[m] + 1) * BLOCK)]
             tokens = [j if j < n and (mask is None or mask[b, j]) else -1 for j in tokens]
@@ -78,26 +90,31 @@ def reference_sets_and_branch(layer, x, mask, causal):
     return sets, branch
 
 
-def test_compress_blocks_are_means_over_real_tokens():
+def test_compress_blocks_are_means_or_sums_over_real_tokens():
     k, v = torch.randn(2, HEADS, 7, HEAD_DIM, dtype=torch.float64), torch.randn(2, HEADS, 7, HEAD_DIM, dtype=torch.float64)
     mask = padding(2, 7, "holes")
     mask[0, 4:6] = False  # block 2 of sequence 0 is all padding
     pool = torch.randn(HEADS, HEAD_DIM, dtype=torch.float64)
-    for weights in (None, pool):  # None: the initial mean (pool = 0)
-        k_c, v_c, real = compress_blocks(k, v, BLOCK, mask, weights)
+    for weights, summary in ((None, "mean"), (pool, "mean"), (None, "sum"), (pool, "sum")):  # None: pool = 0
+        k_c, v_c, real = compress_blocks(k, v, BLOCK, mask, weights, summary)
         for b in range(2):
             for h in range(HEADS):
                 for c in range(4):
-                    expected = summaries(k, v, mask, b, h, c, 7, weights)
+                    expected = summaries(k, v, mask, b, h, c, 7, weights, summary)
                     assert bool(real[b, c]) == (expected is not None)
                     if expected is not None:
                         torch.testing.assert_close(k_c[b, h, c], expected[0])
                         torch.testing.assert_close(v_c[b, h, c], expected[1])
 
 
-@pytest.mark.parametrize("causal, combine, pad", [(False, "union", "holes"), (True, "union", "holes"), (True, "gated", "none")])
-def test_compressed_layer_equals_loop_reference(causal, combine, pad):
-    layer = make_layer(causal, combine)
+@pytest.mark.parametrize(
+    "causal, combine, pad, vote",
+    [(False, "union", "holes", "max"), (True, "union", "holes", "max"), (True, "gated", "none", "max"),
+     (False, "union", "holes", "sum"), (True, "union", "holes", "sum")],
+)
+@pytest.mark.parametrize("summary", ["mean", "sum"])
+def test_compressed_layer_equals_loop_reference(causal, combine, pad, vote, summary):
+    layer = make_layer(causal, combine, vote=vote, summary=summary)
     x = torch.randn(2, 15, D_MODEL, dtype=torch.float64)
     mask = padding(2, 15, pad)
     out = layer(x, mask)
@@ -132,9 +149,12 @@ def test_causal_compressed_output_ignores_future_tokens():
     assert torch.equal(a.global_indices[:, : t // WINDOW + 1], b.global_indices[:, : t // WINDOW + 1])
 
 
-@pytest.mark.parametrize("combine, local", [("union", "block"), ("union", "sliding"), ("gated", "block")])
-def test_compressed_decoding_equals_the_full_causal_forward(combine, local):
-    layer = make_layer(causal=True, combine=combine)
+@pytest.mark.parametrize(
+    "combine, local, vote", [("union", "block", "max"), ("union", "sliding", "max"), ("gated", "block", "max"), ("union", "block", "sum")]
+)
+@pytest.mark.parametrize("summary", ["mean", "sum"])
+def test_compressed_decoding_equals_the_full_causal_forward(combine, local, vote, summary):
+    layer = make_layer(causal=True, combine=combine, vote=vote, summary=summary)
     layer.config.local = local
     x = torch.randn(2, 19, D_MODEL, dtype=torch.float64)
     mask = padding(2, 19, "holes")
@@ -155,6 +175,8 @@ def test_compressed_selection_refuses_bad_sizes():
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=6, global_k=4, selection="compressed", compress_block=4)
     with pytest.raises(ValueError, match="global_k.*multiple"):
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=3, selection="compressed", compress_block=2)
+    with pytest.raises(ValueError, match="compress_vote"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="compressed", compress_vote="mean")
 
 
 def test_compressed_selection_finds_a_planted_far_token(one_thread):  # noqa: F811

@@ -42,7 +42,16 @@ def test_oracle_set_is_found_and_local_sees_nothing_far():
         torch.testing.assert_close(model(x)[0], model(changed)[0])  # local attention cannot read them
 
 
-def test_one_training_run_reports_the_fields():
-    result = recall.train_one("learned-compressed", 320, seed=0, steps=1)
-    assert set(result) == {"accuracy", "selection_recall", "train_s", "step_ms", "final_loss"}
-    assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["selection_recall"] <= 1.0
+def test_one_run_trains_saves_and_resumes_evaluation_at_a_longer_length(tmp_path):
+    stem = tmp_path / "learned-compressed-seed0-steps1"
+    record = recall.run_one("learned-compressed", 320, seed=0, steps=1, sizes=[320], stem=stem, sequences=24)
+    assert record["train_n"] == 320 and set(record["eval"]) == {"320"}
+    first = record["eval"]["320"]
+    assert 0.0 <= first["accuracy"] <= 1.0 and 0.0 <= first["selection_recall"] <= 1.0
+    assert first["eval_sequences"] == 24
+    # A second call reloads the saved weights (no retraining) and adds only the missing length.
+    again = recall.run_one("learned-compressed", 320, seed=0, steps=1, sizes=[320, 640], stem=stem, sequences=24)
+    assert again["train_s"] == record["train_s"] and again["eval"]["320"] == first
+    assert set(again["eval"]) == {"320", "640"}
+    model, _ = recall.train_one("learned-compressed", 320, seed=0, steps=1)
+    assert recall.evaluate(model, "learned-compressed", 320, 24)["accuracy"] == first["accuracy"]  # same weights

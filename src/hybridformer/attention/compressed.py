@@ -9,13 +9,17 @@ window ∪ selected, or the gated pair); this module adds the compressed branch 
    only), giving ``C = ceil(N / c)`` summary keys/values per head. The pooling is a softmax over the
    block's tokens of ``pool_h · k_j`` with one learned vector per head (NSA learns its compression
    too); it starts at zero, the plain mean. A plain mean dilutes the one token that matters in a
-   block (1/c of the summary) and, in our recall benchmark, did not learn to find it.
+   block: its key and its value are 1/c of the summary's, so the compressed branch's gradient
+   towards that block is ~1/c² of an undiluted one's. ``compress_summary="sum"`` scales the weights
+   to the block's real-token count (at zero pooling: the plain sum), so the salient token keeps its
+   full weight in the summary's logit and value.
 2. Compressed branch: every query attends to the summaries (causal: only to blocks that ended at or
    before it), one softmax; its output is added to the layer's, scaled per head by a sigmoid gate read
    from the token (``gate_proj``). This branch is dense over the blocks, so it learns from the main
    loss which blocks matter for every block, picked or not: no lucky pick is needed.
 3. Select: for query block b (``window`` tokens) the importance of summary block c is the compressed
-   attention probability summed over the block's real queries and over the heads (the heads share
+   attention probability combined over the block's real queries (``compress_vote``: the max, so one
+   confident query — the one that needs a needle — decides; or the sum) and summed over the heads (the heads share
    one set, like NSA's GQA group). Its top ``global_k / c`` blocks (ties: the earlier block) give the
    block's set, their tokens in order, padding and positions >= N as empty slots (-1). Blocks inside
    query block b are skipped (its window already holds them).
@@ -44,7 +48,9 @@ from hybridformer.attention.scorer import ranked_topk
 from hybridformer.attention.selected import softmax_attend
 from hybridformer.initialization import allocating
 
-__all__ = ["CompressedSelection", "CompressedOutput", "compress_blocks", "block_importance", "blocks_to_tokens"]
+__all__ = [
+    "CompressedSelection", "CompressedOutput", "compress_blocks", "block_importance", "combine_votes", "blocks_to_tokens"
+]
 
 
 @dataclass
@@ -60,18 +66,25 @@ class CompressedOutput:
 
 
 def compress_blocks(
-    k: Tensor, v: Tensor, block: int, key_padding_mask: Tensor | None, pool: Tensor | None = None
+    k: Tensor,
+    v: Tensor,
+    block: int,
+    key_padding_mask: Tensor | None,
+    pool: Tensor | None = None,
+    summary: str = "mean",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pool keys and values over blocks of `block` tokens, over real tokens only.
 
     The weights are ``softmax_j(pool_h · k_j)`` within the block (attention pooling with one learned
-    query per head); ``pool = 0`` (the initial value) is the plain mean.
+    query per head); ``pool = 0`` (the initial value) is the plain mean. ``summary="sum"`` multiplies
+    the weights by the block's number of real tokens (``pool = 0``: the plain sum).
 
     Args:
         k, v: (B, H, N, D).
         block: tokens per block c.
         key_padding_mask: bool (B, N), True = real, or None.
         pool: (H, D) pooling queries, or None for the mean.
+        summary: "mean" (weights sum to 1) or "sum" (weights sum to the real-token count).
 
     Returns:
         (k_c, v_c, real): (B, H, C, D) each and bool (B, C) (the block holds a real token), C = ceil(N / c).
@@ -90,12 +103,22 @@ def compress_blocks(
     logits = torch.zeros(batch, heads, n_blocks, block, dtype=k.dtype, device=k.device)
     if pool is not None:
         logits = torch.einsum("bhcjd,hd->bhcj", k_b, pool.to(k.dtype))  # (B, H, C, c)
-    weights = torch.softmax(logits.masked_fill(~real, float("-inf")), dim=-1).nan_to_num(0.0)[..., None]
+    weights = torch.softmax(logits.masked_fill(~real, float("-inf")), dim=-1).nan_to_num(0.0)
+    if summary == "sum":
+        weights = weights * real.sum(dim=-1, keepdim=True)  # (B, H, C, c) times the real count
+    weights = weights[..., None]
     return (weights * k_b).sum(dim=3), (weights * v_b).sum(dim=3), real[:, 0].any(dim=-1)
 
 
 def block_importance(
-    logits: Tensor, blocks_real: Tensor, key_padding_mask: Tensor | None, *, window: int, block: int, causal: bool
+    logits: Tensor,
+    blocks_real: Tensor,
+    key_padding_mask: Tensor | None,
+    *,
+    window: int,
+    block: int,
+    causal: bool,
+    vote: str = "sum",
 ) -> Tensor:
     """Importance of each summary block for each query block (step 3 of the module docstring).
 
@@ -105,6 +128,7 @@ def block_importance(
         key_padding_mask: bool (B, N), or None; padding queries do not vote.
         window: query block size; block: summary block size (divides window).
         causal: choose block b's set from block b − 1's queries over blocks ending before b·window.
+        vote: "sum" or "max" over the voting queries (:func:`combine_votes`).
 
     Returns:
         (B, G, C) float32, G = ceil(N / window); -inf where block c is not eligible for query block b.
@@ -131,8 +155,16 @@ def block_importance(
         votes = key_padding_mask.float()
     votes = F.pad(votes, (0, n_query_blocks * window - n)).view(batch, n_query_blocks, window)
     votes = votes[:, voters.clamp(min=0).squeeze(1)]  # (B, G, window)
-    importance = (probs * votes[:, None, :, :, None]).sum(dim=(1, 3))  # (B, G, C)
+    importance = combine_votes(probs * votes[:, None, :, :, None], vote, query_dim=3)  # (B, G, C)
     return importance.masked_fill(~eligible, float("-inf"))
+
+
+def combine_votes(probs: Tensor, vote: str, query_dim: int) -> Tensor:
+    """A query block's importance of each summary block from its queries' probabilities (padding
+    queries already zeroed): over the queries (`query_dim`) their sum or their max, then summed over
+    the heads (dim 1). Shared by the full forward and cached decoding, so both rank alike."""
+    per_head = probs.sum(dim=query_dim) if vote == "sum" else probs.amax(dim=query_dim)
+    return per_head.sum(dim=1)
 
 
 def blocks_to_tokens(importance: Tensor, n_selected: int, block: int, n: int, key_padding_mask: Tensor | None) -> Tensor:
@@ -169,14 +201,28 @@ class CompressedSelection(nn.Module):
         d_model: hidden size (the gate reads the token).
         n_heads: heads (one gate per head).
         window, block, global_k, causal: the layer's configuration (block = ``compress_block``).
+        vote: ``compress_vote``, how a query block's queries combine their votes.
+        summary: ``compress_summary``, "mean" or "sum" pooling (:func:`compress_blocks`).
 
     Submodule: `gate_proj` (d_model -> n_heads), the compressed branch's per-head gate logits;
     parameter `pool` (n_heads, head_dim), the pooling queries (zeros: the mean).
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, window: int, block: int, global_k: int, causal: bool) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        *,
+        window: int,
+        block: int,
+        global_k: int,
+        causal: bool,
+        vote: str = "sum",
+        summary: str = "mean",
+    ) -> None:
         super().__init__()
         self.window, self.block, self.global_k, self.causal = window, block, global_k, causal
+        self.vote, self.summary = vote, summary
         with allocating():
             self.gate_proj = nn.Linear(d_model, n_heads)
         self.pool = nn.Parameter(torch.zeros(n_heads, d_model // n_heads))
@@ -203,7 +249,7 @@ class CompressedSelection(nn.Module):
             :class:`CompressedOutput`.
         """
         batch, _, n, _ = q.shape
-        k_c, v_c, blocks_real = compress_blocks(k, v, self.block, key_padding_mask, self.pool)
+        k_c, v_c, blocks_real = compress_blocks(k, v, self.block, key_padding_mask, self.pool, self.summary)
         logits = (q @ k_c.transpose(-1, -2)) * scale  # (B, H, N, C)
         sees = blocks_real[:, None, None, :]  # (B, 1, 1, C)
         if self.causal:
@@ -213,7 +259,8 @@ class CompressedSelection(nn.Module):
         gates = torch.sigmoid(self.gate_proj(hidden_states)).view(batch, n, -1, 1).transpose(1, 2)  # (B, H, N, 1)
         with torch.no_grad():
             importance = block_importance(
-                logits.detach(), blocks_real, key_padding_mask, window=self.window, block=self.block, causal=self.causal
+                logits.detach(), blocks_real, key_padding_mask, window=self.window, block=self.block, causal=self.causal,
+                vote=self.vote,
             )
             indices = blocks_to_tokens(importance, self.global_k // self.block, self.block, n, key_padding_mask)
         return CompressedOutput(indices, gates * out, importance)

@@ -8,7 +8,7 @@ query block) and the block summaries. State (:class:`CompressedState`, held in `
 - keys/values/validity of every token so far;
 - the block summaries of every finished compress block (pooled once, when the block ends);
 - the queries of the current query block, which choose the next block's set when it ends
-  (block b's set = top blocks by block b−1's summed compressed probabilities, as in
+  (block b's set = top blocks by block b−1's combined compressed probabilities, as in
   :func:`~hybridformer.attention.compressed.block_importance`);
 - the set in force and its keys/values.
 """
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from hybridformer.attention.cache import KVCache, _attend_segment
-from hybridformer.attention.compressed import CompressedSelection, blocks_to_tokens, compress_blocks
+from hybridformer.attention.compressed import CompressedSelection, blocks_to_tokens, combine_votes, compress_blocks
 from hybridformer.attention.selected import softmax_attend
 
 __all__ = ["CompressedState", "compressed_cached_attention"]
@@ -70,7 +70,7 @@ def _next_set(state: CompressedState, module: CompressedSelection, scale: float)
     sees = state.summary_real[:, None, None, :]
     probs = torch.softmax(logits.masked_fill(~sees, float("-inf")), dim=-1).nan_to_num(0.0)
     votes = state.valid[:, -state.queries.shape[2]:].float()[:, None, :, None]  # (B, 1, window, 1)
-    importance = (probs * votes).sum(dim=(1, 2)).masked_fill(~state.summary_real, float("-inf"))  # (B, C)
+    importance = combine_votes(probs * votes, module.vote, query_dim=2).masked_fill(~state.summary_real, float("-inf"))  # (B, C)
     n = state.keys.shape[2]
     return blocks_to_tokens(importance[:, None], module.global_k // module.block, module.block, n, state.valid)[:, 0]
 
@@ -124,7 +124,8 @@ def compressed_cached_attention(
         length = state.keys.shape[2]
         if length % block == 0:  # a compress block ended: pool it once
             k_c, v_c, real = compress_blocks(
-                state.keys[:, :, -block:], state.values[:, :, -block:], block, state.valid[:, -block:], module.pool
+                state.keys[:, :, -block:], state.values[:, :, -block:], block, state.valid[:, -block:], module.pool,
+                module.summary,
             )
             state.summary_keys = torch.cat([state.summary_keys, k_c], dim=2)
             state.summary_values = torch.cat([state.summary_values, v_c], dim=2)

@@ -44,8 +44,20 @@ class AttentionConfig:
     learnt straight-through (``scorer.py``). `compressed`: NSA's compressed-block selection
     (``compressed.py``): each query block attends to mean-pooled summaries of `compress_block`-token
     blocks; that attention is a third, gated output branch (so it learns from the main loss, on every
-    block, not only on picked ones), and its probabilities, summed over the block's queries and the heads,
-    choose the block's top ``global_k / compress_block`` blocks. Costs O(N·N/compress_block) more."""
+    block, not only on picked ones), and its probabilities, combined over the block's queries
+    (`compress_vote`) and summed over the heads, choose the block's top ``global_k / compress_block``
+    blocks. Costs O(N·N/compress_block) more."""
+    compress_vote: Literal["sum", "max"] = "sum"
+    """How a query block's queries vote for summary blocks (selection="compressed"), per head, then
+    summed over heads. `sum`: the compressed probabilities summed over the block's queries (each query
+    one unit of vote, so one query that needs a far block is outvoted by the others' diffuse mass);
+    `max`: each block's largest probability over the block's queries (a single confident query — the
+    one that needs the needle — decides; diffuse queries add little)."""
+    compress_summary: Literal["mean", "sum"] = "mean"
+    """Block summaries (selection="compressed"): `mean` pools each block's keys and values with
+    weights summing to 1 (a single salient token is 1/compress_block of the summary's key and value);
+    `sum` scales those weights to the block's real-token count (the plain sum at the initial pooling),
+    so the salient token keeps its full weight."""
     compress_block: int = 16
     """Tokens per compressed block (selection="compressed"); must divide `window` and `global_k`."""
     score_cap: float = 5.0
@@ -86,6 +98,12 @@ class AttentionConfig:
             "needs causal=false (causal selection is per query block among earlier positions)",
         )
         check(self.score_cap >= 0, "score_cap", f"must be >= 0 (0 = unbounded), got {self.score_cap}")
+        check(self.compress_vote in ("sum", "max"), "compress_vote", f"must be 'sum' or 'max', got {self.compress_vote!r}")
+        check(
+            self.compress_summary in ("mean", "sum"),
+            "compress_summary",
+            f"must be 'mean' or 'sum', got {self.compress_summary!r}",
+        )
         check(self.compress_block >= 1, "compress_block", f"must be >= 1, got {self.compress_block}")
         if self.kind == "hybrid" and self.selection == "compressed":
             check(

@@ -141,6 +141,8 @@ class HybridAttention(nn.Module):
                     block=config.compress_block,
                     global_k=config.global_k,
                     causal=config.causal,
+                    vote=config.compress_vote,
+                    summary=config.compress_summary,
                 )
             if hybrid:
                 if config.combine == "gated":
