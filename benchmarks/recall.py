@@ -324,7 +324,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 8192], help="evaluation lengths")
     parser.add_argument("--train-n", type=int, default=512, help="training length (the model has no positions)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--only-seed", type=int, default=None, help="run just this seed (parallel workers); aggregate with --collect")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--eval-sequences", type=int, default=EVAL, help="evaluation sequences per new (run, N)")
