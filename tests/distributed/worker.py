@@ -134,9 +134,22 @@ def run_checkpoint(out: Path) -> dict:
     return result
 
 
-def run_trainer(out: Path) -> dict:
-    """ParallelTrainer under dp=2 and under pp=2 against the plain Trainer in one process."""
+def _parallel_trainer(dims: ParallelDims, model, data: list, collate, cfg, callbacks=()):
+    """A ParallelTrainer of ``model`` on a mesh of ``dims``: FSDP/TP through ``parallelize``, or a
+    2-stage pipeline (2 micro-batches of 2) when ``dims.pp`` > 1."""
     from hybridformer.distributed.trainer import ParallelTrainer
+
+    mesh = dims.build_mesh("cpu")
+    if dims.pp == 1:
+        return ParallelTrainer(parallelize(model, mesh), toy.OBJECTIVE, data, cfg, collate, mesh=mesh, callbacks=callbacks)
+    stage = TextClassifierStage(model, mesh["pp"].get_local_rank(), dims.pp)
+    schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2, seq_len=toy.SEQ)
+    return ParallelTrainer(stage, toy.OBJECTIVE, data, cfg, collate, mesh=mesh, schedule=schedule, callbacks=callbacks)
+
+
+def run_trainer(out: Path) -> dict:
+    """ParallelTrainer under dp=2 and under pp=2 against the plain Trainer in one process; then
+    resuming (``_trainer_resume``) and clipping (``_trainer_clip``) under parallelism."""
     from hybridformer.training import Trainer, TrainConfig
 
     case = toy.Case("trainer", batch_size=4)
@@ -156,44 +169,28 @@ def run_trainer(out: Path) -> dict:
     rank = dist.get_rank()
     reference = Trainer(toy.build_model(case), toy.OBJECTIVE, data, config(f"ref{rank}"), collate).fit()
     result = {"reference": reference.losses, "reference_checkpoint": str(reference.checkpoint_path)}
-    mesh = ParallelDims(dp_shard=2).build_mesh("cpu")
-    model = parallelize(toy.build_model(case), mesh)
-    result["dp2"] = ParallelTrainer(model, toy.OBJECTIVE, data, config("dp2"), collate, mesh=mesh).fit().losses
-    mesh = ParallelDims(pp=2).build_mesh("cpu")
-    stage = TextClassifierStage(toy.build_model(case), mesh["pp"].get_local_rank(), 2)
-    schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2, seq_len=toy.SEQ)
-    trainer = ParallelTrainer(stage, toy.OBJECTIVE, data, config("pp2"), collate, mesh=mesh, schedule=schedule)
+    trainer = _parallel_trainer(ParallelDims(dp_shard=2), toy.build_model(case), data, collate, config("dp2"))
+    result["dp2"] = trainer.fit().losses
+    trainer = _parallel_trainer(ParallelDims(pp=2), toy.build_model(case), data, collate, config("pp2"))
     result["pp2"] = trainer.fit().losses
     result["checkpoint"] = str(trainer.latest_checkpoint())
-    result.update(_trainer_resume(data, collate, config))
-    result.update(_trainer_clip(data, collate, config))
+    result.update(_trainer_resume(case, data, collate, config))
+    result.update(_trainer_clip(case, data, collate, config))
     return result
 
 
-def _trainer_clip(data: list, collate, config) -> dict:
+def _trainer_clip(case: toy.Case, data: list, collate, config) -> dict:
     """Gradient clipping (a norm far below the gradients', so every step clips) in one process and
     under dp=2, tp=2 and pp=2: the losses each logs."""
-    from hybridformer.distributed.trainer import ParallelTrainer
     from hybridformer.training import Trainer
-
-    case = toy.Case("trainer", batch_size=4)
-    rank = dist.get_rank()
 
     def clipped(name: str):
         return dataclasses.replace(config(name), clip_norm=1e-2)
 
-    result = {"clip_reference": Trainer(toy.build_model(case), toy.OBJECTIVE, data, clipped(f"clipref{rank}"), collate).fit().losses}
+    reference = Trainer(toy.build_model(case), toy.OBJECTIVE, data, clipped(f"clipref{dist.get_rank()}"), collate)
+    result = {"clip_reference": reference.fit().losses}
     for name, dims in (("dp2", ParallelDims(dp_shard=2)), ("tp2", ParallelDims(tp=2)), ("pp2", ParallelDims(pp=2))):
-        mesh = dims.build_mesh("cpu")
-        model = toy.build_model(case)
-        if name != "pp2":
-            trainer = ParallelTrainer(parallelize(model, mesh), toy.OBJECTIVE, data, clipped(f"clip_{name}"), collate, mesh=mesh)
-        else:
-            stage = TextClassifierStage(model, mesh["pp"].get_local_rank(), 2)
-            schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2,
-                                      seq_len=toy.SEQ)
-            trainer = ParallelTrainer(stage, toy.OBJECTIVE, data, clipped(f"clip_{name}"), collate, mesh=mesh,
-                                      schedule=schedule)
+        trainer = _parallel_trainer(dims, toy.build_model(case), data, collate, clipped(f"clip_{name}"))
         result[f"clip_{name}"] = trainer.fit().losses
     return result
 
@@ -209,32 +206,16 @@ class _StopAt(Callback):
             trainer.request_stop()
 
 
-def _trainer_resume(data: list, collate, config) -> dict:
+def _trainer_resume(case: toy.Case, data: list, collate, config) -> dict:
     """dp=2 and pp=2 runs stopped after step 2, then resumed with ``train.resume`` by a new trainer
     over a model built with other weights (the checkpoint overwrites them): the losses they log."""
-    from hybridformer.distributed.trainer import ParallelTrainer
-
-    case = toy.Case("trainer", batch_size=4)
     result = {}
-    for name, pp in (("dp2", 1), ("pp2", 2)):
-        dims = ParallelDims(pp=2) if pp > 1 else ParallelDims(dp_shard=2)
-        mesh = dims.build_mesh("cpu")
+    for name, dims in (("dp2", ParallelDims(dp_shard=2)), ("pp2", ParallelDims(pp=2))):
         cfg = config(f"{name}_resume")  # keep_last 2 (the default): steps 2 and 4 remain
-
-        def build(seed: int, cfg, callbacks=()):
-            model = toy.build_model(case, seed=seed)
-            if pp == 1:
-                return ParallelTrainer(parallelize(model, mesh), toy.OBJECTIVE, data, cfg, collate, mesh=mesh,
-                                       callbacks=callbacks)
-            stage = TextClassifierStage(model, mesh["pp"].get_local_rank(), 2)
-            schedule = build_schedule(stage, mesh["pp"], torch.device("cpu"), n_microbatches=2, microbatch_size=2,
-                                      seq_len=toy.SEQ)
-            return ParallelTrainer(stage, toy.OBJECTIVE, data, cfg, collate, mesh=mesh, schedule=schedule,
-                                   callbacks=callbacks)
-
-        first = build(0, cfg, [_StopAt(2)])
+        first = _parallel_trainer(dims, toy.build_model(case), data, collate, cfg, [_StopAt(2)])
         stopped = first.fit()
-        resumed = build(123, dataclasses.replace(cfg, resume=True)).fit()
+        resumed = _parallel_trainer(dims, toy.build_model(case, seed=123), data, collate,
+                                    dataclasses.replace(cfg, resume=True)).fit()
         result[f"{name}_stopped"] = stopped.losses
         result[f"{name}_resumed"] = resumed.losses
         result[f"{name}_checkpoints"] = sorted(p.name for p in first.checkpoint_dir.iterdir())

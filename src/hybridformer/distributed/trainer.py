@@ -19,7 +19,6 @@ TensorBoard.
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from hybridformer.distributed.dims import ParallelDims
 from hybridformer.distributed.pipeline import pipeline_step
 from hybridformer.io import atomic_write, write_text
 from hybridformer.training import Trainer, TrainConfig
+from hybridformer.training.checkpoint import latest_checkpoint, list_checkpoints
 from hybridformer.training.trainer import CHECKPOINT_DIR, StepOutput
 
 __all__ = ["ParallelTrainer"]
@@ -43,7 +43,6 @@ TRAINER_STATE = "trainer_rank{rank}.pt"
 """Per-rank file of the Trainer state (without the optimizer, which DCP holds) in a checkpoint."""
 COMPLETE = "COMPLETE"
 """Written by rank 0 once every rank has saved its part: a checkpoint without it is ignored."""
-_STEP = re.compile(r"step-(\d+)$")
 
 
 def _rank_config(config: TrainConfig) -> TrainConfig:
@@ -139,13 +138,7 @@ class ParallelTrainer(Trainer):
 
     def latest_checkpoint(self) -> Path | None:
         """The highest-step checkpoint every rank finished writing (``COMPLETE``), or None."""
-        found = []
-        if self.checkpoint_dir.is_dir():
-            for child in self.checkpoint_dir.iterdir():
-                match = _STEP.match(child.name)
-                if match and (child / COMPLETE).is_file():
-                    found.append((int(match.group(1)), child))
-        return max(found)[1] if found else None
+        return latest_checkpoint(self.checkpoint_dir, markers=(COMPLETE,))
 
     def save_checkpoint(self, optimizer: torch.optim.Optimizer, scheduler: Any, losses: list[float]) -> Path:
         """Every rank: its DCP shards and its Trainer state; then rank 0 marks the folder complete and
@@ -157,11 +150,7 @@ class ParallelTrainer(Trainer):
         dist.barrier()
         if dist.get_rank() == 0:
             write_text(path / COMPLETE, f"world_size={dist.get_world_size()}\n")
-            complete = sorted(
-                (int(m.group(1)), c) for c in self.checkpoint_dir.iterdir()
-                if (m := _STEP.match(c.name)) and (c / COMPLETE).is_file()
-            )
-            for _, old in complete[: -self.config.keep_last]:
+            for old in list_checkpoints(self.checkpoint_dir, markers=(COMPLETE,))[: -self.config.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
         dist.barrier()
         return path

@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,22 +99,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def list_checkpoints(root: str | Path) -> list[Path]:
-    """Complete checkpoint folders under ``root``, oldest step first (temporary folders excluded)."""
+def list_checkpoints(root: str | Path, markers: Sequence[str] = (MODEL_FILE, STATE_FILE)) -> list[Path]:
+    """Complete checkpoint folders under ``root`` (``step-N`` folders holding every file of
+    ``markers``), oldest step first (temporary folders excluded)."""
     root = Path(root)
     if not root.is_dir():
         return []
     found = []
     for child in root.iterdir():
         match = _STEP_DIR.match(child.name)
-        if match and (child / MODEL_FILE).is_file() and (child / STATE_FILE).is_file():
+        if match and all((child / name).is_file() for name in markers):
             found.append((int(match.group(1)), child))
     return [path for _, path in sorted(found)]
 
 
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The highest-step complete checkpoint under ``root``, or None."""
-    found = list_checkpoints(root)
+def latest_checkpoint(root: str | Path, markers: Sequence[str] = (MODEL_FILE, STATE_FILE)) -> Path | None:
+    """The highest-step complete checkpoint under ``root`` (see :func:`list_checkpoints`), or None."""
+    found = list_checkpoints(root, markers)
     return found[-1] if found else None
 
 
