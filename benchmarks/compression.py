@@ -92,7 +92,7 @@ def train_models(task: str, runs: Path) -> dict[str, Path]:
     """Fine-tune the teacher, then the sparse model and the two students from it (skipping saved ones)."""
     root = runs / task
     dirs = {name: root / name / "model" for name in ("teacher", "sparse", "student", "student-labels")}
-    common = [*_data_args(task), "--eval_splits", "test", "--data.eval_subset", "64", "--keep_checkpoints", "false"]
+    common = [*_data_args(task), "--eval_splits", "test", "--data.eval_subset", "64", "--train.keep_checkpoints", "false"]
     if not (dirs["teacher"] / WEIGHTS_FILE).is_file():
         finetune(apply_overrides(FinetuneConfig(), [*common, "--train.out_dir", str(root / "teacher")]))
     teacher = str(dirs["teacher"])
