@@ -86,9 +86,25 @@ def _smoothing(args: argparse.Namespace) -> tuple[float | None, object, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hybridformer.deploy.int8_multimodal import is_multimodal_folder
+
+    if args.model is not None and is_multimodal_folder(args.model):
+        return _run_multimodal(args)
     alpha, calibration, note = _smoothing(args)
     if args.calibration_batches < 1:
         raise ConfigError(f"--calibration-batches: must be >= 1, got {args.calibration_batches}")
+    _check_flags(args)
+    from hybridformer.deploy import quantize_folder
+
+    if note:
+        print(note)
+    report = quantize_folder(args.model, args.out, args.mode, args.backend, embeddings=not args.float_embeddings,
+                             smooth=alpha, calibration=calibration, calibration_batches=args.calibration_batches)
+    _print_report(report)
+    return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
     for flag in ("model", "out"):
         if getattr(args, flag) is None:
             raise ConfigError(f"--{flag}: is required")
@@ -96,15 +112,26 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--mode: must be 'weight' or 'dynamic', got {args.mode!r}")
     if args.backend not in (None, "ao", "torchao"):
         raise ConfigError(f"--backend: must be 'ao' or 'torchao', got {args.backend!r}")
-    from hybridformer.deploy import quantize_folder
 
-    if note:
-        print(note)
-    report = quantize_folder(args.model, args.out, args.mode, args.backend, embeddings=not args.float_embeddings,
-                             smooth=alpha, calibration=calibration, calibration_batches=args.calibration_batches)
+
+def _run_multimodal(args: argparse.Namespace) -> int:
+    """A multimodal model: int8 Linears and word table, int8-stored convolutions and token table."""
+    from hybridformer.deploy.int8_multimodal import quantize_multimodal_folder
+
+    _check_flags(args)
+    if args.smooth not in ("auto", "none") or args.overrides:
+        raise ConfigError("--smooth/--data.*: smoothing is calibrated on text-classification batches and covers "
+                          "classifiers; a multimodal model is quantized without it (leave --smooth at auto or none)")
+    report = quantize_multimodal_folder(args.model, args.out, args.mode, args.backend,
+                                        embeddings=not args.float_embeddings)
+    print("multimodal model: convolution kernels and the decoder's token table are stored int8, computed in float")
+    _print_report(report)
+    return 0
+
+
+def _print_report(report) -> None:
     smoothed = "" if report.spec.smooth is None else f", smoothed (alpha {report.spec.smooth})"
     print(f"int8 ({report.spec.mode}, backend {report.spec.backend}{smoothed}): {len(report.spec.linears)} Linear layers"
           f"{' and the word embeddings' if report.spec.embeddings else ''}")
     print(f"size {report.float_bytes:,} -> {report.int8_bytes:,} bytes ({100 * report.ratio:.1f}%)")
     print(f"saved to {report.out_dir}")
-    return 0

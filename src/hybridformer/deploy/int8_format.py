@@ -35,6 +35,7 @@ from hybridformer.deploy.int8_backends import (
     read_embedding,
     write_embedding,
 )
+from hybridformer.deploy.int8_multimodal import save_quantized_multimodal
 from hybridformer.deploy.int8_smooth import attach_input_scales, input_scale_of
 from hybridformer.deploy.int8_smooth import calibration_batches as smoothing_batches
 from hybridformer.deploy.int8_sparse import attach_group_kernels
@@ -79,13 +80,15 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
     Raises:
         ValueError: the model is not quantized, or is not a TextClassifier.
     """
-    from hybridformer.models import TextClassifier
+    from hybridformer.models import MultimodalModel, TextClassifier
 
     spec = quantization_of(model)
     if spec is None:
         raise ValueError("model: not quantized; call hybridformer.deploy.quantize(model) first")
+    if isinstance(model, MultimodalModel):
+        return save_quantized_multimodal(model, path)
     if not isinstance(model, TextClassifier):
-        raise ValueError(f"model: saving int8 models covers TextClassifier, got {type(model).__name__}")
+        raise ValueError(f"model: saving int8 models covers TextClassifier and MultimodalModel, got {type(model).__name__}")
     adapter = backend_for(spec.backend, spec.mode)
     modules = dict(model.named_modules())
     tensors: dict[str, Tensor] = {}

@@ -41,9 +41,14 @@ __all__ = [
 ]
 
 
-def linear_of(layer: torch.nn.Linear, x: Tensor) -> Tensor:
-    """``layer(x)`` without the module call (its Python costs as much as a d=128 matmul)."""
-    return F.linear(x, layer.weight, layer.bias)
+def linear_of(layer: torch.nn.Module, x: Tensor) -> Tensor:
+    """``layer(x)``, without the module call for a float Linear (its Python costs as much as a d=128
+    matmul); any other layer (an int8 one of :mod:`hybridformer.deploy`, which holds no float weight
+    tensor) is called."""
+    weight = getattr(layer, "weight", None)
+    if type(layer) is torch.nn.Linear and isinstance(weight, Tensor):
+        return F.linear(x, weight, layer.bias)
+    return layer(x)
 
 
 def layer_norm_of(norm: torch.nn.LayerNorm, x: Tensor) -> Tensor:
@@ -99,8 +104,19 @@ class StepLayout:
     """Rows whose block ends with this token (their block is merged into the global set), or None."""
 
 
+def _float_linear(layer: torch.nn.Module) -> bool:
+    """A Linear whose weight is a plain float tensor (not an int8 layer or a tensor subclass)."""
+    weight = getattr(layer, "weight", None)
+    return type(layer) is torch.nn.Linear and type(weight) in (Tensor, torch.nn.Parameter) and weight.is_floating_point()
+
+
 class FusedProjection:
-    """q, k, v (and a linear scorer's raw score) of a layer as one matmul; weights concatenated once."""
+    """q, k, v (and a linear scorer's raw score) of a layer as one matmul; weights concatenated once.
+
+    Layers that are not float Linears (int8 ones, see :mod:`hybridformer.deploy`) are not
+    concatenated: q/k/v then run as their own layers and the outputs are joined in the same layout,
+    with the scorer's score (a float layer, never quantized) fused only among float layers.
+    """
 
     def __init__(self, layer: HybridAttention) -> None:
         parts = [layer.q_proj, layer.k_proj, layer.v_proj]
@@ -108,11 +124,17 @@ class FusedProjection:
         self.fused_score = scorer is not None and isinstance(scorer.net, torch.nn.Linear)
         if self.fused_score:
             parts.append(scorer.net)
+        self.parts: list[torch.nn.Module] | None = None
+        if not all(_float_linear(p) for p in parts):
+            self.parts = parts
+            return
         self.weight = torch.cat([p.weight for p in parts]).detach()  # (3d [+1], d)
         biases = [p.bias if p.bias is not None else p.weight.new_zeros(p.out_features) for p in parts]
         self.bias = torch.cat(biases).detach() if any(p.bias is not None for p in parts) else None
 
     def __call__(self, h: Tensor) -> Tensor:
+        if self.parts is not None:
+            return torch.cat([linear_of(p, h) for p in self.parts], dim=-1)  # (B, 3d [+1])
         return F.linear(h, self.weight, self.bias)
 
 

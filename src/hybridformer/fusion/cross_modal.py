@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from hybridformer.attention.dense import dense_attention
 from hybridformer.config import check
+from hybridformer.fusion.batched_decode import linear_of
 from hybridformer.initialization import allocating
 
 __all__ = [
@@ -242,9 +243,9 @@ class CrossModalAttention(nn.Module):
         sequence -> the gated update (B, d_model)."""
         batch, d = hidden_states.shape
         # functional calls on the layers' weights: a module call's Python costs as much as a small matmul
-        q = F.linear(hidden_states, self.q_proj.weight, self.q_proj.bias).view(batch, self.config.n_heads, 1, -1)
+        q = linear_of(self.q_proj, hidden_states).view(batch, self.config.n_heads, 1, -1)
         out = F.scaled_dot_product_attention(q, step.keys, step.values, attn_mask=step.attn_mask)  # (B, H, 1, D)
-        return F.linear(out.reshape(batch, d), self.o_proj.weight, self.o_proj.bias) * step.factor  # (B, d)
+        return linear_of(self.o_proj, out.reshape(batch, d)) * step.factor  # (B, d)
 
     def forward(self, hidden_states: Tensor, kv: CrossModalKV | None) -> Tensor:
         """The gated update of the decoder tokens (to be added to the residual stream).

@@ -20,7 +20,8 @@ from hybridformer.models.multimodal_config import MultimodalConfig
 if TYPE_CHECKING:
     from hybridformer.models.multimodal import MultimodalModel
 
-__all__ = ["save_multimodal", "load_multimodal", "build_multimodal", "CONFIG_FILE", "WEIGHTS_FILE"]
+__all__ = ["save_multimodal", "load_multimodal", "build_multimodal", "model_from_state", "read_config",
+           "CONFIG_FILE", "WEIGHTS_FILE"]
 
 CONFIG_FILE = "hybridformer.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -83,11 +84,17 @@ def read_config(path: str | Path) -> MultimodalConfig:
 
 
 def load_multimodal(path: str | Path) -> MultimodalModel:
-    """Rebuild the model saved in ``path`` and load its weights strictly (see :func:`save_multimodal`)."""
+    """Rebuild the model saved in ``path`` and load its weights strictly (see :func:`save_multimodal`).
+
+    A folder written by ``hybridformer.deploy.save_quantized`` loads as that int8 model."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     config = read_config(path)
+    if "quantization" in json.loads((Path(path) / CONFIG_FILE).read_text()):
+        from hybridformer.deploy.int8_multimodal import load_quantized_multimodal  # deploy builds on models
+
+        return load_quantized_multimodal(path)
     weights = Path(path) / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{path}: no {WEIGHTS_FILE}")
@@ -95,6 +102,16 @@ def load_multimodal(path: str | Path) -> MultimodalModel:
         state = load_file(str(weights))
     except SafetensorError as err:
         raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
+    return model_from_state(config, state, str(weights))
+
+
+def model_from_state(config: MultimodalConfig, state: dict[str, torch.Tensor], source: str) -> MultimodalModel:
+    """The model of ``config`` with the tensors of ``state`` as its parameters and buffers (strict).
+
+    Raises:
+        ValueError: ``state`` does not match ``config`` (names ``source``).
+    """
+    weights = source
     # Built without values (the meta device), then the saved tensors become the parameters.
     with torch.device("meta"):
         model = build_multimodal(config)

@@ -44,8 +44,11 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
     """Load what ``--model spec`` names.
 
     - ``tiny``: a randomly initialised tiny generator, chat only (see :func:`tiny_generator`).
-    - a folder written by ``hybridformer finetune`` (a ``TextClassifier``): classify, and embeddings
-      from its encoder; its tokenizer is read from the folder (MiniLM's when it has none).
+    - a multimodal model's folder (``MultimodalModel.save_pretrained``, or its int8 form written by
+      ``hybridformer quantize``): chat.
+    - a folder written by ``hybridformer finetune`` or ``distill`` (a ``TextClassifier``), or its int8
+      form: classify, and embeddings from its encoder; its tokenizer is read from the folder
+      (MiniLM's when it has none).
     - any other text-model folder (ours or Hugging Face BERT/RoBERTa, e.g. the bundled MiniLM):
       embeddings.
 
@@ -63,14 +66,23 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
     from hybridformer.models import TextClassifier
     from hybridformer.recipes.model import resolve_tokenizer
 
+    from hybridformer.deploy.int8_format import is_quantized_folder
+    from hybridformer.deploy.int8_multimodal import is_multimodal_folder
+
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"--model: model folder not found: {folder} (or use --model tiny)")
-    checkpoint = read_text_checkpoint(folder)
     tokenizer = resolve_tokenizer(None, folder)
+    if is_multimodal_folder(folder):
+        from hybridformer.deploy.serve.multimodal import MultimodalGenerator
+        from hybridformer.models import MultimodalModel
+
+        return ServedModel(name, generator=MultimodalGenerator(MultimodalModel.from_pretrained(folder), tokenizer))
     normalize = _normalizes(folder, config.normalize_embeddings)
-    if checkpoint.meta.get("architecture") == "TextClassifier":
-        classifier = TextClassifier.from_checkpoint(checkpoint).eval()
+    int8 = is_quantized_folder(folder)  # an int8 classifier: loaded by TextClassifier.from_pretrained
+    checkpoint = None if int8 else read_text_checkpoint(folder)
+    if int8 or checkpoint.meta.get("architecture") == "TextClassifier":
+        classifier = (TextClassifier.from_pretrained(folder) if int8 else TextClassifier.from_checkpoint(checkpoint)).eval()
         limit = min(config.max_prompt_tokens, classifier.encoder.config.max_positions)
         return ServedModel(
             name,

@@ -1,0 +1,61 @@
+"""`--model DIR` for the compressed and multimodal folders: an int8 classifier (`hybridformer quantize`)
+serves classify and embeddings, a saved multimodal model and its int8 form serve chat; each through
+the real server equals the loaded model alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import torch
+
+from hybridformer.data import minilm_tokenizer
+from hybridformer.deploy import quantize_folder
+from hybridformer.deploy.int8_multimodal import quantize_multimodal_folder
+from hybridformer.deploy.serve import ServeConfig
+from hybridformer.deploy.serve.models import load_served_model
+from hybridformer.deploy.serve.sampling import SamplingParams, sample
+from hybridformer.models import multimodal_tiny
+from serve_helpers import start_server
+
+
+def test_an_int8_classifier_folder_serves_classify_and_embeddings(classifier_dir: Path, tmp_path: Path):
+    quantize_folder(classifier_dir, tmp_path / "int8")  # dynamic int8, unsmoothed (no calibration data here)
+    served = load_served_model(f"q={tmp_path / 'int8'}", ServeConfig())
+    assert served.capabilities() == ["classify", "embeddings"]
+    clf = served.classifier
+    assert sum("quantized" in type(m).__module__ for m in clf.model.modules()) >= 6 * 4  # int8 layers in every block
+    text = "an int8 model answers like the one it was loaded as"
+    with start_server([served]) as s:
+        r = httpx.post(s.url + "/v1/classify", json={"model": "q", "input": text}, timeout=60)
+        e = httpx.post(s.url + "/v1/embeddings", json={"model": "q", "input": text}, timeout=60)
+    assert r.status_code == 200 and e.status_code == 200, r.text + e.text
+    ids = torch.tensor([clf.tokenizer(text)["input_ids"]])
+    with torch.no_grad():
+        alone = torch.softmax(clf.model(ids).logits, -1)[0]
+    got = r.json()["data"][0]["probabilities"]
+    torch.testing.assert_close(torch.tensor([got[n] for n in clf.label_names]), alone, atol=1e-5, rtol=1e-4)
+    assert len(e.json()["data"][0]["embedding"]) == 384
+
+
+def test_multimodal_folders_float_and_int8_serve_chat(tmp_path: Path):
+    torch.manual_seed(0)
+    multimodal_tiny(video=False).save_pretrained(tmp_path / "mm", tokenizer=minilm_tokenizer())
+    quantize_multimodal_folder(tmp_path / "mm", tmp_path / "mm-int8")
+    body = {"max_tokens": 5, "temperature": 0, "messages": [{"role": "user", "content": "hello there"}]}
+    for name in ("mm", "mm-int8"):
+        served = load_served_model(str(tmp_path / name), ServeConfig())
+        assert served.name == name and served.capabilities() == ["chat"]
+        with start_server([served]) as s:
+            r = httpx.post(s.url + "/v1/chat/completions", json={**body, "model": name}, timeout=60)
+        assert r.status_code == 200, r.text
+        gen = served.generator
+        state, logits = gen.prefill([gen.chat_prompt([("user", "hello there")], [])])
+        alone = []
+        for _ in range(5):
+            token = sample(logits, [SamplingParams(temperature=0.0)])
+            if int(token) in gen.eos_token_ids:
+                break
+            alone.append(int(token))
+            logits = gen.step(state, token)
+        assert r.json()["choices"][0]["message"]["content"] == gen.detokenize(alone)
