@@ -3,6 +3,11 @@
     hybridformer distill --teacher runs/sentiment/model --data.task sentiment --out-dir runs/student
     hybridformer distill --teacher runs/bbc/model --data.task bbc --student.attention.kind hybrid \\
         --temperature 2 --label_weight 0.5 --hidden_weight 1 --attention_weight 0.5
+    hybridformer distill --teacher runs/mm/model --data.task mnist5k --out-dir runs/mm-student
+
+A multimodal teacher (a ``MultimodalModel`` folder) takes the multimodal recipe's fields instead
+(``deploy/distill_multimodal.py``: ``student.text_encoder_layers``, ``student.decoder_layers``,
+``data.*`` of the image-text sets, ``temperature``, ``label_weight``, ``eval_examples``, ``train.*``).
 """
 
 from __future__ import annotations
@@ -22,10 +27,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "a distill.yaml with teacher, student, data, train", OUT_DIR_FIELD, DistillConfig)
 
 
+def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:
+    """The ``teacher`` field from the command line (the last wins), else from the --config file."""
+    teacher = None
+    for i, item in enumerate(overrides):
+        if item == "--teacher" and i + 1 < len(overrides):
+            teacher = overrides[i + 1]
+        elif item.startswith("--teacher="):
+            teacher = item.split("=", 1)[1]
+    if teacher is None and args.config is not None:
+        from hybridformer.config import ConfigError
+        from hybridformer.deploy.distill import DistillConfig
+        from hybridformer.deploy.distill_multimodal import MMDistillConfig
+
+        for cls in (DistillConfig, MMDistillConfig):
+            try:
+                return load_config(cls, args.config).teacher
+            except ConfigError:  # the other kind of config
+                continue
+    return teacher
+
+
 def run(args: argparse.Namespace) -> int:
     from hybridformer.deploy.distill import DistillConfig, distill
+    from hybridformer.deploy.int8_multimodal import is_multimodal_folder
 
-    config = load_config(DistillConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
+    overrides = overrides_of(args, OUT_DIR_FIELD)
+    teacher = _teacher(args, overrides)
+    if teacher is not None and is_multimodal_folder(teacher):
+        return _run_multimodal(args, overrides)
+    config = load_config(DistillConfig, args.config, overrides)
     result = distill(config)
     for split, metrics in result.metrics.items():
         line = f"student {split} accuracy: {metrics.accuracy:.4f} ({metrics.n_examples} examples)"
@@ -33,6 +64,18 @@ def run(args: argparse.Namespace) -> int:
         if teacher is not None and teacher.accuracy > 0:
             line += f"; teacher {teacher.accuracy:.4f} ({100 * metrics.accuracy / teacher.accuracy:.1f}% kept)"
         print(line)
+    print(f"student saved to {result.model_dir}")
+    print(f"metrics written to {result.metrics_path}")
+    return 0
+
+
+def _run_multimodal(args: argparse.Namespace, overrides: list[str]) -> int:
+    from hybridformer.deploy.distill_multimodal import MMDistillConfig, mm_distill
+
+    result = mm_distill(load_config(MMDistillConfig, args.config, overrides))
+    s, t = result.metrics, result.teacher_metrics
+    print(f"student held-out caption loss {s['caption_loss']:.4f}, next-token accuracy {s['caption_accuracy']:.4f} "
+          f"({s['examples']} pairs); teacher {t['caption_loss']:.4f}, {t['caption_accuracy']:.4f}")
     print(f"student saved to {result.model_dir}")
     print(f"metrics written to {result.metrics_path}")
     return 0

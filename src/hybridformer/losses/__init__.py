@@ -53,6 +53,7 @@ _LAZY: dict[str, str] = {
     "FusedMLMObjective": "captioning",
     "caption_loss": "captioning",
     "caption_targets": "captioning",
+    "CaptionDistillationObjective": "caption_distill",
     "MultiTaskObjective": "multitask",
     "MomentumConfig": "momentum",
     "MomentumTeacher": "momentum",
