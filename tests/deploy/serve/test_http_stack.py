@@ -7,6 +7,7 @@ import importlib.util
 import httpx
 import pytest
 
+from hybridformer.config import ConfigError
 from hybridformer.deploy.serve.server import http_stack
 from serve_helpers import start_server
 
@@ -21,7 +22,7 @@ def test_asyncio_is_asyncio_and_auto_takes_the_fast_stack_when_installed():
 def test_fast_without_uvloop_says_what_to_install(monkeypatch, caplog):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a))
-    with pytest.raises(RuntimeError, match="needs uvloop"):
+    with pytest.raises(ConfigError, match="http_stack: fast needs uvloop"):
         http_stack("fast")
     assert http_stack("auto") == ("asyncio", "h11")
     assert "uvloop not installed" in caplog.text

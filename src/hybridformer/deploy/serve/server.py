@@ -10,6 +10,7 @@ import time
 
 import uvicorn
 
+from hybridformer.config import ConfigError
 from hybridformer.deploy.serve.app import create_app
 from hybridformer.deploy.serve.config import ServeConfig
 from hybridformer.deploy.serve.models import ServedModel
@@ -23,7 +24,7 @@ def http_stack(choice: str) -> tuple[str, str]:
     """uvicorn's (loop, http) for ServeConfig.http_stack: ("uvloop", "httptools") or ("asyncio", "h11").
 
     Raises:
-        RuntimeError: ``fast`` was asked for and uvloop or httptools is not installed.
+        ConfigError: ``fast`` was asked for and uvloop or httptools is not installed.
     """
     missing = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name) is None]
     if choice == "asyncio":
@@ -31,7 +32,8 @@ def http_stack(choice: str) -> tuple[str, str]:
     if not missing:
         return "uvloop", "httptools"
     if choice == "fast":
-        raise RuntimeError(f"http_stack=fast needs {' and '.join(missing)} (pip install {' '.join(missing)})")
+        raise ConfigError(f"http_stack: fast needs {' and '.join(missing)} (pip install {' '.join(missing)}), "
+                          f"or use auto / asyncio")
     log.warning("%s not installed: serving with asyncio + h11 (more CPU per request)", " and ".join(missing))
     return "asyncio", "h11"
 
