@@ -2,8 +2,9 @@
 
 Classification: a text classifier (the bundled MiniLM with a random 3-class head, written as
 `hybridformer finetune` writes a folder) is served by `hybridformer serve` in a subprocess on
-127.0.0.1; an asyncio load generator (a minimal HTTP/1.1 keep-alive client, closed loop: each of C clients sends its next request
-when the last one is answered) runs here, bounded in request count and time. Cases `c<C>`, C in 1, 8, 32, 64:
+127.0.0.1; an asyncio load generator (a minimal HTTP/1.1 keep-alive client, closed loop: each of C
+clients sends its next request when the last one is answered) runs here, bounded in request count
+and time. Cases `c<C>`, C in 1, 8, 32, 64:
 
 - ``batching``: the server with --max-batch-size 32 --max-wait-ms 5 and the default --batch-wait
   idle-aware (the 5 ms count from the oldest waiting request's arrival, but a request reaching an
@@ -331,8 +332,9 @@ NOTE = ("the load generator shares the server's cores; machine.load_average says
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 s windows, 2 rounds (about 2 minutes in all)")
-    parser.add_argument("--rounds", type=int, help="windows per variant and case (quick: 2, full: 5), each as long as usual")
+    parser.add_argument("--quick", action="store_true", help="2 s windows, 2 rounds (about 3 minutes in all)")
+    parser.add_argument("--rounds", type=int,
+                        help="windows per variant and case (quick: 2, full: 5), each as long as usual")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run the soak test instead")
     parser.add_argument("--skip-generation", action="store_true", help="classification cases only")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens of every chat request")
@@ -360,16 +362,16 @@ def main() -> None:
                           note=args.note)
             return
         seconds, count, rounds = (4.0, 3000, 2) if args.quick else (15.0, 30000, 5)
-        rounds = args.rounds or rounds
-        seconds, count = (seconds * rounds / (2 if args.quick else 5), count * rounds) if args.rounds else (seconds, count)
+        if args.rounds:  # the same window length, more windows
+            seconds, count, rounds = seconds * args.rounds / rounds, count * args.rounds, args.rounds
         cases = tuple(int(c) for c in args.concurrency.split(","))
-        rows = measure_classify(model_dir, count, seconds, rounds, args.threads, cases, tuple(args.server_flags.split()),
-                                tuple(p for p in args.other_policies.split(",") if p))
+        rows = measure_classify(model_dir, count, seconds, rounds, args.threads, cases,
+                                tuple(args.server_flags.split()), tuple(p for p in args.other_policies.split(",") if p))
     if not args.skip_generation:
         rows += measure_generate(count, seconds, rounds, args.threads, args.max_tokens)
     print_table(rows, ["case", "variant", "throughput", "tokens_per_s", "mean_batch", "model_busy", "model_cpu_share",
-                       "forward_ms",
-                       "cpu_ms_per_request", "overhead_cpu_ms_per_request", "client_cpu_ms_per_request", "p50_ms", "p99_ms", "errors", "requests"])
+                       "forward_ms", "cpu_ms_per_request", "overhead_cpu_ms_per_request", "client_cpu_ms_per_request",
+                       "p50_ms", "p99_ms", "errors", "requests"])
     result = targets(rows) if {"c1", "c32"} <= {r["case"] for r in rows} else {}
     print("targets:", json.dumps(result, indent=1))
     write_results(args.out, rows, targets=result, max_batch_size=MAX_BATCH, max_wait_ms=MAX_WAIT_MS,

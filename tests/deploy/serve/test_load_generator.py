@@ -38,8 +38,8 @@ def test_the_minimal_client_reads_content_length_and_chunked_answers_on_one_conn
         c = _serving.Connection(server.url)
         try:
             plain = await c.post("/v1/classify", json.dumps({"model": "clf", "input": "a fine film"}).encode())
-            stream = await c.post("/v1/chat/completions", json.dumps({  # server-sent events: chunked
-                "model": "tiny", "max_tokens": 4, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode())
+            chat = {"model": "tiny", "max_tokens": 4, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            stream = await c.post("/v1/chat/completions", json.dumps(chat).encode())  # server-sent events: chunked
             bad = await c.post("/v1/classify", b'{"model": ')
             return [plain, stream, bad]
         finally:
