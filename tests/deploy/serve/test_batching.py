@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -62,8 +63,9 @@ def test_concurrent_classify_requests_share_forwards_and_match_the_model_alone(s
 
 def test_back_to_back_batches_each_answer_their_own_inputs(models):
     """With batches of 2, six concurrent inputs run as consecutive forwards: the next batch starts
-    while the previous one's answers are being scattered, and none gets another's result."""
-    with start_server(models[:1], max_batch_size=2, max_wait_ms=50.0) as s:
+    while the previous one's answers are being scattered, and none gets another's result. (The
+    issue's first-arrival rule, so the first input waits for a partner rather than running alone.)"""
+    with start_server(models[:1], max_batch_size=2, max_wait_ms=50.0, batch_wait="first-arrival") as s:
         start, busy_before = time.perf_counter(), _busy_seconds(s.url)
         responses = asyncio.run(_concurrent(s.url, "/v1/classify", [{"model": "clf", "input": t} for t in TEXTS]))
         wall = time.perf_counter() - start
@@ -126,3 +128,23 @@ def test_encoder_engine_tokenizes_as_the_hugging_face_tokenizer(models):
     want = engine.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=engine.max_tokens + 1)
     assert got[:-1] == [list(ids) for ids in want["input_ids"][:-1]]
     assert len(got[-1]) == len(want["input_ids"][-1]) == engine.max_tokens + 1  # too long shows (then gets 400)
+
+
+@pytest.mark.parametrize("rule", ["idle-aware", "model-free"])
+def test_every_batch_wait_rule_batches_concurrent_requests_and_answers_each_its_own(models, rule):
+    with start_server(models[:1], max_batch_size=2, max_wait_ms=50.0, batch_wait=rule) as s:
+        responses = asyncio.run(_concurrent(s.url, "/v1/classify", [{"model": "clf", "input": t} for t in TEXTS]))
+        count, total = _batch_sizes(s.url, "clf", "classify")
+    assert total == len(TEXTS) and count < len(TEXTS)
+    _assert_classified_as_alone(models[0].classifier, responses)
+
+
+def test_a_lone_request_on_an_idle_server_does_not_wait_for_company(models):
+    """idle-aware (the default) runs a request that finds the model idle at once; first-arrival
+    holds it the whole max wait."""
+    for rule, at_least, under in (("idle-aware", 0.0, 1.0), ("first-arrival", 1.0, 30.0)):
+        with start_server(models[:1], max_wait_ms=1000.0, batch_wait=rule) as s:
+            start = time.perf_counter()
+            r = httpx.post(s.url + "/v1/classify", json={"model": "clf", "input": "a quiet film"}, timeout=30)
+            took = time.perf_counter() - start
+        assert r.status_code == 200 and at_least <= took < under, (rule, took)

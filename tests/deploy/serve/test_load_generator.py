@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
 import _serving  # noqa: E402
@@ -29,3 +31,26 @@ def test_load_counts_good_and_malformed_requests_as_the_server_does(server):
     assert after["busy_s"] > before["busy_s"]
     assert result["throughput"] == len(result["latencies_ms"]) / result["elapsed_s"]
     assert _serving.percentile(sorted(result["latencies_ms"]), 0.99) == max(result["latencies_ms"])
+
+
+def test_the_minimal_client_reads_content_length_and_chunked_answers_on_one_connection(server):
+    async def go() -> list[tuple[int, bytes]]:
+        c = _serving.Connection(server.url)
+        try:
+            plain = await c.post("/v1/classify", json.dumps({"model": "clf", "input": "a fine film"}).encode())
+            chat = {"model": "tiny", "max_tokens": 4, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            stream = await c.post("/v1/chat/completions", json.dumps(chat).encode())  # server-sent events: chunked
+            bad = await c.post("/v1/classify", b'{"model": ')
+            return [plain, stream, bad]
+        finally:
+            await c.close()
+
+    (s1, plain), (s2, stream), (s3, bad) = asyncio.run(go())
+    assert s1 == 200 and json.loads(plain)["data"][0]["object"] == "classification"
+    assert s2 == 200 and stream.rstrip().endswith(b"data: [DONE]") and stream.startswith(b"data: ")
+    assert s3 == 400 and json.loads(bad)["error"]["code"] == "invalid_json"
+
+
+def test_the_minimal_client_talks_to_this_machine_only():
+    with pytest.raises(ValueError, match="127.0.0.1 only"):
+        _serving.Connection("http://example.com:80")

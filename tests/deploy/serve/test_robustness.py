@@ -52,7 +52,8 @@ def test_overload_gets_429_with_retry_after_never_500_or_a_hang(models):
 
 
 def test_a_request_that_times_out_gets_504_and_leaves_the_queue(models):
-    with start_server(models, max_wait_ms=3000, request_timeout_s=0.3) as s:
+    # first-arrival holds a lone request for the max wait (3 s), past its 0.3 s timeout.
+    with start_server(models, max_wait_ms=3000, batch_wait="first-arrival", request_timeout_s=0.3) as s:
         r = httpx.post(s.url + "/v1/classify", json={"model": "clf", "input": "slow"}, timeout=30)
         assert_openai_error(r, 504, "timeout")
         assert metric(s.url, "hybridformer_queue_depth", model="clf")[0][2] == 0
@@ -64,7 +65,8 @@ def test_a_failing_input_fails_alone_and_its_batch_mates_succeed(models):
                             label_names=clf.label_names)
     gen = FragileGenerator(models[2].generator.tokenizer)
     served = [ServedModel("fragile", classifier=fragile), ServedModel("fragile-lm", generator=gen)]
-    with start_server(served, max_wait_ms=200) as s:
+    # first-arrival: the five inputs wait together for the 200 ms, so the poison one shares their batch.
+    with start_server(served, max_wait_ms=200, batch_wait="first-arrival") as s:
         async def mixed():
             async with httpx.AsyncClient(base_url=s.url, timeout=60) as c:
                 good = [c.post("/v1/classify", json={"model": "fragile", "input": f"good text {i}"}) for i in range(4)]

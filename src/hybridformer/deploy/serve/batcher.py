@@ -21,7 +21,7 @@ from hybridformer.deploy.serve.config import ServeConfig
 from hybridformer.deploy.serve.engine import EncoderEngine
 from hybridformer.deploy.serve.errors import APIError
 from hybridformer.deploy.serve.metrics import ServeMetrics
-from hybridformer.deploy.serve.policy import BatchPolicy
+from hybridformer.deploy.serve.policy import BatchPolicy, LastForward
 from hybridformer.deploy.serve.queue import QueuedRequest, RequestQueue
 
 __all__ = ["DynamicBatcher", "ModelWorker", "EncodeItem", "run_isolated", "as_api_error"]
@@ -41,13 +41,16 @@ class ModelWorker:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn, *args)
 
     def _timed(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)``, its time added to the model-busy counter (busy / wall = the model's utilisation)."""
-        start = time.perf_counter()
+        """``fn(*args)``, its time added to the model-busy counter (busy / wall = the model's utilisation)
+        and its thread's CPU time to the model-CPU one (with torch_threads 1, busy minus CPU is time
+        the thread stood runnable: waiting for the GIL or for a core)."""
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return fn(*args)
         finally:
             if self._metrics is not None:
                 self._metrics.model_busy.inc(time.perf_counter() - start)
+                self._metrics.model_cpu.inc(time.thread_time() - cpu)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)
@@ -119,9 +122,12 @@ class DynamicBatcher:
         self.metrics, self.worker = metrics, worker
         self.queue: RequestQueue[EncodeItem] = RequestQueue(name, config.max_queue, config.retry_after_s)
         self.policy = BatchPolicy(
-            config.max_batch_size, config.max_batch_tokens, config.max_wait_ms / 1e3, config.bucket_of
+            config.max_batch_size, config.max_batch_tokens, config.max_wait_ms / 1e3, config.bucket_of,
+            config.batch_wait,
         )
         self.in_flight = 0
+        self.last: LastForward | None = None
+        """How the last forward ended (the policy's model-free wait counts from it)."""
 
     def submit(self, inputs: list[list[int]]) -> list[asyncio.Future]:
         """Queue a request's inputs; their futures resolve to result tensors.
@@ -152,7 +158,9 @@ class DynamicBatcher:
                 running = batch, self._start(batch)
             batch, results = running[0], await running[1]
             waiting = self.queue.waiting()
-            decision = self.policy.next_batch(waiting, time.monotonic()) if waiting else None
+            now = time.monotonic()
+            self.last = LastForward(end=now, size=len(batch), waiting=len(waiting))
+            decision = self.policy.next_batch(waiting, now, self.last) if waiting else None
             running = (decision, self._start(decision)) if isinstance(decision, list) else None
             self._scatter(batch, results)
 
@@ -164,7 +172,7 @@ class DynamicBatcher:
             if not waiting:
                 await self.queue.wait()
                 continue
-            decision = self.policy.next_batch(waiting, time.monotonic())
+            decision = self.policy.next_batch(waiting, time.monotonic(), self.last)
             if isinstance(decision, float):
                 await self.queue.wait(decision)  # a new arrival may fill the batch before the deadline
                 continue

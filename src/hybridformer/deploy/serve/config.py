@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from hybridformer.config import check
 
@@ -25,7 +26,12 @@ class ServeConfig:
     max_batch_tokens: int = 8192
     """Most padded tokens (batch size x longest input) in one encoder forward."""
     max_wait_ms: float = 5.0
-    """How long a batch may wait for more requests, counted from its oldest request's arrival."""
+    """How long a batch that is not full may wait for more requests (from what: batch_wait)."""
+    batch_wait: Literal["idle-aware", "model-free", "first-arrival"] = "idle-aware"
+    """What max_wait_ms counts from. first-arrival: the oldest waiting request's arrival. idle-aware:
+    the same, but a request reaching an idle model (its last forward ran one input, nothing behind
+    it) runs at once. model-free: at once on an idle model, else from the end of the last forward,
+    so a saturated server waits for the clients it just answered and forms full batches."""
     length_buckets: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
     """Upper bounds (tokens) of the length buckets; one batch holds inputs of one bucket only, so
     short inputs are not padded to a long one's length. Longer inputs form the last bucket."""
@@ -60,6 +66,10 @@ class ServeConfig:
     """L2-normalise embeddings (as OpenAI's and sentence-transformers' MiniLM are)."""
     torch_threads: int = 0
     """Threads of torch's intra-op pool for the model; 0 = torch's default."""
+    http_stack: Literal["auto", "fast", "asyncio"] = "auto"
+    """uvicorn's event loop and HTTP parser. fast: uvloop + httptools (less CPU per request; an error
+    when not installed); asyncio: asyncio + h11 (pure Python); auto: fast when importable, else
+    asyncio (with a log line)."""
 
     def __post_init__(self) -> None:
         check(0 <= self.port <= 65535, "port", f"must be in [0, 65535], got {self.port}")

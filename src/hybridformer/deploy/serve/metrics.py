@@ -48,6 +48,11 @@ class ServeMetrics:
         self.model_busy = Counter(
             "hybridformer_model_busy_seconds", "Time the model worker thread spent running model calls", registry=r
         )
+        self.model_cpu = Counter(
+            "hybridformer_model_cpu_seconds",
+            "CPU time of the model worker thread in model calls (busy minus this: waiting for the GIL or a core)",
+            registry=r,
+        )
         self._recent: dict[str, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 

@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import signal
 import threading
 import time
 
 import uvicorn
 
+from hybridformer.config import ConfigError
 from hybridformer.deploy.serve.app import create_app
 from hybridformer.deploy.serve.config import ServeConfig
 from hybridformer.deploy.serve.models import ServedModel
 
-__all__ = ["serve", "ServerThread", "uvicorn_config"]
+__all__ = ["serve", "ServerThread", "uvicorn_config", "http_stack"]
+
+log = logging.getLogger("hybridformer.serve")
+
+
+def http_stack(choice: str) -> tuple[str, str]:
+    """uvicorn's (loop, http) for ServeConfig.http_stack: ("uvloop", "httptools") or ("asyncio", "h11").
+
+    Raises:
+        ConfigError: ``fast`` was asked for and uvloop or httptools is not installed.
+    """
+    missing = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name) is None]
+    if choice == "asyncio":
+        return "asyncio", "h11"
+    if not missing:
+        return "uvloop", "httptools"
+    if choice == "fast":
+        raise ConfigError(f"http_stack: fast needs {' and '.join(missing)} (pip install {' '.join(missing)}), "
+                          f"or use auto / asyncio")
+    log.warning("%s not installed: serving with asyncio + h11 (more CPU per request)", " and ".join(missing))
+    return "asyncio", "h11"
 
 
 def uvicorn_config(models: list[ServedModel], config: ServeConfig) -> uvicorn.Config:
     """uvicorn settings: our app, one process, graceful shutdown bounded by drain_timeout_s."""
+    loop, http = http_stack(config.http_stack)
     return uvicorn.Config(
-        create_app(models, config), host=config.host, port=config.port, log_level="warning",
+        create_app(models, config), host=config.host, port=config.port, log_level="warning", loop=loop, http=http,
         timeout_graceful_shutdown=config.drain_timeout_s, timeout_keep_alive=config.keep_alive_s,
         access_log=False, lifespan="on",
     )
