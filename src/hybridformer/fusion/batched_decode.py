@@ -114,12 +114,14 @@ class FusedProjection:
     """q, k, v (and a linear scorer's raw score) of a layer as one matmul; weights concatenated once.
 
     Layers that are not float Linears (int8 ones, see :mod:`hybridformer.deploy`) are not
-    concatenated: q/k/v then run as their own layers and the outputs are joined in the same layout,
-    with the scorer's score (a float layer, never quantized) fused only among float layers.
+    concatenated: q/k/v (or the layer's fused ``qkv_proj``) then run as their own layers and the
+    outputs are joined in the same layout, with the scorer's score (a float layer, never quantized)
+    fused only among float layers.
     """
 
     def __init__(self, layer: HybridAttention) -> None:
-        parts = [layer.q_proj, layer.k_proj, layer.v_proj]
+        fused = getattr(layer, "qkv_proj", None)  # q/k/v already one layer (an int8 deploy transform)
+        parts = [fused] if fused is not None else [layer.q_proj, layer.k_proj, layer.v_proj]
         scorer = getattr(layer, "scorer", None)
         self.fused_score = scorer is not None and isinstance(scorer.net, torch.nn.Linear)
         if self.fused_score:
