@@ -7,7 +7,8 @@ Cases ``<task>-b<batch>`` (``sentiment-b1``, ``sentiment-b32``, ``bbc-b1``, ``bb
 - ``int8-weight``: fp32 with int8 weights (torchao weight-only), float compute;
 - ``int8-dynamic``: fp32 with int8 weights and activations (torch.ao dynamic, the default backend),
   after SmoothQuant smoothing (alpha 0.8, calibrated on 8 training batches: ``hybridformer quantize``'s
-  default); ``int8-dynamic-unsmoothed``: the same without smoothing; ``int8-dynamic-torchao``: torchao's
+  default), q/k/v fused into one int8 layer and o_proj's smoothing scale folded into v (also defaults;
+  ``fp32`` keeps three q/k/v projections); ``int8-dynamic-unsmoothed``: the same without smoothing; ``int8-dynamic-torchao``: torchao's
   Int8DynamicActivationInt8WeightConfig (per-token activations, no compile), unsmoothed;
 - ``sparse``: the teacher compressed with gated FFNs (16 groups, 8 open per token, trained one
   epoch on the teacher's predictions) and pruned (>= 50% of the FFN parameters removed), fp32;
@@ -22,6 +23,9 @@ interleaved in rotating order, median over rounds), ``size_bytes`` (the saved we
 ``params`` (stored weight elements), ``accuracy`` (the whole test split, ``test_examples`` of them,
 the same for both batch sizes), ``agreement`` (share of test predictions equal to fp32's),
 ``speedup`` (vs ``fp32`` of the case). Models are trained once into ``--runs-dir`` and reused.
+Timing runs with ``--allocator retain`` by default (:mod:`hybridformer.deploy.cpu_memory`: freed
+activations stay in the heap instead of page-faulting afresh at every op, the same for every variant;
+recorded as ``allocator`` in the JSON).
 
 Two phases, so the timing can run alone under the benchmark lock while training and accuracy do not:
 ``--phase accuracy`` trains what is missing, quantizes and evaluates (written to
@@ -54,6 +58,7 @@ from _common import machine_info, print_table, write_results  # noqa: E402
 from hybridformer.config import apply_overrides  # noqa: E402
 from hybridformer.data import TextCollator, iterate_batches, load_tokenizer  # noqa: E402
 from hybridformer.deploy import INT8_WEIGHTS_FILE, quantize, save_quantized  # noqa: E402
+from hybridformer.deploy.cpu_memory import retain_freed_memory  # noqa: E402
 from hybridformer.deploy.int8_smooth import calibration_batches  # noqa: E402
 from hybridformer.deploy.distill import DistillConfig, distill  # noqa: E402
 from hybridformer.encoders.text_checkpoint import WEIGHTS_FILE  # noqa: E402
@@ -263,9 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", action="append", default=None, metavar="PATH",
                         help="accuracy file(s): written by the accuracy phase (the first), merged for the timing "
                              "phase (default <runs-dir>/accuracy.json)")
+    parser.add_argument("--allocator", default="retain", choices=("retain", "default"),
+                        help="retain: keep freed memory for reuse (deploy.cpu_memory; no page faults on fresh "
+                             "activations, for every variant alike); default: glibc's own thresholds")
     parser.add_argument("--note", default="", help="a note stored in the results (e.g. the load during the run)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    allocator = "retain" if args.allocator == "retain" and retain_freed_memory() else "default"
     runs = Path(args.runs_dir)
     tasks = args.tasks.split(",")
     for task in tasks:
@@ -304,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     targets = check_targets(rows)
     budget = {t: {**TASKS[t], "epochs": 1, "test_examples": scores[t]["test_examples"]} for t in tasks}
-    write_results(args.out, rows, budget=budget, targets=targets, quick=args.quick, note=args.note)
+    write_results(args.out, rows, budget=budget, targets=targets, quick=args.quick, allocator=allocator,
+                  note=args.note)
     print_table(rows, ["case", "variant", "median_ms", "speedup", "size_bytes", "params", "accuracy"])
     print("\n".join(targets))
     print(f"load average at the end: {machine_info().get('load_average')}")

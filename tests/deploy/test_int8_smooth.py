@@ -138,4 +138,4 @@ def test_cli_smooths_on_task_batches(minilm_classifier, tmp_path: Path, capsys: 
     assert "smoothed (alpha 0.8)" in capsys.readouterr().out
     loaded = TextClassifier.from_pretrained(tmp_path / "int8")
     assert quantization_of(loaded).smooth == 0.8
-    assert input_scale_of(loaded.encoder.blocks[0].attention.q_proj) is not None
+    assert input_scale_of(loaded.encoder.blocks[0].attention.qkv_proj) is not None  # q/k/v fused by default

@@ -65,7 +65,8 @@ def test_quantized_encoder_stays_close_to_fp32(minilm_classifier, minilm_batch, 
     quantized = quantize(minilm_classifier, mode, backend)
     assert quantized is not minilm_classifier and quantization_of(minilm_classifier) is None  # the float model is untouched
     spec = quantization_of(quantized)
-    assert spec.embeddings and len(spec.linears) == 6 * 6 + 3  # q, k, v, o, fc_in, fc_out per block; head, pooler
+    # qkv (q, k, v fused), o, fc_in, fc_out per block; pooler, head
+    assert spec.embeddings and spec.fused_qkv and len(spec.linears) == 6 * 4 + 3
     mask = minilm_batch["attention_mask"]
     with torch.no_grad():
         ref = minilm_classifier.encoder(minilm_batch["input_ids"], attention_mask=mask).last_hidden_state[mask]

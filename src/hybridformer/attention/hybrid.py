@@ -102,7 +102,8 @@ class HybridAttention(nn.Module):
     Args:
         config: the layer's :class:`AttentionConfig`.
 
-    Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model), and for
+    Submodules: `q_proj`, `k_proj`, `v_proj`, `o_proj` (nn.Linear d_model -> d_model; a deploy
+    transform may replace the first three by one `qkv_proj`), and for
     `kind="hybrid"` the token `scorer` (:class:`TokenScorer`, selection="scorer") or `compressed`
     (:class:`~hybridformer.attention.compressed.CompressedSelection`, selection="compressed"), plus `gate_proj` (d_model -> 2·n_heads,
     output 2·h + g = gate g (0 local, 1 global) of head h, so a contiguous head shard of its rows is a
@@ -125,6 +126,9 @@ class HybridAttention(nn.Module):
             "cannot be combined with causal=True: whether token i is selected depends on later tokens",
         )
         self.config = config
+        self.qkv_proj: nn.Module | None = None
+        """q, k and v in one layer (d_model -> 3·d_model, rows [q | k | v]) once a deploy transform
+        fused them (:func:`hybridformer.deploy.int8_fuse.fuse_qkv`), which deletes the three; None in training."""
         d = config.d_model
         with allocating():  # draws nothing: init_weights does
             self.q_proj = nn.Linear(d, d, bias=config.bias)
@@ -186,7 +190,11 @@ class HybridAttention(nn.Module):
             :class:`AttentionOutput`.
         """
         self._check_inputs(hidden_states, key_padding_mask, cache, global_indices)
-        q, k, v = (self._split_heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        if self.qkv_proj is not None:  # fused by a deploy transform: one product for q, k and v
+            qkv = self.qkv_proj(hidden_states)  # (B, N, 3·d_model) = [q | k | v]
+            q, k, v = (self._split_heads(part) for part in qkv.chunk(3, dim=-1))
+        else:
+            q, k, v = (self._split_heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
         cfg = self.config
         if cache is not None:
             return self._forward_cached(hidden_states, q, k, v, key_padding_mask, cache)

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batches of 16 training examples the smoothing is calibrated on (default 8)")
     parser.add_argument("--float-embeddings", action="store_true",
                         help="keep the word-embedding table in float (by default it is stored as uint8 rows)")
+    parser.add_argument("--separate-qkv", action="store_true",
+                        help="keep q/k/v as three int8 layers (by default they are fused into one: one activation "
+                             "quantization and one wider GEMM instead of three)")
 
 
 def _calibration_data(args: argparse.Namespace):
@@ -99,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(note)
     report = quantize_folder(args.model, args.out, args.mode, args.backend, embeddings=not args.float_embeddings,
-                             smooth=alpha, calibration=calibration, calibration_batches=args.calibration_batches)
+                             smooth=alpha, calibration=calibration, calibration_batches=args.calibration_batches,
+                             fuse_qkv=not args.separate_qkv)
     _print_report(report)
     return 0
 
@@ -131,6 +135,7 @@ def _run_multimodal(args: argparse.Namespace) -> int:
 
 def _print_report(report) -> None:
     smoothed = "" if report.spec.smooth is None else f", smoothed (alpha {report.spec.smooth})"
+    smoothed += ", q/k/v fused" if report.spec.fused_qkv else ""
     print(f"int8 ({report.spec.mode}, backend {report.spec.backend}{smoothed}): {len(report.spec.linears)} Linear layers"
           f"{' and the word embeddings' if report.spec.embeddings else ''}")
     print(f"size {report.float_bytes:,} -> {report.int8_bytes:,} bytes ({100 * report.ratio:.1f}%)")

@@ -8,6 +8,8 @@ A quantized folder holds ``hybridformer.json`` (the classifier's usual config pl
 - for the word embeddings ``<name>.weight.uint8``, ``<name>.weight.scale``, ``<name>.weight.zero_point``;
 - every other tensor (norms, position embeddings, gates, scorers) as float, under its usual name.
 
+With ``fused_qkv`` (the default) each attention's q/k/v are one int8 layer ``<attention>.qkv_proj``.
+
 Loading never unpickles anything: the classifier is built from the config, quantized the same way
 (so the modules are the library's), and the stored int8 values and scales are written into them
 exactly, so a loaded model computes what the saved one did. ``TextClassifier.from_pretrained``
@@ -35,6 +37,7 @@ from hybridformer.deploy.int8_backends import (
     read_embedding,
     write_embedding,
 )
+from hybridformer.deploy.int8_fuse import split_qkv_state
 from hybridformer.deploy.int8_multimodal import save_quantized_multimodal
 from hybridformer.deploy.int8_smooth import attach_input_scales, input_scale_of
 from hybridformer.deploy.int8_smooth import calibration_batches as smoothing_batches
@@ -183,9 +186,12 @@ def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
     prefix = meta["encoder_prefix"]
     encoder_state = {k[len(prefix) :]: v for k, v in float_state.items() if k.startswith(prefix)}
     others = {k: v for k, v in float_state.items() if not k.startswith(prefix)}
+    if spec.fused_qkv:  # the float model has q/k/v; quantize fuses them again below
+        encoder_state = split_qkv_state(encoder_state)
     model = TextClassifier.from_checkpoint(TextCheckpoint(config, encoder_state, others, meta, source), **overrides)
     adapter = backend_for(spec.backend, spec.mode)
-    model = quantize(model, spec.mode, spec.backend, embeddings=spec.embeddings, inplace=True)
+    model = quantize(model, spec.mode, spec.backend, embeddings=spec.embeddings, inplace=True,
+                     fuse_qkv=spec.fused_qkv)
     rebuilt = quantization_of(model)
     if rebuilt.linears != spec.linears or rebuilt.embeddings != spec.embeddings:
         raise ValueError(f"{source}: the quantized layers saved differ from those of the rebuilt model")
@@ -223,12 +229,14 @@ class QuantizeFolderReport:
 def quantize_folder(
     model_dir: str | Path, out_dir: str | Path, mode: Mode = "dynamic", backend: Backend | None = None,
     *, embeddings: bool = True, smooth: float | None = None, calibration: Any = None, calibration_batches: int = 8,
+    fuse_qkv: bool = True,
 ) -> QuantizeFolderReport:
     """Load the float classifier of ``model_dir``, quantize it, save it with its tokenizer to ``out_dir``.
 
     With ``smooth`` (SmoothQuant's alpha) the activation maxima are calibrated on
     ``calibration_batches`` batches of 16 training examples of ``calibration`` (a
     :class:`~hybridformer.recipes.task_data.TaskDataConfig`, e.g. the model's fine-tuning task).
+    ``fuse_qkv``: one int8 layer for each attention's q/k/v (see :func:`~hybridformer.deploy.quantize`).
 
     Raises:
         FileNotFoundError: no model folder; ValueError: not a float classifier, bad mode or backend,
@@ -245,7 +253,8 @@ def quantize_folder(
     model = TextClassifier.from_pretrained(model_dir)
     tokenizer = resolve_tokenizer(None, model_dir)
     batches = None if smooth is None else smoothing_batches(calibration, tokenizer, calibration_batches)
-    quantized = quantize(model, mode, backend, embeddings=embeddings, inplace=True, smooth=smooth, calibration=batches)
+    quantized = quantize(model, mode, backend, embeddings=embeddings, inplace=True, smooth=smooth, calibration=batches,
+                         fuse_qkv=fuse_qkv)
     out = save_quantized(quantized, out_dir)
     tokenizer.save_pretrained(str(out))
     return QuantizeFolderReport(

@@ -113,7 +113,8 @@ def quantize_multimodal(
 
     if not isinstance(model, MultimodalModel):
         raise ValueError(f"model: quantize_multimodal takes a MultimodalModel, got {type(model).__name__}")
-    target = quantize(model, mode, backend, embeddings=False, inplace=inplace)
+    # q/k/v stay three layers: the multimodal format stores them so (the cached decode runs them side by side)
+    target = quantize(model, mode, backend, embeddings=False, inplace=inplace, fuse_qkv=False)
     stored: dict[str, Int8Weight] = {}
     if _round:
         with torch.no_grad():
@@ -148,6 +149,9 @@ def save_quantized_multimodal(model: MultimodalModel, path: str | Path, tokenize
     spec = quantization_of(model)
     if spec is None:
         raise ValueError("model: not quantized; call hybridformer.deploy.quantize_multimodal(model) first")
+    if spec.fused_qkv:
+        raise ValueError("model: its q/k/v were fused (quantize's fuse_qkv); the multimodal format keeps them apart: "
+                         "quantize the float model with hybridformer.deploy.quantize_multimodal")
     adapter = backend_for(spec.backend, spec.mode)
     modules = dict(model.named_modules())
     tensors: dict[str, Tensor] = {}

@@ -30,7 +30,15 @@ from torch import Tensor, nn
 from hybridformer.sparsity.calibration import gated_ffns
 from hybridformer.sparsity.dispatch import masked_ffn
 
-__all__ = ["INPUT_SCALE", "attach_input_scales", "calibration_batches", "input_maxima", "input_scale_of", "smooth_weights"]
+__all__ = [
+    "INPUT_SCALE",
+    "attach_input_scales",
+    "calibration_batches",
+    "drop_input_scale",
+    "input_maxima",
+    "input_scale_of",
+    "smooth_weights",
+]
 
 INPUT_SCALE = "int8_input_scale"
 """Attribute of a smoothed layer holding its (in_features,) input scale 1/s."""
@@ -147,6 +155,16 @@ def attach_input_scales(model: nn.Module, scales: Mapping[str, Tensor]) -> None:
 def input_scale_of(layer: nn.Module) -> Tensor | None:
     """The input scale 1/s attached to ``layer``, or None if it is not smoothed."""
     return getattr(layer, INPUT_SCALE, None)
+
+
+def drop_input_scale(layer: nn.Module) -> None:
+    """Remove ``layer``'s input scale and its pre-hook (after the scale was folded elsewhere)."""
+    handle = getattr(layer, _HOOK, None)
+    if handle is not None:
+        handle.remove()
+        delattr(layer, _HOOK)
+    if hasattr(layer, INPUT_SCALE):
+        delattr(layer, INPUT_SCALE)
 
 
 def calibration_batches(

@@ -19,7 +19,10 @@ stores int8 weights and computes in float (smaller model, fp32-like accuracy, no
 
 ``smooth=alpha`` (with ``calibration`` batches) first applies SmoothQuant-style per-channel smoothing
 (:mod:`hybridformer.deploy.int8_smooth`): it moves activation outliers into the per-channel int8
-weights, for torch.ao's per-tensor activation quantization.
+weights, for torch.ao's per-tensor activation quantization. ``o_proj``'s input scale is then folded
+into ``v_proj``'s int8 row scales (:mod:`hybridformer.deploy.int8_fold`, exact). By default each
+attention's q/k/v projections are fused into one Linear first (``fuse_qkv``,
+:mod:`hybridformer.deploy.int8_fuse`); the float model keeps them separate.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from hybridformer.deploy.int8_backends import (
     quantize_embedding,
     quiet_quantization_warnings,
 )
+from hybridformer.deploy.int8_fold import fold_output_scales
+from hybridformer.deploy.int8_fuse import fuse_qkv as fuse_attention_qkv
 from hybridformer.deploy.int8_smooth import attach_input_scales, input_maxima, smooth_weights
 from hybridformer.deploy.int8_sparse import attach_group_kernels
 from hybridformer.sparsity import SparseGate
@@ -66,6 +71,8 @@ class QuantizationSpec:
     """Names of the quantized Linear layers (module paths)."""
     smooth: float | None = None
     """SmoothQuant's alpha if the layers' inputs were smoothed before quantization, else None."""
+    fused_qkv: bool = False
+    """Whether each attention's q/k/v projections were fused into one ``qkv_proj`` first."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -77,7 +84,7 @@ class QuantizationSpec:
         try:
             smooth = data.get("smooth")
             spec = cls(data["mode"], data["backend"], bool(data["embeddings"]), tuple(data["linears"]),
-                       None if smooth is None else float(smooth))
+                       None if smooth is None else float(smooth), bool(data.get("fused_qkv", False)))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{source}: malformed 'quantization' entry ({err})") from None
         backend_for(spec.backend, spec.mode)
@@ -108,6 +115,7 @@ def quantize(
     inplace: bool = False,
     smooth: float | None = None,
     calibration: Iterable[Mapping[str, Any]] | None = None,
+    fuse_qkv: bool = True,
 ) -> nn.Module:
     """int8-quantize the Linear layers (and the word embeddings) of a trained model for CPU inference.
 
@@ -124,6 +132,9 @@ def quantize(
             layers' inputs per channel before quantizing; None: no smoothing.
         calibration: model input batches (e.g. a few collated training batches) on which the
             per-channel activation maxima are measured; required with ``smooth``.
+        fuse_qkv: first fuse each attention's q/k/v projections into one Linear
+            (:mod:`hybridformer.deploy.int8_fuse`: one activation quantization and one smoothing
+            product instead of three, a wider GEMM; the smoothing scale then is shared by q, k, v).
 
     Returns:
         The quantized model, in eval mode, with its :class:`QuantizationSpec` recorded.
@@ -146,6 +157,7 @@ def quantize(
         raise ValueError(f"smooth: alpha must be in [0, 1], got {smooth}")
     target = model if inplace else copy.deepcopy(model)
     target.eval()
+    fused = fuse_qkv and fuse_attention_qkv(target) > 0
     skip = _decision_layers(target)
     before = {name for name, m in target.named_modules() if type(m) is nn.Linear and id(m) not in skip}
     scales = {}
@@ -155,9 +167,10 @@ def quantize(
         adapter.quantize(target, mode, lambda name, layer: id(layer) not in skip)
         embedded = embeddings and _quantize_word_embeddings(target)
         attach_input_scales(target, scales)  # on the int8 layers (torch.ao swapped the modules)
+        fold_output_scales(target, adapter)  # o_proj's scale into v_proj's rows: exact, one product less
         attach_group_kernels(target, adapter, mode)
     linears = tuple(sorted(name for name, m in target.named_modules() if name in before and adapter.is_quantized(m)))
-    setattr(target, SPEC_ATTRIBUTE, QuantizationSpec(mode, chosen, embedded, linears, smooth))
+    setattr(target, SPEC_ATTRIBUTE, QuantizationSpec(mode, chosen, embedded, linears, smooth, fused))
     return target
 
 
