@@ -45,7 +45,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
-# The demo runs the main job on the bundled data (under 2 minutes on 2 quiet CPU cores): fine-tune the
+# The demo runs the main job on the bundled data (2-3.5 minutes on 2 quiet CPU cores): fine-tune the
 # bundled MiniLM with hybrid attention on the movie-review sentiment set, evaluate it on the held-out
 # test split, int8-quantize it and evaluate that, then the attention kernel's quick benchmark.
 DEMO := outputs/demo
