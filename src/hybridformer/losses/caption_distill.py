@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from hybridformer.losses._multimodal_batch import context_of, require
 from hybridformer.losses.captioning import caption_targets
