@@ -27,21 +27,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from hybridformer.config import from_dict, to_dict
-from hybridformer.deploy.int8_backends import (
-    Backend,
-    Int8Embedding,
-    Int8Weight,
-    Mode,
-    backend_for,
-    quiet_quantization_warnings,
-    read_embedding,
-    write_embedding,
-)
+from hybridformer.deploy.int8_backends import Backend, Mode, backend_for, quiet_quantization_warnings
 from hybridformer.deploy.int8_fuse import split_qkv_state
 from hybridformer.deploy.int8_multimodal import save_quantized_multimodal
-from hybridformer.deploy.int8_smooth import attach_input_scales, input_scale_of
+from hybridformer.deploy.int8_smooth import attach_input_scales
 from hybridformer.deploy.int8_smooth import calibration_batches as smoothing_batches
 from hybridformer.deploy.int8_sparse import attach_group_kernels
+from hybridformer.deploy.int8_tensors import WEIGHTS_FILE as INT8_WEIGHTS_FILE
+from hybridformer.deploy.int8_tensors import pack_int8, unpack_int8, write_int8
 from hybridformer.deploy.quantize import (
     DEFAULT_BACKENDS,
     SPEC_ATTRIBUTE,
@@ -62,7 +55,6 @@ __all__ = [
     "save_quantized",
 ]
 
-INT8_WEIGHTS_FILE = "model.int8.safetensors"
 _EMBEDDING = "encoder.embeddings.word_embeddings"
 
 
@@ -92,29 +84,7 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
         return save_quantized_multimodal(model, path)
     if not isinstance(model, TextClassifier):
         raise ValueError(f"model: saving int8 models covers TextClassifier and MultimodalModel, got {type(model).__name__}")
-    adapter = backend_for(spec.backend, spec.mode)
-    modules = dict(model.named_modules())
-    tensors: dict[str, Tensor] = {}
-    for name in spec.linears:
-        value = adapter.read(modules[name])
-        tensors[f"{name}.weight.int8"] = value.qweight
-        tensors[f"{name}.weight.scale"] = value.scale
-        if value.bias is not None:
-            tensors[f"{name}.bias"] = value.bias
-        scale = input_scale_of(modules[name])
-        if scale is not None:
-            tensors[f"{name}.input_scale"] = scale
-    quantized = list(spec.linears)
-    if spec.embeddings:
-        table = read_embedding(modules[_EMBEDDING])
-        tensors[f"{_EMBEDDING}.weight.uint8"] = table.qweight
-        tensors[f"{_EMBEDDING}.weight.scale"] = table.scale
-        tensors[f"{_EMBEDDING}.weight.zero_point"] = table.zero_point
-        quantized.append(_EMBEDDING)
-    for key, value in model.state_dict().items():
-        if not any(key.startswith(name + ".") for name in quantized):
-            tensors[key] = value
-    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    tensors = pack_int8(model, spec, _EMBEDDING)
     meta = {
         "format": "hybridformer",
         "format_version": FORMAT_VERSION,
@@ -143,32 +113,6 @@ def _read(path: Path) -> tuple[dict[str, Any], QuantizationSpec, dict[str, Tenso
     return meta, spec, load_file(weights)
 
 
-def _split(state: dict[str, Tensor], spec: QuantizationSpec, source: str):
-    """The stored int8 values and the float state dict with those layers dequantized."""
-    float_state = dict(state)
-    linears: dict[str, Int8Weight] = {}
-    scales = {k[: -len(".input_scale")]: float_state.pop(k) for k in list(float_state) if k.endswith(".input_scale")}
-    if scales and spec.smooth is None:
-        raise ValueError(f"{source}: {INT8_WEIGHTS_FILE} has input scales but the config records no smoothing")
-    unknown = set(scales) - set(spec.linears)
-    if unknown:
-        raise ValueError(f"{source}: input scales for layers that are not quantized: {sorted(unknown)[:3]}")
-    try:
-        for name in spec.linears:
-            bias = float_state.get(f"{name}.bias")
-            linears[name] = Int8Weight(
-                float_state.pop(f"{name}.weight.int8"), float_state.pop(f"{name}.weight.scale"), bias
-            )
-            float_state[f"{name}.weight"] = linears[name].dequantize()
-        table = None
-        if spec.embeddings:
-            table = Int8Embedding(*(float_state.pop(f"{_EMBEDDING}.weight.{k}") for k in ("uint8", "scale", "zero_point")))
-            float_state[f"{_EMBEDDING}.weight"] = table.dequantize()
-    except KeyError as err:
-        raise ValueError(f"{source}: {INT8_WEIGHTS_FILE} lacks {err}") from None
-    return linears, table, float_state, scales
-
-
 def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
     """Rebuild the int8 classifier saved in ``path`` (overrides as in ``TextClassifier.from_pretrained``).
 
@@ -181,7 +125,7 @@ def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
     path = Path(path)
     meta, spec, state = _read(path)
     source = str(path)
-    linears, table, float_state, scales = _split(state, spec, source)
+    linears, table, float_state, scales = unpack_int8(state, spec, source, _EMBEDDING)
     config = from_dict(TextEncoderConfig, meta["encoder"], prefix="encoder.")
     prefix = meta["encoder_prefix"]
     encoder_state = {k[len(prefix) :]: v for k, v in float_state.items() if k.startswith(prefix)}
@@ -195,12 +139,8 @@ def load_quantized(path: str | Path, **overrides: Any) -> nn.Module:
     rebuilt = quantization_of(model)
     if rebuilt.linears != spec.linears or rebuilt.embeddings != spec.embeddings:
         raise ValueError(f"{source}: the quantized layers saved differ from those of the rebuilt model")
-    modules = dict(model.named_modules())
+    write_int8(model, spec, linears, table, _EMBEDDING)
     with quiet_quantization_warnings():
-        for name, value in linears.items():
-            adapter.write(modules[name], value)
-        if table is not None:
-            write_embedding(modules[_EMBEDDING], table)
         attach_input_scales(model, scales)
         attach_group_kernels(model, adapter, spec.mode)  # from the stored int8 values (and input scales)
     setattr(model, SPEC_ATTRIBUTE, spec)

@@ -30,21 +30,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from hybridformer.config import to_dict
 from hybridformer.deploy.int8_backends import (
     Backend,
-    Int8Embedding,
     Int8Weight,
     Mode,
     backend_for,
     quantize_embedding,
     quiet_quantization_warnings,
-    read_embedding,
-    write_embedding,
 )
+from hybridformer.deploy.int8_tensors import WEIGHTS_FILE, pack_int8, unpack_int8, write_int8
 from hybridformer.deploy.quantize import SPEC_ATTRIBUTE, QuantizationSpec, quantization_of, quantize
 from hybridformer.io import atomic_write, write_json
 
@@ -61,7 +59,6 @@ __all__ = [
     "stored_int8",
 ]
 
-WEIGHTS_FILE = "model.int8.safetensors"
 TABLE = "text_encoder.embeddings.word_embeddings"
 """The text encoder's word table (looked up, never multiplied): per-row uint8."""
 STORED_ATTRIBUTE = "int8_storage"
@@ -152,27 +149,10 @@ def save_quantized_multimodal(model: MultimodalModel, path: str | Path, tokenize
     if spec.fused_qkv:
         raise ValueError("model: its q/k/v were fused (quantize's fuse_qkv); the multimodal format keeps them apart: "
                          "quantize the float model with hybridformer.deploy.quantize_multimodal")
-    adapter = backend_for(spec.backend, spec.mode)
-    modules = dict(model.named_modules())
-    tensors: dict[str, Tensor] = {}
-    for name in spec.linears:
-        value = adapter.read(modules[name])
-        tensors[f"{name}.weight.int8"], tensors[f"{name}.weight.scale"] = value.qweight, value.scale
-        if value.bias is not None:
-            tensors[f"{name}.bias"] = value.bias
-    taken = [*spec.linears]
-    if spec.embeddings:
-        table = read_embedding(modules[TABLE])
-        tensors.update({f"{TABLE}.weight.uint8": table.qweight, f"{TABLE}.weight.scale": table.scale,
-                        f"{TABLE}.weight.zero_point": table.zero_point})
-        taken.append(TABLE)
     stored = stored_int8(model)
+    tensors = pack_int8(model, spec, TABLE, skip=stored)
     for name, value in stored.items():
-        tensors[f"{name}.int8"], tensors[f"{name}.scale"] = value.qweight, value.scale
-    for key, value in model.state_dict().items():
-        if key not in stored and not any(key.startswith(name + ".") for name in taken):
-            tensors[key] = value
-    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+        tensors[f"{name}.int8"], tensors[f"{name}.scale"] = value.qweight.contiguous(), value.scale.contiguous()
     meta = {"architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, "config": to_dict(model.config),
             "quantization": spec.to_dict(), "int8_storage": sorted(stored)}
     folder = Path(path)
@@ -189,9 +169,7 @@ def load_quantized_multimodal(path: str | Path) -> MultimodalModel:
     Raises:
         FileNotFoundError: files missing; ValueError: the files do not describe the model they claim to.
     """
-    from safetensors import SafetensorError
-
-    from hybridformer.models.multimodal_checkpoint import CONFIG_FILE, model_from_state, read_config
+    from hybridformer.models.multimodal_checkpoint import CONFIG_FILE, model_from_state, read_config, read_weights
 
     folder = Path(path)
     config = read_config(folder)
@@ -199,23 +177,9 @@ def load_quantized_multimodal(path: str | Path) -> MultimodalModel:
     source = str(folder / CONFIG_FILE)
     spec = QuantizationSpec.from_dict(meta["quantization"], source)
     weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise FileNotFoundError(f"{folder}: missing {WEIGHTS_FILE}")
-    try:
-        state = load_file(str(weights))
-    except SafetensorError as err:
-        raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
+    linears, table, state, _ = unpack_int8(read_weights(weights), spec, str(weights), TABLE)
     stored: dict[str, Int8Weight] = {}
-    linears: dict[str, Int8Weight] = {}
-    table = None
     try:
-        for name in spec.linears:
-            linears[name] = Int8Weight(state.pop(f"{name}.weight.int8"), state.pop(f"{name}.weight.scale"),
-                                       state.get(f"{name}.bias"))
-            state[f"{name}.weight"] = linears[name].dequantize()
-        if spec.embeddings:
-            table = Int8Embedding(*(state.pop(f"{TABLE}.weight.{k}") for k in ("uint8", "scale", "zero_point")))
-            state[f"{TABLE}.weight"] = table.dequantize()
         for name in meta.get("int8_storage", []):
             stored[name] = Int8Weight(state.pop(f"{name}.int8"), state.pop(f"{name}.scale"), None)
             state[name] = _restored(stored[name])
@@ -227,13 +191,7 @@ def load_quantized_multimodal(path: str | Path) -> MultimodalModel:
     expected = {name for name, param in model.named_parameters() if is_stored_int8(name, param)}
     if rebuilt.linears != spec.linears or rebuilt.embeddings != spec.embeddings or set(stored) != expected:
         raise ValueError(f"{source}: the quantized layers saved differ from those of the rebuilt model")
-    adapter = backend_for(spec.backend, spec.mode)
-    modules = dict(model.named_modules())
-    with quiet_quantization_warnings():
-        for name, value in linears.items():
-            adapter.write(modules[name], value)
-        if table is not None:
-            write_embedding(modules[TABLE], table)
+    write_int8(model, spec, linears, table, TABLE)
     setattr(model, SPEC_ATTRIBUTE, spec)
     setattr(model, STORED_ATTRIBUTE, stored)
     return model

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from hybridformer.models.multimodal import MultimodalModel
 
 __all__ = ["save_multimodal", "load_multimodal", "build_multimodal", "model_from_state", "read_config",
-           "CONFIG_FILE", "WEIGHTS_FILE"]
+           "read_weights", "CONFIG_FILE", "WEIGHTS_FILE"]
 
 CONFIG_FILE = "hybridformer.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -87,22 +87,30 @@ def load_multimodal(path: str | Path) -> MultimodalModel:
     """Rebuild the model saved in ``path`` and load its weights strictly (see :func:`save_multimodal`).
 
     A folder written by ``hybridformer.deploy.save_quantized`` loads as that int8 model."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     config = read_config(path)
     if "quantization" in json.loads((Path(path) / CONFIG_FILE).read_text()):
         from hybridformer.deploy.int8_multimodal import load_quantized_multimodal  # deploy builds on models
 
         return load_quantized_multimodal(path)
     weights = Path(path) / WEIGHTS_FILE
+    return model_from_state(config, read_weights(weights), str(weights))
+
+
+def read_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a saved weights file.
+
+    Raises:
+        FileNotFoundError: no such file; ValueError: not a readable safetensors file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     if not weights.is_file():
-        raise FileNotFoundError(f"{path}: no {WEIGHTS_FILE}")
+        raise FileNotFoundError(f"{weights.parent}: no {weights.name}")
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except SafetensorError as err:
         raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
-    return model_from_state(config, state, str(weights))
 
 
 def model_from_state(config: MultimodalConfig, state: dict[str, torch.Tensor], source: str) -> MultimodalModel:
