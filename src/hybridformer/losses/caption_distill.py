@@ -12,48 +12,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 from hybridformer.losses._multimodal_batch import context_of, require
 from hybridformer.losses.captioning import caption_targets
-from hybridformer.losses.distill import distillation_loss
+from hybridformer.losses.distill import DistillationObjective, distillation_loss
 from hybridformer.losses.mlm import IGNORE_INDEX, mlm_loss
 from hybridformer.losses.output import LossOutput
 
 __all__ = ["CaptionDistillationObjective"]
 
 
-class CaptionDistillationObjective(nn.Module):
-    """A multimodal student trained on a frozen multimodal teacher's captioning distributions.
+class CaptionDistillationObjective(DistillationObjective):
+    """A multimodal student trained on a frozen multimodal teacher's captioning distributions
+    (the teacher held as :class:`~hybridformer.losses.DistillationObjective` holds it).
 
     Args:
-        teacher: a trained model called like the student (``model(ids, mask, **context).logits``).
+        teacher: a trained model called like the student (``model(input_ids, attention_mask, **context).logits``).
         temperature: softening T of both distributions.
         label_weight: share of the caption cross-entropy, in [0, 1].
     """
 
     def __init__(self, teacher: nn.Module, temperature: float = 2.0, label_weight: float = 0.5) -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"CaptionDistillationObjective: temperature must be > 0, got {temperature}")
-        if not 0.0 <= label_weight <= 1.0:
-            raise ValueError(f"CaptionDistillationObjective: label_weight must be in [0, 1], got {label_weight}")
-        self.temperature, self.label_weight = temperature, label_weight
-        self._teacher = (teacher.eval().requires_grad_(False),)  # a tuple: not a registered submodule
-
-    @property
-    def teacher(self) -> nn.Module:
-        """The frozen teacher."""
-        return self._teacher[0]
+        super().__init__(teacher, temperature, label_weight)
 
     def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
         ids = require(batch, "input_ids", "CaptionDistillationObjective")
         mask = batch.get("attention_mask")
-        context = context_of(batch)
-        with torch.no_grad():
-            target = self.teacher.eval()(ids, mask, **context).logits  # (B, N, V)
-        out = model(ids, mask, **context)
+        inputs = {"input_ids": ids, "attention_mask": mask, **context_of(batch)}
+        target = self.teacher_logits(inputs)  # (B, N, V)
+        out = model(**inputs)
         targets = caption_targets(ids, mask)
         real = targets != IGNORE_INDEX  # (B, N)
         kd = distillation_loss(out.logits[real], target[real], self.temperature)  # (K, V) real positions
@@ -61,6 +49,3 @@ class CaptionDistillationObjective(nn.Module):
         loss = (1.0 - self.label_weight) * kd + self.label_weight * ce
         return LossOutput(loss=loss + out.aux_loss,
                           metrics={"distillation": kd.detach(), "caption_loss": ce.detach(), "aux_loss": out.aux_loss.detach()})
-
-    def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, label_weight={self.label_weight}"
