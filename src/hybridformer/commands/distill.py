@@ -29,12 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:
     """The ``teacher`` field from the command line (the last wins), else from the --config file."""
-    teacher = None
-    for i, item in enumerate(overrides):
-        if item == "--teacher" and i + 1 < len(overrides):
-            teacher = overrides[i + 1]
-        elif item.startswith("--teacher="):
-            teacher = item.split("=", 1)[1]
+    from hybridformer.config import parse_overrides
+
+    teacher = parse_overrides(overrides).get("teacher")
     if teacher is None and args.config is not None:
         from hybridformer.config import ConfigError
         from hybridformer.deploy.distill import DistillConfig

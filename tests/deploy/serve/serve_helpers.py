@@ -6,6 +6,7 @@ import base64
 import io
 
 import httpx
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from hybridformer.deploy.serve import ServeConfig
@@ -48,3 +49,19 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
     if param is not None:
         assert body["error"]["param"] == param, body
     return body["error"]
+
+
+def greedy_alone(gen, text: str, images: list, max_tokens: int) -> str:
+    """What a Generator answers to one user ``text`` (and ``images``) alone, greedily, outside the server."""
+    from hybridformer.deploy.serve.sampling import SamplingParams, sample
+
+    state, logits = gen.prefill([gen.chat_prompt([("user", text)], images)])
+    tokens = []
+    for _ in range(max_tokens):
+        token = sample(logits, [SamplingParams(temperature=0.0)])
+        if int(token) in gen.eos_token_ids:
+            break
+        tokens.append(int(token))
+        logits = gen.step(state, token)
+        assert torch.is_tensor(logits), f"Generator.step returned {type(logits).__name__}, not logits"
+    return gen.detokenize(tokens)

@@ -14,9 +14,8 @@ from hybridformer.deploy import quantize_folder
 from hybridformer.deploy.int8_multimodal import quantize_multimodal_folder
 from hybridformer.deploy.serve import ServeConfig
 from hybridformer.deploy.serve.models import load_served_model
-from hybridformer.deploy.serve.sampling import SamplingParams, sample
 from hybridformer.models import multimodal_tiny
-from serve_helpers import start_server
+from serve_helpers import greedy_alone, start_server
 
 
 def test_an_int8_classifier_folder_serves_classify_and_embeddings(classifier_dir: Path, tmp_path: Path):
@@ -49,13 +48,4 @@ def test_multimodal_folders_float_and_int8_serve_chat(tmp_path: Path):
         with start_server([served]) as s:
             r = httpx.post(s.url + "/v1/chat/completions", json={**body, "model": name}, timeout=60)
         assert r.status_code == 200, r.text
-        gen = served.generator
-        state, logits = gen.prefill([gen.chat_prompt([("user", "hello there")], [])])
-        alone = []
-        for _ in range(5):
-            token = sample(logits, [SamplingParams(temperature=0.0)])
-            if int(token) in gen.eos_token_ids:
-                break
-            alone.append(int(token))
-            logits = gen.step(state, token)
-        assert r.json()["choices"][0]["message"]["content"] == gen.detokenize(alone)
+        assert r.json()["choices"][0]["message"]["content"] == greedy_alone(served.generator, "hello there", [], 5)
