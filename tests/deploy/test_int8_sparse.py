@@ -78,8 +78,10 @@ def test_dense_above_switches_to_the_masked_int8_form(pruned_ffn, tokens) -> Non
         d = pruned_ffn.gate(x, mask)
         layers = (quantized.fc_in, quantized.fc_out, quantized.act)
         quantized.sparse_kernel.dense_above = 0.0  # 3 of 6 groups open: above 0 -> dense form
-        running_gates = d.group_gates * d.run_gates.unsqueeze(-1)  # the kernel sees padding closed
-        assert torch.equal(quantized(x, mask).hidden_states, masked_ffn(x, running_gates, d.run_gates, *layers))
+        out = quantized(x, mask).hidden_states
+        # The dense form runs on the real tokens alone (padding computes nothing, its output is 0).
+        assert torch.equal(out[mask], masked_ffn(x[mask], d.group_gates[mask], d.run_gates[mask], *layers))
+        assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
         quantized.sparse_kernel = None  # without a kernel the layer falls back to GatedFFN's masked form
         assert torch.equal(quantized(x, mask).hidden_states, masked_ffn(x, d.group_gates, d.run_gates, *layers))
 
@@ -88,3 +90,22 @@ def test_pruning_drops_a_stale_kernel(pruned_ffn) -> None:
     pruned_ffn.sparse_kernel = quantize(pruned_ffn, "dynamic", "ao", embeddings=False).sparse_kernel
     pruned_ffn.keep_groups(torch.arange(4))  # a kernel built on 6 groups no longer fits
     assert pruned_ffn.sparse_kernel is None
+
+
+def test_all_groups_open_runs_the_real_tokens_through_the_dense_int8_layers(tokens) -> None:
+    """Pruned to no more groups than a token opens: every real token computes the whole (narrower)
+    FFN, once, in the dense int8 layers; padding rows never enter them."""
+    x, mask = tokens
+    torch.manual_seed(0)
+    ffn = GatedFFN(64, 256, SparsityConfig(enabled=True, n_groups=8, inference="top_g", top_g=2)).eval()
+    ffn.keep_groups(torch.tensor([1, 6]))
+    quantized = quantize(ffn, "dynamic", "ao", embeddings=False)
+    rows = []
+    hook = quantized.fc_in.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    with torch.no_grad():
+        out = quantized(x, mask).hidden_states
+        alone = quantized.fc_out(quantized.act(quantized.fc_in(x[mask])))  # the real tokens by themselves
+    hook.remove()
+    assert rows[0] == int(mask.sum()) == 41
+    assert torch.equal(out[mask], alone)
+    assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))

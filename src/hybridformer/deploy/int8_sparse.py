@@ -95,7 +95,14 @@ class Int8GroupKernel:
         if bool(group_mask.all()):
             return self.fc_out(self.act(self.fc_in(x)))
         running = int(run.sum())
-        if running and float(group_mask.sum()) > self.dense_above * running * group_mask.shape[1]:
+        if running < x.shape[0]:
+            # Skipped tokens (padding, layer skip) compute nothing: run the others alone.
+            out = x.new_zeros(x.shape[0], self.d_model)
+            if running:
+                rows = run.nonzero().squeeze(1)  # (running,)
+                out.index_copy_(0, rows, self(x.index_select(0, rows), group_mask.index_select(0, rows), run[rows]))
+            return out
+        if float(group_mask.sum()) > self.dense_above * running * group_mask.shape[1]:
             return masked_ffn(x, group_mask.to(x.dtype), run.to(x.dtype), self.fc_in, self.fc_out, self.act)
         if self.bias_out is None:
             out = x.new_zeros(x.shape[0], self.d_model)
