@@ -9,22 +9,26 @@ Cases ``<task>-b<batch>`` (``sentiment-b1``, ``sentiment-b32``, ``bbc-b1``, ``bb
 - ``int8-dynamic``: fp32 with int8 weights and activations (torch.ao dynamic, the default backend),
   after SmoothQuant smoothing (alpha 0.8, calibrated on 8 training batches: ``hybridformer quantize``'s
   default), q/k/v fused into one int8 layer and o_proj's smoothing scale folded into v (also defaults;
-  ``fp32`` keeps three q/k/v projections); ``int8-dynamic-unsmoothed``: the same without smoothing; ``int8-dynamic-torchao``: torchao's
-  Int8DynamicActivationInt8WeightConfig (per-token activations, no compile), unsmoothed;
-- ``sparse``: the teacher compressed with gated FFNs (16 groups, 2 open per token, trained on the
-  teacher's predictions: 2 epochs on sentiment, 4 on BBC) and pruned to the 2 groups per layer the
-  tokens open most (87.5% of the FFN parameters removed), fp32;
+  ``fp32`` keeps three q/k/v projections); ``int8-dynamic-unsmoothed``: the same without smoothing;
+  ``int8-dynamic-torchao``: torchao's Int8DynamicActivationInt8WeightConfig (per-token activations,
+  no compile), unsmoothed;
+- ``sparse``: the teacher compressed with gated FFNs (16 groups; 4 open per token trained 2 epochs on
+  sentiment, 2 open trained 4 epochs on BBC, on the teacher's predictions) and pruned to as many
+  groups per layer as a token opens, those the tokens open most (75% / 87.5% of the FFN parameters
+  removed), fp32;
 - ``int8-sparse``: ``sparse`` quantized like ``int8-dynamic`` (its gated FFNs use the int8 group kernel);
-  ``int8-sparse-unsmoothed``: the same without smoothing (whose input products cost about 10% at b32);
+  ``int8-sparse-unsmoothed``: the same without smoothing (whose input products cost a few percent at b32);
 - ``student``: 3 blocks (the teacher's 0, 2, 4) distilled from the teacher (T=2, half labels,
   hidden-state cosine; one epoch on sentiment, three on BBC's 400 articles); ``student-labels``: the
   same student trained on the labels alone with the same budget (what distillation must beat).
 
 Fields: ``median_ms`` (one forward of a batch of real test inputs at the training length, variants
-interleaved in rotating order, median over rounds), ``size_bytes`` (the saved weights file),
-``params`` (stored weight elements), ``accuracy`` (the whole test split, ``test_examples`` of them,
-the same for both batch sizes), ``agreement`` (share of test predictions equal to fp32's),
-``speedup`` (vs ``fp32`` of the case). Models are trained once into ``--runs-dir`` and reused.
+interleaved in rotating order, median over rounds; ``int8-dynamic-torchao`` in 3 calls after them),
+``size_bytes`` (the saved weights file), ``params`` (stored weight elements), ``accuracy`` (the whole
+test split, ``test_examples`` of them, the same for both batch sizes), ``agreement`` (share of test
+predictions equal to fp32's), ``speedup`` (fp32's time over the variant's, median over rounds of the
+two timed in the same round; ``speedup_quartiles``: first and third quartile of those ratios).
+Models are trained once into ``--runs-dir`` and reused.
 Timing runs with ``--allocator retain`` by default (:mod:`hybridformer.deploy.cpu_memory`: freed
 activations stay in the heap instead of page-faulting afresh at every op, the same for every variant;
 recorded as ``allocator`` in the JSON).
@@ -52,6 +56,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -93,6 +98,8 @@ QUANTIZED = {  # variant: (float source, mode, backend, smoothed)
     "int8-sparse": ("sparse", "dynamic", None, True),
     "int8-sparse-unsmoothed": ("sparse", "dynamic", None, False),
 }
+TIMED_APART = {"int8-dynamic-torchao"}
+"""Variants timed after the interleaved rounds (torchao without compile: 25x slower than fp32 here)."""
 QUIET = ["--train.tensorboard", "false", "--train.progress_bar", "false"]
 
 
@@ -200,30 +207,58 @@ def _speed_batch(test: Any, batch: int, tokenizer: Any, length: int) -> dict[str
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"].bool()}
 
 
+def _paired_ratios(base: list[float], other: list[float]) -> list[float]:
+    """fp32's time over the variant's, round by round (both timed within seconds of each other)."""
+    return sorted(b / o for b, o in zip(base, other))
+
+
 def measure_task(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Path, rounds: int,
                  names: list[str], scores: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of ``task``: latency at batch 1 and 32 with variants interleaved, with the accuracies ``scores``."""
+    """Rows of ``task``: latency at batch 1 and 32 with variants interleaved, with the accuracies ``scores``.
+
+    ``speedup`` is the median over rounds of fp32's time over the variant's in the same round (a slow
+    drift of the machine's speed cancels), ``speedup_quartiles`` its first and third quartile. The
+    variants of :data:`TIMED_APART` (tens of seconds a call) are timed after the rounds, in at most
+    3 rounds of their own, against fp32's median: inside the rounds they would stretch each one to
+    half a minute and let the drift back in.
+    """
     length = TASKS[task]["max_length"]
     test = load_eval_split(TaskDataConfig(task=task, max_length=length), "test", variants["fp32"]["model"].label_names)
     tokenizer = load_tokenizer(str(teacher_dir))
     rows = []
+    together = [n for n in names if n not in TIMED_APART]
     for batch in (1, 32):
         inputs = _speed_batch(test, batch, tokenizer, length)
         times: dict[str, list[float]] = {n: [] for n in names}
+
+        def call(n: str) -> None:
+            start = time.perf_counter()
+            variants[n]["model"](**inputs)
+            times[n].append((time.perf_counter() - start) * 1e3)
+
         with torch.inference_mode():
             for n in names:  # warm-up: first calls allocate and pick kernels
                 variants[n]["model"](**inputs)
-            for r in range(rounds):
-                order = names[r % len(names):] + names[: r % len(names)]  # rotate who goes first
-                for n in order:
-                    start = time.perf_counter()
-                    variants[n]["model"](**inputs)
-                    times[n].append((time.perf_counter() - start) * 1e3)
+            for r in tqdm(range(rounds), desc=f"{task}-b{batch} rounds", leave=False):
+                for n in together[r % len(together):] + together[: r % len(together)]:  # rotate who goes first
+                    call(n)
+            for n in names:
+                if n in TIMED_APART:
+                    for _ in range(min(3, rounds)):
+                        call(n)
         base = statistics.median(times["fp32"])
         for n in names:
             median = statistics.median(times[n])
+            if n in TIMED_APART:
+                speedup, quartiles = base / median, [base / max(times[n]), base / min(times[n])]
+            else:
+                ratios = _paired_ratios(times["fp32"], times[n])
+                speedup = statistics.median(ratios)
+                q1, _, q3 = statistics.quantiles(ratios, n=4)
+                quartiles = [q1, q3]
             rows.append({
-                "case": f"{task}-b{batch}", "variant": n, "median_ms": median, "speedup": base / median,
+                "case": f"{task}-b{batch}", "variant": n, "median_ms": median, "speedup": speedup,
+                "speedup_quartiles": quartiles, "rounds": len(times[n]),
                 "size_bytes": variants[n]["file"].stat().st_size, "params": _stored_params(variants[n]["file"]),
                 "accuracy": scores["accuracy"][n], "agreement": scores["agreement"][n],
                 "test_examples": scores["test_examples"], "seq_len": length, "batch": batch,
@@ -248,7 +283,8 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
         for v in ("int8-weight", "int8-dynamic", "int8-dynamic-unsmoothed"):
             drop = 100 * (fp32["accuracy"] - b32(v)["accuracy"])
             add(f"{task}: {v} accuracy drop <= 1 point", drop, drop <= 1.0)
-        add(f"{task}: int8-dynamic >= 1.5x fp32 at b32", b32("int8-dynamic")["speedup"], b32("int8-dynamic")["speedup"] >= 1.5)
+        for v in ("int8-dynamic", "int8-dynamic-unsmoothed"):  # smoothing's products cost ~4%: both are listed
+            add(f"{task}: {v} >= 1.5x fp32 at b32", b32(v)["speedup"], b32(v)["speedup"] >= 1.5)
         for v in ("int8-sparse", "int8-sparse-unsmoothed"):
             add(f"{task}: {v} >= 2.5x fp32 at b32", b32(v)["speedup"], b32(v)["speedup"] >= 2.5)
             drop = 100 * (fp32["accuracy"] - b32(v)["accuracy"])
@@ -265,7 +301,7 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="5 latency rounds instead of 9 (models are trained once, then reused)")
+                        help="11 latency rounds instead of 21 (models are trained once, then reused)")
     parser.add_argument("--phase", default="all", choices=("accuracy", "timing", "all"),
                         help="accuracy: train, quantize, evaluate (run it at nice 19); timing: time the saved "
                              "variants (under the benchmark lock); all: both")
@@ -305,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(VARIANTS)
     if unknown:
         parser.error(f"--variants: unknown {sorted(unknown)} (known: {', '.join(VARIANTS)})")
-    rounds = 5 if args.quick else 9
+    rounds = 11 if args.quick else 21
     rows: list[dict[str, Any]] = []
     for task in tasks:
         dirs = train_models(task, runs)

@@ -7,7 +7,9 @@ per-channel scales) and ``fc_out``'s columns of g (with ``fc_out``'s per-row sca
 partial products add up to the whole layer). Those are exact slices of the int8 weights, no new
 rounding. Tokens are dispatched as in :func:`~hybridformer.sparsity.grouped_ffn`: each group's
 tokens gathered once, through the group's two int8 layers, added back into their rows. So pruning
-(fewer groups), gating (only the open ones) and int8 (cheaper products) compound.
+(fewer groups), gating (only the open ones) and int8 (cheaper products) compound. Tokens that skip
+the FFN (padding, layer skip) are left out before anything runs; when the others open every kept
+group (a layer pruned to no more groups than a token opens) they go through the dense int8 layers.
 
 With ``mode="dynamic"`` each group call quantizes its own gathered activations (per tensor, as the
 dense int8 layer does per call), so the result equals the dense int8 FFN of the same open groups up
