@@ -207,19 +207,14 @@ def _speed_batch(test: Any, batch: int, tokenizer: Any, length: int) -> dict[str
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"].bool()}
 
 
-def _paired_ratios(base: list[float], other: list[float]) -> list[float]:
-    """fp32's time over the variant's, round by round (both timed within seconds of each other)."""
-    return sorted(b / o for b, o in zip(base, other))
-
-
 def measure_task(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Path, rounds: int,
                  names: list[str], scores: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of ``task``: latency at batch 1 and 32 with variants interleaved, with the accuracies ``scores``.
 
     ``speedup`` is the median over rounds of fp32's time over the variant's in the same round (a slow
     drift of the machine's speed cancels), ``speedup_quartiles`` its first and third quartile. The
-    variants of :data:`TIMED_APART` (tens of seconds a call) are timed after the rounds, in at most
-    3 rounds of their own, against fp32's median: inside the rounds they would stretch each one to
+    variants of :data:`TIMED_APART` (tens of seconds a call) are timed after the rounds, in 3 calls
+    of their own, against fp32's median: inside the rounds they would stretch each one to
     half a minute and let the drift back in.
     """
     length = TASKS[task]["max_length"]
@@ -227,6 +222,7 @@ def measure_task(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Pa
     tokenizer = load_tokenizer(str(teacher_dir))
     rows = []
     together = [n for n in names if n not in TIMED_APART]
+    apart = [n for n in names if n in TIMED_APART]
     for batch in (1, 32):
         inputs = _speed_batch(test, batch, tokenizer, length)
         times: dict[str, list[float]] = {n: [] for n in names}
@@ -242,23 +238,17 @@ def measure_task(task: str, variants: dict[str, dict[str, Any]], teacher_dir: Pa
             for r in tqdm(range(rounds), desc=f"{task}-b{batch} rounds", leave=False):
                 for n in together[r % len(together):] + together[: r % len(together)]:  # rotate who goes first
                     call(n)
-            for n in names:
-                if n in TIMED_APART:
-                    for _ in range(min(3, rounds)):
-                        call(n)
+            for n in apart:
+                for _ in range(3):
+                    call(n)
         base = statistics.median(times["fp32"])
         for n in names:
-            median = statistics.median(times[n])
-            if n in TIMED_APART:
-                speedup, quartiles = base / median, [base / max(times[n]), base / min(times[n])]
-            else:
-                ratios = _paired_ratios(times["fp32"], times[n])
-                speedup = statistics.median(ratios)
-                q1, _, q3 = statistics.quantiles(ratios, n=4)
-                quartiles = [q1, q3]
+            # fp32's time over the variant's: fp32's in the same round, or fp32's median for those apart.
+            reference = [base] * len(times[n]) if n in TIMED_APART else times["fp32"]
+            q1, speedup, q3 = statistics.quantiles([b / t for b, t in zip(reference, times[n])], n=4)
             rows.append({
-                "case": f"{task}-b{batch}", "variant": n, "median_ms": median, "speedup": speedup,
-                "speedup_quartiles": quartiles, "rounds": len(times[n]),
+                "case": f"{task}-b{batch}", "variant": n, "median_ms": statistics.median(times[n]),
+                "speedup": speedup, "speedup_quartiles": [q1, q3], "rounds": len(times[n]),
                 "size_bytes": variants[n]["file"].stat().st_size, "params": _stored_params(variants[n]["file"]),
                 "accuracy": scores["accuracy"][n], "agreement": scores["agreement"][n],
                 "test_examples": scores["test_examples"], "seq_len": length, "batch": batch,
