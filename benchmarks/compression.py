@@ -29,7 +29,7 @@ test split, ``test_examples`` of them, the same for both batch sizes), ``agreeme
 predictions equal to fp32's), ``speedup`` (fp32's time over the variant's, median over rounds of the
 two timed in the same round; ``speedup_quartiles``: first and third quartile of those ratios).
 Models are trained once into ``--runs-dir`` and reused.
-Timing runs with ``--allocator retain`` by default (:mod:`hybridformer.deploy.cpu_memory`: freed
+Timing runs with ``--allocator retain`` by default (:mod:`hybridformer.compression.cpu_memory`: freed
 activations stay in the heap instead of page-faulting afresh at every op, the same for every variant;
 recorded as ``allocator`` in the JSON).
 
@@ -64,10 +64,10 @@ from _common import machine_info, print_table, write_results  # noqa: E402
 
 from hybridformer.config import apply_overrides  # noqa: E402
 from hybridformer.data import TextCollator, iterate_batches, load_tokenizer  # noqa: E402
-from hybridformer.deploy import INT8_WEIGHTS_FILE, quantize, save_quantized  # noqa: E402
-from hybridformer.deploy.cpu_memory import retain_freed_memory  # noqa: E402
-from hybridformer.deploy.int8_smooth import calibration_batches  # noqa: E402
-from hybridformer.deploy.distill import DistillConfig, distill  # noqa: E402
+from hybridformer.compression import INT8_WEIGHTS_FILE, quantize, save_quantized  # noqa: E402
+from hybridformer.compression.cpu_memory import retain_freed_memory  # noqa: E402
+from hybridformer.compression.int8_smooth import calibration_batches  # noqa: E402
+from hybridformer.recipes.distill import DistillConfig, distill  # noqa: E402
 from hybridformer.encoders.text_checkpoint import WEIGHTS_FILE  # noqa: E402
 from hybridformer.models import TextClassifier  # noqa: E402
 from hybridformer.recipes import FinetuneConfig, finetune  # noqa: E402
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="accuracy file(s): written by the accuracy phase (the first), merged for the timing "
                              "phase (default <runs-dir>/accuracy.json)")
     parser.add_argument("--allocator", default="retain", choices=("retain", "default"),
-                        help="retain: keep freed memory for reuse (deploy.cpu_memory; no page faults on fresh "
+                        help="retain: keep freed memory for reuse (compression.cpu_memory; no page faults on fresh "
                              "activations, for every variant alike); default: glibc's own thresholds")
     parser.add_argument("--note", default="", help="a note stored in the results (e.g. the load during the run)")
     args = parser.parse_args(argv)

@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine_info, time_median  # noqa: E402
 
 from hybridformer.io import write_json, write_text  # noqa: E402
-from hybridformer.recipes.mm_common import MMDataConfig, load_model, tokenizer  # noqa: E402
-from hybridformer.recipes.mm_pretrain import MMPretrainConfig, mm_pretrain  # noqa: E402
-from hybridformer.recipes.mm_tasks import MMFinetuneConfig, mm_finetune, score  # noqa: E402
+from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, tokenizer  # noqa: E402
+from hybridformer.recipes.multimodal_pretrain import MMPretrainConfig, mm_pretrain  # noqa: E402
+from hybridformer.recipes.multimodal_tasks import MMFinetuneConfig, mm_finetune, score  # noqa: E402
 from hybridformer.training import TrainConfig  # noqa: E402
 
 SPEED_OBJECTIVES = ["itc", "itm", "caption", "mlm"]  # the speed rows time all four
@@ -133,8 +133,8 @@ def phase_speed(args: argparse.Namespace) -> None:
     """Median wall time of one pretraining step (all four objectives, forward + backward + AdamW) of the
     tiny model, hybrid vs full decoder self-attention; run it with nothing else running."""
     from hybridformer.losses import LossOutput  # noqa: F401  (the objective's output type)
-    from hybridformer.recipes.mm_common import task_data
-    from hybridformer.recipes.mm_pretrain import build_pretrain_objective
+    from hybridformer.recipes.multimodal_common import task_data
+    from hybridformer.recipes.multimodal_pretrain import build_pretrain_objective
 
     tok = tokenizer()
     train, _, collate, _ = task_data("pretrain", MMDataConfig(), tok)

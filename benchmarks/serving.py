@@ -158,7 +158,7 @@ def _row(case: str, c: int, variant: str, windows: list[dict]) -> dict:
 def measure_classify(model_dir: Path, count: int, seconds: float, rounds: int, threads: int,
                      cases: tuple[int, ...] = CONCURRENCY, server_flags: tuple[str, ...] = (),
                      other_policies: tuple[str, ...] = OTHER_POLICIES) -> list[dict]:
-    from hybridformer.deploy.serve.engine import pad_right
+    from hybridformer.serve.engine import pad_right
     from hybridformer.models import TextClassifier
     from hybridformer.recipes.model import resolve_tokenizer
 
@@ -204,7 +204,7 @@ def chat_bodies(max_tokens: int) -> list[bytes]:
 
 def measure_generate(count: int, seconds: float, rounds: int, threads: int, max_tokens: int) -> list[dict]:
     from hybridformer.data import minilm_tokenizer
-    from hybridformer.deploy.serve.models import tiny_generator
+    from hybridformer.serve.models import tiny_generator
 
     gen = tiny_generator(minilm_tokenizer())
     prompts = [gen.chat_prompt([("user", t)], []) for t in texts(MAX_RUNNING, seed=2)]

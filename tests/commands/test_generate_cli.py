@@ -11,7 +11,7 @@ from PIL import Image
 
 from hybridformer.cli import main
 from hybridformer.commands.generate import TINY_NOTICE
-from hybridformer.data.mm_collate import PixelSpec, stack_pixels
+from hybridformer.data.multimodal_collate import PixelSpec, stack_pixels
 from hybridformer.data.tokenizer import minilm_tokenizer
 from hybridformer.models import multimodal_tiny
 

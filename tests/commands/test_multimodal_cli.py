@@ -24,8 +24,8 @@ def test_bad_options_print_one_line_and_exit_2(argv, needle, capsys):
 
 def test_momentum_distillation_is_off_by_default_and_a_flag_turns_it_on():
     from hybridformer.config import load_config
-    from hybridformer.recipes.mm_common import tokenizer
-    from hybridformer.recipes.mm_pretrain import MMPretrainConfig, build_pretrain_objective
+    from hybridformer.recipes.multimodal_common import tokenizer
+    from hybridformer.recipes.multimodal_pretrain import MMPretrainConfig, build_pretrain_objective
 
     assert load_config(MMPretrainConfig).momentum.enabled is False
     config = load_config(MMPretrainConfig, None, ["--momentum.enabled", "true", "--momentum.alpha", "0.3", "--objectives", "itc"])

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from hybridformer.deploy.cpu_memory import MMAP_THRESHOLD, retain_freed_memory
+from hybridformer.compression.cpu_memory import MMAP_THRESHOLD, retain_freed_memory
 
 # In a fresh interpreter (the setting is process-wide): allocate a 12.6 MB tensor (MiniLM's FFN
 # activation at batch 32 x 64 tokens) and ask glibc (mallinfo2) how many bytes are mmapped blocks.
 # An mmapped block goes back to the kernel when freed, so the next one page-faults afresh.
 _PROBE = """
 import ctypes, sys, torch
-from hybridformer.deploy.cpu_memory import retain_freed_memory
+from hybridformer.compression.cpu_memory import retain_freed_memory
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]

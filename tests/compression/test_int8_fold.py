@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import hybridformer.deploy.quantize  # noqa: F401  (the module, for monkeypatching its fold step)
+import hybridformer.compression.quantize  # noqa: F401  (the module, for monkeypatching its fold step)
 from hybridformer.attention import AttentionConfig
-from hybridformer.deploy import quantize, save_quantized
-from hybridformer.deploy.int8_backends import backend_for
-from hybridformer.deploy.int8_smooth import input_scale_of
+from hybridformer.compression import quantize, save_quantized
+from hybridformer.compression.int8_backends import backend_for
+from hybridformer.compression.int8_smooth import input_scale_of
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
 
-QUANTIZE_MODULE = sys.modules["hybridformer.deploy.quantize"]
+QUANTIZE_MODULE = sys.modules["hybridformer.compression.quantize"]
 
 
 def _unfolded(monkeypatch: pytest.MonkeyPatch, *args, **kwargs) -> torch.nn.Module:

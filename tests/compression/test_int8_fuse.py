@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from hybridformer.attention import AttentionConfig
-from hybridformer.deploy import quantization_of, quantize, save_quantized
-from hybridformer.deploy.int8_backends import backend_for
-from hybridformer.deploy.int8_fuse import fuse_qkv
+from hybridformer.compression import quantization_of, quantize, save_quantized
+from hybridformer.compression.int8_backends import backend_for
+from hybridformer.compression.int8_fuse import fuse_qkv
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
 from hybridformer.sparsity import SparsityConfig

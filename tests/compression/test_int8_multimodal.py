@@ -1,4 +1,4 @@
-"""int8 for the multimodal model (deploy/int8_multimodal.py) against the float model it came from.
+"""int8 for the multimodal model (compression/int8_multimodal.py) against the float model it came from.
 
 The tiny flavor is randomly initialised (no trained multimodal weights ship): its logits are what is
 compared, not its (meaningless) captions.
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from hybridformer.cli import main
-from hybridformer.deploy import quantization_of, save_quantized
-from hybridformer.deploy.int8_multimodal import quantize_multimodal, stored_int8
+from hybridformer.compression import quantization_of, save_quantized
+from hybridformer.compression.int8_multimodal import quantize_multimodal, stored_int8
 from hybridformer.models import MultimodalModel, multimodal_tiny
 
 

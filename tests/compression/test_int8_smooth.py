@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from hybridformer.cli import main
-from hybridformer.deploy import quantization_of, quantize, save_quantized
-from hybridformer.deploy.int8_smooth import attach_input_scales, input_maxima, input_scale_of, smooth_weights
+from hybridformer.compression import quantization_of, quantize, save_quantized
+from hybridformer.compression.int8_smooth import attach_input_scales, input_maxima, input_scale_of, smooth_weights
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
 from hybridformer.sparsity import GatedFFN, SparsityConfig, masked_ffn

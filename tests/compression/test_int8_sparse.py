@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hybridformer.deploy import Int8GroupKernel, quantize
+from hybridformer.compression import Int8GroupKernel, quantize
 from hybridformer.sparsity import GatedFFN, SparsityConfig, masked_ffn
 
 pytest.importorskip("torchao")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from hybridformer.cli import main
 from hybridformer.config import ConfigError
-from hybridformer.deploy import INT8_WEIGHTS_FILE, quantization_of, quantize, save_quantized
+from hybridformer.compression import INT8_WEIGHTS_FILE, quantization_of, quantize, save_quantized
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.sparsity import SparsityConfig

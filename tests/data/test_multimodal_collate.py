@@ -7,7 +7,7 @@ import torch
 
 from hybridformer.data import minilm_tokenizer
 from hybridformer.data.image_text import mnist_image_text_splits
-from hybridformer.data.mm_collate import ImageTextCollator, PixelSpec, VideoTextCollator, VQACollator
+from hybridformer.data.multimodal_collate import ImageTextCollator, PixelSpec, VideoTextCollator, VQACollator
 from hybridformer.data.moving_mnist import MovingDigits
 from hybridformer.data.vqa import VQAExample
 from hybridformer.evaluation import vqa_question_accuracy

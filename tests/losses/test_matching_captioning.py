@@ -14,7 +14,7 @@ from hybridformer.losses import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mm_small import small_batch, small_model  # noqa: E402
+from multimodal_small import small_batch, small_model  # noqa: E402
 
 
 def test_negative_weights_are_the_softmax_without_the_positive():

@@ -16,7 +16,7 @@ from hybridformer.losses import (
 from hybridformer.training import Trainer, TrainConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mm_small import small_batch, small_model  # noqa: E402
+from multimodal_small import small_batch, small_model  # noqa: E402
 
 
 def _objective(model, alpha: float | None, momentum: float = 0.9) -> MultiTaskObjective:

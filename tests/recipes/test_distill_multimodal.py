@@ -1,4 +1,4 @@
-"""Distilling the multimodal model (deploy/distill_multimodal.py): the student's start, the loss by
+"""Distilling the multimodal model (recipes/distill_multimodal.py): the student's start, the loss by
 hand, and the command on the bundled MNIST image-caption pairs."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hybridformer.cli import main
 from hybridformer.config import ConfigError
 from hybridformer.data import minilm_tokenizer
-from hybridformer.deploy.distill_multimodal import multimodal_student
+from hybridformer.recipes.distill_multimodal import multimodal_student
 from hybridformer.losses import CaptionDistillationObjective
 from hybridformer.models import MultimodalModel
 from hybridformer.models.multimodal_flavors import build_initialised, tiny_config

@@ -14,7 +14,7 @@ from hybridformer.attention import AttentionConfig
 from hybridformer.cli import main
 from hybridformer.config import ConfigError
 from hybridformer.data import minilm_path
-from hybridformer.deploy.distill import StudentConfig, every_other_layer, student_from_teacher
+from hybridformer.recipes.distill import StudentConfig, every_other_layer, student_from_teacher
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.losses.layer_distill import LayerDistillationObjective, default_layer_map
 from hybridformer.models import TextClassifier
@@ -178,7 +178,7 @@ def test_distilled_student_beats_the_student_without_teacher(tmp_path: Path) -> 
     distilled. (Started from the fine-tuned teacher's own blocks, both reach the same accuracy:
     0.7445 vs 0.7429 on the whole test split here, the blocks already carry the teacher's knowledge.)"""
     from hybridformer.config import apply_overrides
-    from hybridformer.deploy.distill import DistillConfig, distill
+    from hybridformer.recipes.distill import DistillConfig, distill
     from hybridformer.recipes import FinetuneConfig, finetune
 
     common = ["--data.task", "sentiment", "--data.train_subset", "1000", "--data.max_length", "64",

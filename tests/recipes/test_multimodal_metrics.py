@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hybridformer.recipes.mm_metrics import recall_at_k
+from hybridformer.recipes.multimodal_metrics import recall_at_k
 
 
 def test_recall_at_k_by_hand():
@@ -23,7 +23,7 @@ def test_random_similarities_score_k_over_n():
 
 
 def test_spread_covers_a_class_ordered_split():
-    from hybridformer.recipes.mm_metrics import spread
+    from hybridformer.recipes.multimodal_metrics import spread
 
     labels = [c for c in range(10) for _ in range(50)]  # ordered by class, like the splits
     chosen = spread(len(labels), 100)
@@ -42,14 +42,14 @@ def test_spread_covers_a_class_ordered_split():
     ("", ""),
 ])
 def test_extract_answer_stops_at_punctuation_and_normalises(text, answer):
-    from hybridformer.recipes.mm_metrics import extract_answer
+    from hybridformer.recipes.multimodal_metrics import extract_answer
 
     assert extract_answer(text) == answer
 
 
 def test_generated_answers_cut_at_eos_with_the_real_tokenizer():
     from hybridformer.data import minilm_tokenizer
-    from hybridformer.recipes.mm_metrics import extract_answer, generated_answers
+    from hybridformer.recipes.multimodal_metrics import extract_answer, generated_answers
 
     tok = minilm_tokenizer()
     sep, pad = tok.sep_token_id, tok.pad_token_id
@@ -63,7 +63,7 @@ def test_generated_answers_cut_at_eos_with_the_real_tokenizer():
 
 
 def test_chance_recall_is_the_mean_recall_of_random_rankings():
-    from hybridformer.recipes.mm_metrics import chance_recall_at_k
+    from hybridformer.recipes.multimodal_metrics import chance_recall_at_k
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 6, (40,), generator=g)  # repeated captions: several correct columns per row

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from hybridformer.data import minilm_path, minilm_tokenizer
-from hybridformer.deploy.serve import ServeConfig
-from hybridformer.deploy.serve.models import ServedModel, load_served_model
+from hybridformer.serve import ServeConfig
+from hybridformer.serve.models import ServedModel, load_served_model
 from hybridformer.encoders import TextEncoder
 from hybridformer.models import TextClassifier
 from serve_helpers import start_server

@@ -9,9 +9,9 @@ import httpx
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from hybridformer.deploy.serve import ServeConfig
-from hybridformer.deploy.serve.models import ServedModel
-from hybridformer.deploy.serve.server import ServerThread
+from hybridformer.serve import ServeConfig
+from hybridformer.serve.models import ServedModel
+from hybridformer.serve.server import ServerThread
 
 
 def start_server(models: list[ServedModel], **config) -> ServerThread:
@@ -53,7 +53,7 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
 
 def greedy_alone(gen, text: str, images: list, max_tokens: int) -> str:
     """What a Generator answers to one user ``text`` (and ``images``) alone, greedily, outside the server."""
-    from hybridformer.deploy.serve.sampling import SamplingParams, sample
+    from hybridformer.serve.sampling import SamplingParams, sample
 
     state, logits = gen.prefill([gen.chat_prompt([("user", text)], images)])
     tokens = []

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hybridformer.deploy.serve.engine import Prompt
-from hybridformer.deploy.serve.sampling import SamplingParams, sample
+from hybridformer.serve.engine import Prompt
+from hybridformer.serve.sampling import SamplingParams, sample
 from serve_helpers import metric, start_server
 
 TEXTS = [

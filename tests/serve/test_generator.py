@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hybridformer.data import minilm_tokenizer
-from hybridformer.deploy.serve.sampling import SamplingParams, sample
+from hybridformer.serve.sampling import SamplingParams, sample
 from tiny_lm import TinyGenerator
 
 

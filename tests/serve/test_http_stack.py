@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from hybridformer.config import ConfigError
-from hybridformer.deploy.serve.server import http_stack
+from hybridformer.serve.server import http_stack
 from serve_helpers import start_server
 
 FAST = all(importlib.util.find_spec(m) is not None for m in ("uvloop", "httptools"))

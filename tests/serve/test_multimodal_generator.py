@@ -14,9 +14,9 @@ from serve_helpers import greedy_alone, png_data_url, start_server
 
 
 def test_concurrent_chats_equal_each_prompt_alone():
-    from hybridformer.deploy.serve.images import decode_image
-    from hybridformer.deploy.serve.models import ServedModel, tiny_generator
-    from hybridformer.deploy.serve.multimodal import MultimodalGenerator
+    from hybridformer.serve.images import decode_image
+    from hybridformer.serve.models import ServedModel, tiny_generator
+    from hybridformer.serve.multimodal import MultimodalGenerator
 
     gen = tiny_generator(minilm_tokenizer())
     assert isinstance(gen, MultimodalGenerator)

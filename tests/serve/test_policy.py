@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hybridformer.deploy.serve.config import ServeConfig
-from hybridformer.deploy.serve.policy import BatchPolicy, LastForward
+from hybridformer.serve.config import ServeConfig
+from hybridformer.serve.policy import BatchPolicy, LastForward
 
 
 @dataclass

@@ -9,8 +9,8 @@ import time
 
 import httpx
 
-from hybridformer.deploy.serve.engine import EncoderEngine
-from hybridformer.deploy.serve.models import ServedModel
+from hybridformer.serve.engine import EncoderEngine
+from hybridformer.serve.models import ServedModel
 from tiny_lm import TinyGenerator
 from serve_helpers import assert_openai_error, metric, start_server
 

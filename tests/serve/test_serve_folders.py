@@ -10,10 +10,10 @@ import httpx
 import torch
 
 from hybridformer.data import minilm_tokenizer
-from hybridformer.deploy import quantize_folder
-from hybridformer.deploy.int8_multimodal import quantize_multimodal_folder
-from hybridformer.deploy.serve import ServeConfig
-from hybridformer.deploy.serve.models import load_served_model
+from hybridformer.compression import quantize_folder
+from hybridformer.compression.int8_multimodal import quantize_multimodal_folder
+from hybridformer.serve import ServeConfig
+from hybridformer.serve.models import load_served_model
 from hybridformer.models import multimodal_tiny
 from serve_helpers import greedy_alone, start_server
 

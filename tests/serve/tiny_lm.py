@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from hybridformer.attention.cache import KVCache
 from hybridformer.attention.config import AttentionConfig
 from hybridformer.blocks import BlockConfig, TransformerBlock
-from hybridformer.deploy.serve.engine import Generator, Prompt
+from hybridformer.serve.engine import Generator, Prompt
 
 __all__ = ["TinyLMConfig", "TinyCausalLM", "TinyGenerator", "TinyState"]
 

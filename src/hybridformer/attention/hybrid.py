@@ -128,7 +128,7 @@ class HybridAttention(nn.Module):
         self.config = config
         self.qkv_proj: nn.Module | None = None
         """q, k and v in one layer (d_model -> 3·d_model, rows [q | k | v]) once a deploy transform
-        fused them (:func:`hybridformer.deploy.int8_fuse.fuse_qkv`), which deletes the three; None in training."""
+        fused them (:func:`hybridformer.compression.int8_fuse.fuse_qkv`), which deletes the three; None in training."""
         d = config.d_model
         with allocating():  # draws nothing: init_weights does
             self.q_proj = nn.Linear(d, d, bias=config.bias)

@@ -6,7 +6,7 @@
     hybridformer distill --teacher runs/mm/model --data.task mnist5k --out-dir runs/mm-student
 
 A multimodal teacher (a ``MultimodalModel`` folder) takes the multimodal recipe's fields instead
-(``deploy/distill_multimodal.py``: ``student.text_encoder_layers``, ``student.decoder_layers``,
+(``recipes/distill_multimodal.py``: ``student.text_encoder_layers``, ``student.decoder_layers``,
 ``data.*`` of the image-text sets, ``temperature``, ``label_weight``, ``eval_examples``, ``train.*``).
 """
 
@@ -21,7 +21,7 @@ OUT_DIR_FIELD = "train.out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridformer.deploy.distill import DistillConfig
+    from hybridformer.recipes.distill import DistillConfig
 
     # --teacher DIR is the config field `teacher` (listed in the help), so it needs no flag of its own.
     add_config_arguments(parser, "a distill.yaml with teacher, student, data, train", OUT_DIR_FIELD, DistillConfig)
@@ -34,8 +34,8 @@ def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:
     teacher = parse_overrides(overrides).get("teacher")
     if teacher is None and args.config is not None:
         from hybridformer.config import ConfigError
-        from hybridformer.deploy.distill import DistillConfig
-        from hybridformer.deploy.distill_multimodal import MMDistillConfig
+        from hybridformer.recipes.distill import DistillConfig
+        from hybridformer.recipes.distill_multimodal import MMDistillConfig
 
         for cls in (DistillConfig, MMDistillConfig):
             try:
@@ -46,8 +46,8 @@ def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridformer.deploy.distill import DistillConfig, distill
-    from hybridformer.deploy.int8_multimodal import is_multimodal_folder
+    from hybridformer.recipes.distill import DistillConfig, distill
+    from hybridformer.compression.int8_multimodal import is_multimodal_folder
 
     overrides = overrides_of(args, OUT_DIR_FIELD)
     teacher = _teacher(args, overrides)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_multimodal(args: argparse.Namespace, overrides: list[str]) -> int:
-    from hybridformer.deploy.distill_multimodal import MMDistillConfig, mm_distill
+    from hybridformer.recipes.distill_multimodal import MMDistillConfig, mm_distill
 
     result = mm_distill(load_config(MMDistillConfig, args.config, overrides))
     s, t = result.metrics, result.teacher_metrics

@@ -32,7 +32,7 @@ def is_multimodal(args: argparse.Namespace) -> bool:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from hybridformer.recipes.mm_pretrain import MMPretrainConfig, mm_pretrain
+    from hybridformer.recipes.multimodal_pretrain import MMPretrainConfig, mm_pretrain
 
     config = load_config(MMPretrainConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = mm_pretrain(config)
@@ -45,7 +45,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from hybridformer.recipes.mm_tasks import MMFinetuneConfig, mm_finetune
+    from hybridformer.recipes.multimodal_tasks import MMFinetuneConfig, mm_finetune
 
     config = load_config(MMFinetuneConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = mm_finetune(config)
@@ -57,7 +57,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from hybridformer.recipes.mm_tasks import MMEvaluateConfig, mm_evaluate
+    from hybridformer.recipes.multimodal_tasks import MMEvaluateConfig, mm_evaluate
 
     config = load_config(MMEvaluateConfig, args.config, overrides_of(args, None))
     for name, value in mm_evaluate(config).items():

@@ -89,7 +89,7 @@ def _smoothing(args: argparse.Namespace) -> tuple[float | None, object, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridformer.deploy.int8_multimodal import is_multimodal_folder
+    from hybridformer.compression.int8_multimodal import is_multimodal_folder
 
     if args.model is not None and is_multimodal_folder(args.model):
         return _run_multimodal(args)
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_batches < 1:
         raise ConfigError(f"--calibration-batches: must be >= 1, got {args.calibration_batches}")
     _check_flags(args)
-    from hybridformer.deploy import quantize_folder
+    from hybridformer.compression import quantize_folder
 
     if note:
         print(note)
@@ -120,7 +120,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _run_multimodal(args: argparse.Namespace) -> int:
     """A multimodal model: int8 Linears and word table, int8-stored convolutions and token table."""
-    from hybridformer.deploy.int8_multimodal import quantize_multimodal_folder
+    from hybridformer.compression.int8_multimodal import quantize_multimodal_folder
 
     _check_flags(args)
     if args.smooth not in ("auto", "none") or args.overrides:

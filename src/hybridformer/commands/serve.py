@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 
 from hybridformer.config_help import field_docs
-from hybridformer.deploy.serve.config import ServeConfig
+from hybridformer.serve.config import ServeConfig
 
 
 def _flag(name: str) -> str:
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from hybridformer.deploy.serve.models import load_served_model
-    from hybridformer.deploy.serve.server import serve
+    from hybridformer.serve.models import load_served_model
+    from hybridformer.serve.server import serve
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)

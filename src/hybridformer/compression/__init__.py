@@ -1,15 +1,15 @@
 """Deployment (SPEC §8): int8 quantization and distillation of trained models, and serving a trained
 model over HTTP (``deploy.serve``).
 
-    from hybridformer.deploy import quantize, save_quantized
+    from hybridformer.compression import quantize, save_quantized
     q = quantize(model, mode="dynamic")      # or mode="weight"; backend="ao" | "torchao"
     save_quantized(q, "runs/int8")           # TextClassifier.from_pretrained("runs/int8") loads it
     q = quantize_multimodal(mm_model)        # int8 Linears; convolutions and token table stored int8
     save_quantized(q, "runs/mm-int8")        # MultimodalModel.from_pretrained("runs/mm-int8") loads it
 """
 
-from hybridformer.deploy.int8_backends import BACKENDS, Int8Weight
-from hybridformer.deploy.int8_format import (
+from hybridformer.compression.int8_backends import BACKENDS, Int8Weight
+from hybridformer.compression.int8_format import (
     INT8_WEIGHTS_FILE,
     QuantizeFolderReport,
     is_quantized_folder,
@@ -17,9 +17,9 @@ from hybridformer.deploy.int8_format import (
     quantize_folder,
     save_quantized,
 )
-from hybridformer.deploy.int8_multimodal import quantize_multimodal, quantize_multimodal_folder
-from hybridformer.deploy.int8_sparse import Int8GroupKernel, attach_group_kernels
-from hybridformer.deploy.quantize import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize
+from hybridformer.compression.int8_multimodal import quantize_multimodal, quantize_multimodal_folder
+from hybridformer.compression.int8_sparse import Int8GroupKernel, attach_group_kernels
+from hybridformer.compression.quantize import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize
 
 __all__ = [
     "BACKENDS",

@@ -1,4 +1,4 @@
-"""The int8 libraries behind :func:`~hybridformer.deploy.quantize`: torch.ao and torchao, one adapter each.
+"""The int8 libraries behind :func:`~hybridformer.compression.quantize`: torch.ao and torchao, one adapter each.
 
 Both store a Linear's weight as symmetric per-output-channel int8 (``W ≈ q * scale[:, None]``);
 they differ in how the product is computed on CPU:

@@ -1,13 +1,13 @@
 """Fold the smoothing scale of ``o_proj``'s input into the V projection (an exact int8 transform).
 
-SmoothQuant (:mod:`hybridformer.deploy.int8_smooth`) multiplies each smoothed layer's input by a
+SmoothQuant (:mod:`hybridformer.compression.int8_smooth`) multiplies each smoothed layer's input by a
 per-channel scale ``a = 1/s`` before the int8 product. For an attention's ``o_proj`` that input is
 the attention context, and channel c of the context of head h is ``sum_j p_ij v_j[c]``: a weighted
 sum of the value vectors, linear in v channel by channel (the weights p do not depend on v). So
 scaling the V projection's output channel c by ``a_c`` scales context channel c by ``a_c`` exactly,
 and ``o_proj`` no longer needs its product. With per-output-channel int8 weights the fold is a change
 of ``v_proj``'s row scales and bias (the v rows of a fused ``qkv_proj``,
-:mod:`hybridformer.deploy.int8_fuse`) (``scale_c * a_c``, ``bias_c * a_c``), the int8 values untouched:
+:mod:`hybridformer.compression.int8_fuse`) (``scale_c * a_c``, ``bias_c * a_c``), the int8 values untouched:
 the same outputs up to float rounding, one elementwise pass over the (tokens, d_model) context per
 block saved.
 
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from hybridformer.attention.hybrid import HybridAttention
-from hybridformer.deploy.int8_smooth import drop_input_scale, input_scale_of
+from hybridformer.compression.int8_smooth import drop_input_scale, input_scale_of
 
 __all__ = ["fold_output_scales"]
 

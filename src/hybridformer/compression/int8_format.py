@@ -27,15 +27,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from hybridformer.config import from_dict, to_dict
-from hybridformer.deploy.int8_backends import Backend, Mode, backend_for, quiet_quantization_warnings
-from hybridformer.deploy.int8_fuse import split_qkv_state
-from hybridformer.deploy.int8_multimodal import save_quantized_multimodal
-from hybridformer.deploy.int8_smooth import attach_input_scales
-from hybridformer.deploy.int8_smooth import calibration_batches as smoothing_batches
-from hybridformer.deploy.int8_sparse import attach_group_kernels
-from hybridformer.deploy.int8_tensors import WEIGHTS_FILE as INT8_WEIGHTS_FILE
-from hybridformer.deploy.int8_tensors import pack_int8, unpack_int8, write_int8
-from hybridformer.deploy.quantize import (
+from hybridformer.compression.int8_backends import Backend, Mode, backend_for, quiet_quantization_warnings
+from hybridformer.compression.int8_fuse import split_qkv_state
+from hybridformer.compression.int8_multimodal import save_quantized_multimodal
+from hybridformer.compression.int8_smooth import attach_input_scales
+from hybridformer.compression.int8_smooth import calibration_batches as smoothing_batches
+from hybridformer.compression.int8_sparse import attach_group_kernels
+from hybridformer.compression.int8_tensors import WEIGHTS_FILE as INT8_WEIGHTS_FILE
+from hybridformer.compression.int8_tensors import pack_int8, unpack_int8, write_int8
+from hybridformer.compression.quantize import (
     DEFAULT_BACKENDS,
     SPEC_ATTRIBUTE,
     QuantizationSpec,
@@ -70,7 +70,7 @@ def is_quantized_folder(path: str | Path) -> bool:
 
 
 def save_quantized(model: nn.Module, path: str | Path) -> Path:
-    """Write a classifier quantized by :func:`~hybridformer.deploy.quantize` to the folder ``path``.
+    """Write a classifier quantized by :func:`~hybridformer.compression.quantize` to the folder ``path``.
 
     Raises:
         ValueError: the model is not quantized, or is not a TextClassifier.
@@ -79,7 +79,7 @@ def save_quantized(model: nn.Module, path: str | Path) -> Path:
 
     spec = quantization_of(model)
     if spec is None:
-        raise ValueError("model: not quantized; call hybridformer.deploy.quantize(model) first")
+        raise ValueError("model: not quantized; call hybridformer.compression.quantize(model) first")
     if isinstance(model, MultimodalModel):
         return save_quantized_multimodal(model, path)
     if not isinstance(model, TextClassifier):
@@ -176,7 +176,7 @@ def quantize_folder(
     With ``smooth`` (SmoothQuant's alpha) the activation maxima are calibrated on
     ``calibration_batches`` batches of 16 training examples of ``calibration`` (a
     :class:`~hybridformer.recipes.task_data.TaskDataConfig`, e.g. the model's fine-tuning task).
-    ``fuse_qkv``: one int8 layer for each attention's q/k/v (see :func:`~hybridformer.deploy.quantize`).
+    ``fuse_qkv``: one int8 layer for each attention's q/k/v (see :func:`~hybridformer.compression.quantize`).
 
     Raises:
         FileNotFoundError: no model folder; ValueError: not a float classifier, bad mode or backend,

@@ -1,6 +1,6 @@
 """int8 for the multimodal model: int8 compute for its Linear layers, int8 storage for the rest.
 
-:func:`quantize_multimodal` applies :func:`~hybridformer.deploy.quantize` to a
+:func:`quantize_multimodal` applies :func:`~hybridformer.compression.quantize` to a
 :class:`~hybridformer.models.MultimodalModel` (every Linear of the text encoder, the fusion layers,
 the decoder and the heads, except the token scorers and FFN gates, which decide what is computed) and
 stores the text encoder's word table as per-row uint8, as for a classifier. What has no int8 kernel
@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from hybridformer.config import to_dict
-from hybridformer.deploy.int8_backends import (
+from hybridformer.compression.int8_backends import (
     Backend,
     Int8Weight,
     Mode,
@@ -42,8 +42,8 @@ from hybridformer.deploy.int8_backends import (
     quantize_embedding,
     quiet_quantization_warnings,
 )
-from hybridformer.deploy.int8_tensors import WEIGHTS_FILE, pack_int8, unpack_int8, write_int8
-from hybridformer.deploy.quantize import SPEC_ATTRIBUTE, QuantizationSpec, quantization_of, quantize
+from hybridformer.compression.int8_tensors import WEIGHTS_FILE, pack_int8, unpack_int8, write_int8
+from hybridformer.compression.quantize import SPEC_ATTRIBUTE, QuantizationSpec, quantization_of, quantize
 from hybridformer.io import atomic_write, write_json
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def quantize_multimodal(
     Args:
         model: a trained float :class:`~hybridformer.models.MultimodalModel` on the CPU.
         mode: ``dynamic`` (int8 compute for the Linears) or ``weight`` (int8 storage, float compute).
-        backend: as in :func:`~hybridformer.deploy.quantize`.
+        backend: as in :func:`~hybridformer.compression.quantize`.
         embeddings: store the text encoder's word table as per-row uint8 (else float).
         inplace: change ``model`` itself instead of a copy.
 
@@ -145,10 +145,10 @@ def save_quantized_multimodal(model: MultimodalModel, path: str | Path, tokenize
 
     spec = quantization_of(model)
     if spec is None:
-        raise ValueError("model: not quantized; call hybridformer.deploy.quantize_multimodal(model) first")
+        raise ValueError("model: not quantized; call hybridformer.compression.quantize_multimodal(model) first")
     if spec.fused_qkv:
         raise ValueError("model: its q/k/v were fused (quantize's fuse_qkv); the multimodal format keeps them apart: "
-                         "quantize the float model with hybridformer.deploy.quantize_multimodal")
+                         "quantize the float model with hybridformer.compression.quantize_multimodal")
     stored = stored_int8(model)
     tensors = pack_int8(model, spec, TABLE, skip=stored)
     for name, value in stored.items():
@@ -213,13 +213,13 @@ def quantize_multimodal_folder(
     *, embeddings: bool = True,
 ):
     """Load the float multimodal model of ``model_dir``, quantize it, save it with its tokenizer to
-    ``out_dir``; a :class:`~hybridformer.deploy.QuantizeFolderReport`.
+    ``out_dir``; a :class:`~hybridformer.compression.QuantizeFolderReport`.
 
     Raises:
         FileNotFoundError: no model folder; ValueError: already int8, a bad mode or backend.
     """
-    from hybridformer.deploy.int8_format import QuantizeFolderReport
-    from hybridformer.deploy.quantize import DEFAULT_BACKENDS
+    from hybridformer.compression.int8_format import QuantizeFolderReport
+    from hybridformer.compression.quantize import DEFAULT_BACKENDS
     from hybridformer.models.multimodal import MultimodalModel
     from hybridformer.models.multimodal_checkpoint import CONFIG_FILE
     from hybridformer.models.multimodal_checkpoint import WEIGHTS_FILE as FLOAT_WEIGHTS

@@ -1,6 +1,6 @@
 """int8 and sparsity together: a gated FFN kernel that computes only the open groups in int8.
 
-Once :func:`~hybridformer.deploy.quantize` has swapped a GatedFFN's ``fc_in``/``fc_out`` for int8
+Once :func:`~hybridformer.compression.quantize` has swapped a GatedFFN's ``fc_in``/``fc_out`` for int8
 layers, the float grouped kernel can no longer slice them. :class:`Int8GroupKernel` holds, per neuron
 group g, an int8 layer of the library that quantized the FFN: ``fc_in``'s rows of g (with their own
 per-channel scales) and ``fc_out``'s columns of g (with ``fc_out``'s per-row scales, so the groups'
@@ -14,7 +14,7 @@ group (a layer pruned to no more groups than a token opens) they go through the 
 With ``mode="dynamic"`` each group call quantizes its own gathered activations (per tensor, as the
 dense int8 layer does per call), so the result equals the dense int8 FFN of the same open groups up
 to activation rounding; with ``mode="weight"`` up to float rounding. Smoothed layers
-(:mod:`hybridformer.deploy.int8_smooth`) keep their input scales: ``fc_in``'s is applied to the
+(:mod:`hybridformer.compression.int8_smooth`) keep their input scales: ``fc_in``'s is applied to the
 tokens once, ``fc_out``'s per group to that group's activations.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hybridformer.deploy.int8_smooth import input_scale_of
+from hybridformer.compression.int8_smooth import input_scale_of
 from hybridformer.sparsity.calibration import gated_ffns
 from hybridformer.sparsity.dispatch import CHUNK_TOKENS, masked_ffn
 

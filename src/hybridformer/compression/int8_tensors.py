@@ -1,6 +1,6 @@
 """The int8 tensors of a quantized model, to and from a flat safetensors dict (both saved formats).
 
-:mod:`~hybridformer.deploy.int8_format` (classifiers) and :mod:`~hybridformer.deploy.int8_multimodal`
+:mod:`~hybridformer.compression.int8_format` (classifiers) and :mod:`~hybridformer.compression.int8_multimodal`
 store the same things under the same names; only the word table's module path differs:
 
 - per quantized Linear ``<name>.weight.int8`` (out, in) int8, ``<name>.weight.scale`` (out,) and
@@ -15,7 +15,7 @@ from collections.abc import Collection
 
 from torch import Tensor, nn
 
-from hybridformer.deploy.int8_backends import (
+from hybridformer.compression.int8_backends import (
     Int8Embedding,
     Int8Weight,
     backend_for,
@@ -23,8 +23,8 @@ from hybridformer.deploy.int8_backends import (
     read_embedding,
     write_embedding,
 )
-from hybridformer.deploy.int8_smooth import input_scale_of
-from hybridformer.deploy.quantize import QuantizationSpec
+from hybridformer.compression.int8_smooth import input_scale_of
+from hybridformer.compression.quantize import QuantizationSpec
 
 __all__ = ["pack_int8", "unpack_int8", "write_int8"]
 

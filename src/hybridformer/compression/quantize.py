@@ -1,6 +1,6 @@
 """int8 post-training quantization of a trained model, as an external transform (SPEC §8).
 
-    from hybridformer.deploy import quantize, save_quantized
+    from hybridformer.compression import quantize, save_quantized
 
     model = TextClassifier.from_pretrained("runs/sentiment/model")
     q = quantize(model, mode="dynamic")        # int8 weights, activations quantized per call
@@ -10,7 +10,7 @@ Which layers: every plain ``nn.Linear`` (attention projections, FFN, head, poole
 the FFN gates and of the attention's token scorer, which decide which groups and tokens are computed
 (tiny layers whose decisions would shift under rounding); with ``embeddings=True`` also the word
 embedding table (half of MiniLM's parameters), stored as per-row uint8. Gated FFNs get an int8
-kernel that still computes only the open groups (:mod:`hybridformer.deploy.int8_sparse`).
+kernel that still computes only the open groups (:mod:`hybridformer.compression.int8_sparse`).
 
 ``mode="dynamic"`` computes in int8 (weights and per-call quantized activations); ``mode="weight"``
 stores int8 weights and computes in float (smaller model, fp32-like accuracy, no speed-up on CPU).
@@ -18,11 +18,11 @@ stores int8 weights and computes in float (smaller model, fp32-like accuracy, no
 ``ao`` (torch.ao ``quantize_dynamic``) for dynamic, ``torchao`` (the only weight-only one) for weight.
 
 ``smooth=alpha`` (with ``calibration`` batches) first applies SmoothQuant-style per-channel smoothing
-(:mod:`hybridformer.deploy.int8_smooth`): it moves activation outliers into the per-channel int8
+(:mod:`hybridformer.compression.int8_smooth`): it moves activation outliers into the per-channel int8
 weights, for torch.ao's per-tensor activation quantization. ``o_proj``'s input scale is then folded
-into ``v_proj``'s int8 row scales (:mod:`hybridformer.deploy.int8_fold`, exact). By default each
+into ``v_proj``'s int8 row scales (:mod:`hybridformer.compression.int8_fold`, exact). By default each
 attention's q/k/v projections are fused into one Linear first (``fuse_qkv``,
-:mod:`hybridformer.deploy.int8_fuse`); the float model keeps them separate.
+:mod:`hybridformer.compression.int8_fuse`); the float model keeps them separate.
 """
 
 from __future__ import annotations
@@ -35,17 +35,17 @@ from typing import Any
 from torch import nn
 
 from hybridformer.attention.scorer import TokenScorer
-from hybridformer.deploy.int8_backends import (
+from hybridformer.compression.int8_backends import (
     Backend,
     Mode,
     backend_for,
     quantize_embedding,
     quiet_quantization_warnings,
 )
-from hybridformer.deploy.int8_fold import fold_output_scales
-from hybridformer.deploy.int8_fuse import fuse_qkv as fuse_attention_qkv
-from hybridformer.deploy.int8_smooth import attach_input_scales, input_maxima, smooth_weights
-from hybridformer.deploy.int8_sparse import attach_group_kernels
+from hybridformer.compression.int8_fold import fold_output_scales
+from hybridformer.compression.int8_fuse import fuse_qkv as fuse_attention_qkv
+from hybridformer.compression.int8_smooth import attach_input_scales, input_maxima, smooth_weights
+from hybridformer.compression.int8_sparse import attach_group_kernels
 from hybridformer.sparsity import SparseGate
 
 __all__ = ["DEFAULT_BACKENDS", "QuantizationSpec", "quantize", "quantization_of"]
@@ -133,7 +133,7 @@ def quantize(
         calibration: model input batches (e.g. a few collated training batches) on which the
             per-channel activation maxima are measured; required with ``smooth``.
         fuse_qkv: first fuse each attention's q/k/v projections into one Linear
-            (:mod:`hybridformer.deploy.int8_fuse`: one activation quantization and one smoothing
+            (:mod:`hybridformer.compression.int8_fuse`: one activation quantization and one smoothing
             product instead of three, a wider GEMM; the smoothing scale then is shared by q, k, v).
 
     Returns:

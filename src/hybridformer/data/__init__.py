@@ -32,7 +32,7 @@ from .image_text import (
     mnist_image_text_splits,
 )
 from .images import ImageInputError, load_image, load_video
-from .mm_collate import ImageTextCollator, PixelSpec, VideoTextCollator, VQACollator
+from .multimodal_collate import ImageTextCollator, PixelSpec, VideoTextCollator, VQACollator
 from .moving_mnist import DIRECTIONS, MovingDigits, VideoExample, moving_mnist_splits
 from .openclipart import openclipart_splits
 from .samplers import LengthBucketBatchSampler, ShuffledBatchSampler

@@ -43,7 +43,7 @@ __all__ = [
 
 def linear_of(layer: torch.nn.Module, x: Tensor) -> Tensor:
     """``layer(x)``, without the module call for a float Linear (its Python costs as much as a d=128
-    matmul); any other layer (an int8 one of :mod:`hybridformer.deploy`, which holds no float weight
+    matmul); any other layer (an int8 one of :mod:`hybridformer.compression`, which holds no float weight
     tensor) is called."""
     weight = getattr(layer, "weight", None)
     if type(layer) is torch.nn.Linear and isinstance(weight, Tensor):
@@ -113,7 +113,7 @@ def _float_linear(layer: torch.nn.Module) -> bool:
 class FusedProjection:
     """q, k, v (and a linear scorer's raw score) of a layer as one matmul; weights concatenated once.
 
-    Layers that are not float Linears (int8 ones, see :mod:`hybridformer.deploy`) are not
+    Layers that are not float Linears (int8 ones, see :mod:`hybridformer.compression`) are not
     concatenated: q/k/v (or the layer's fused ``qkv_proj``) then run as their own layers and the
     outputs are joined in the same layout, with the scorer's score (a float layer, never quantized)
     fused only among float layers.

@@ -86,10 +86,10 @@ def read_config(path: str | Path) -> MultimodalConfig:
 def load_multimodal(path: str | Path) -> MultimodalModel:
     """Rebuild the model saved in ``path`` and load its weights strictly (see :func:`save_multimodal`).
 
-    A folder written by ``hybridformer.deploy.save_quantized`` loads as that int8 model."""
+    A folder written by ``hybridformer.compression.save_quantized`` loads as that int8 model."""
     config = read_config(path)
     if "quantization" in json.loads((Path(path) / CONFIG_FILE).read_text()):
-        from hybridformer.deploy.int8_multimodal import load_quantized_multimodal  # deploy builds on models
+        from hybridformer.compression.int8_multimodal import load_quantized_multimodal  # deploy builds on models
 
         return load_quantized_multimodal(path)
     weights = Path(path) / WEIGHTS_FILE

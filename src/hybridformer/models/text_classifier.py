@@ -150,8 +150,8 @@ class TextClassifier(nn.Module):
     def from_pretrained(cls, path: str | Path, **overrides: Any) -> TextClassifier:
         """Reload a classifier written by :meth:`save_pretrained`; overrides as in TextEncoder's.
 
-        A folder written by ``hybridformer.deploy.save_quantized`` loads as that int8 classifier."""
-        from hybridformer.deploy.int8_format import is_quantized_folder, load_quantized  # deploy builds on models
+        A folder written by ``hybridformer.compression.save_quantized`` loads as that int8 classifier."""
+        from hybridformer.compression.int8_format import is_quantized_folder, load_quantized  # deploy builds on models
 
         if is_quantized_folder(path):
             return load_quantized(path, **overrides)

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from hybridformer.config import ConfigError, check, save_config, to_dict
-from hybridformer.deploy.distill import every_other_layer
+from hybridformer.recipes.distill import every_other_layer
 from hybridformer.io import write_json
 from hybridformer.losses import CaptionObjective
 from hybridformer.losses.caption_distill import CaptionDistillationObjective
-from hybridformer.recipes.mm_common import MMDataConfig, task_data
+from hybridformer.recipes.multimodal_common import MMDataConfig, task_data
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 
 __all__ = ["MMDistillConfig", "MMDistillResult", "caption_metrics", "mm_distill", "multimodal_student"]
@@ -135,7 +135,7 @@ def caption_metrics(model: nn.Module, dataset: Any, collate: Any, limit: int, ba
     ``dataset`` (spread evenly), weighted by their real targets."""
     from hybridformer.losses.captioning import caption_targets
     from hybridformer.losses.mlm import IGNORE_INDEX
-    from hybridformer.recipes.mm_metrics import spread
+    from hybridformer.recipes.multimodal_metrics import spread
 
     objective, was_training = CaptionObjective(), model.training
     model.eval()

@@ -71,7 +71,7 @@ def _pixels(request: GenerateRequest, model: Any) -> dict[str, torch.Tensor]:
     """The context tensors of the request: read with the data pipeline's limits, then converted as its
     collators convert training examples (``stack_pixels``: pixels / 255, resized to the model's size)."""
     from hybridformer.data.images import load_image, load_video
-    from hybridformer.data.mm_collate import PixelSpec, stack_pixels
+    from hybridformer.data.multimodal_collate import PixelSpec, stack_pixels
 
     cfg = model.config
     context: dict[str, torch.Tensor] = {}

@@ -96,7 +96,7 @@ def _first(dataset: Any, fraction: float) -> Any:
         return dataset
     from torch.utils.data import Subset
 
-    from hybridformer.recipes.mm_metrics import spread
+    from hybridformer.recipes.multimodal_metrics import spread
 
     return Subset(dataset, spread(len(dataset), max(1, int(len(dataset) * fraction))))
 

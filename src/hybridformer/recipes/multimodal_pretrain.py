@@ -16,7 +16,7 @@ from hybridformer.config import check, save_config, to_dict
 from hybridformer.io import write_json
 from hybridformer.losses import (CaptionObjective, ContrastiveObjective, FusedMLMObjective, MatchingObjective,
                                  MomentumConfig, MomentumTeacher, MultiTaskObjective)
-from hybridformer.recipes.mm_common import MMDataConfig, load_model, task_data, tokenizer
+from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 
 __all__ = ["MM_OBJECTIVES", "MMPretrainConfig", "MMPretrainResult", "build_pretrain_objective", "mm_pretrain"]

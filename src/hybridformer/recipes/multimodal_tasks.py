@@ -22,8 +22,8 @@ from hybridformer.data.image_text import load_image_text
 from hybridformer.io import write_json
 from hybridformer.losses import CaptionObjective, ImageClassificationObjective, VideoClassificationObjective, VQAObjective
 from hybridformer.models.multimodal_config import HeadsConfig
-from hybridformer.recipes import mm_metrics
-from hybridformer.recipes.mm_common import MMDataConfig, load_model, task_data, tokenizer
+from hybridformer.recipes import multimodal_metrics
+from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
 from hybridformer.training import Trainer, TrainConfig
 
 __all__ = ["FINETUNE_TASKS", "EVAL_TASKS", "MMFinetuneConfig", "MMEvaluateConfig", "mm_finetune", "mm_evaluate"]
@@ -100,24 +100,24 @@ def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None
     if model is not None:
         model.eval()
     if task == "vqa":
-        return {"vqa_accuracy": mm_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit)}
+        return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit)}
     if task == "vqa-zeroshot":
         if model is None:
-            return {"vqa_accuracy": mm_metrics.vqa_classifier_accuracy(None, test, collate, extra["answers"], limit=limit)}
-        return {"vqa_accuracy": mm_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit)}
+            return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(None, test, collate, extra["answers"], limit=limit)}
+        return {"vqa_accuracy": multimodal_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit)}
     if task == "image-classification":
-        return {"accuracy": mm_metrics.image_accuracy(model, test, collate, limit=limit)}
+        return {"accuracy": multimodal_metrics.image_accuracy(model, test, collate, limit=limit)}
     if task == "caption":
-        return {"bleu4": mm_metrics.caption_bleu4(model, test, collate, tok, limit=limit)}
+        return {"bleu4": multimodal_metrics.caption_bleu4(model, test, collate, tok, limit=limit)}
     if task == "video-classification":
         objective = VideoClassificationObjective(extra["prompt_ids"])
-        return {"accuracy": mm_metrics.video_accuracy(model, test, collate, objective, limit=limit)}
+        return {"accuracy": multimodal_metrics.video_accuracy(model, test, collate, objective, limit=limit)}
     if task == "retrieval":
-        return mm_metrics.retrieval(model, test, collate, limit=limit, generator=torch.Generator().manual_seed(data.seed))
+        return multimodal_metrics.retrieval(model, test, collate, limit=limit, generator=torch.Generator().manual_seed(data.seed))
     n_classes = len(extra["label_names"])
     if model is None:
         return {"accuracy": 1.0 / n_classes}
-    return {"accuracy": mm_metrics.zeroshot_classification(model, test, collate, data.task, n_classes, tok, limit=limit)}
+    return {"accuracy": multimodal_metrics.zeroshot_classification(model, test, collate, data.task, n_classes, tok, limit=limit)}
 
 
 @dataclass

@@ -7,6 +7,6 @@ for generation) and the model execution (:mod:`.engine`: :class:`~.engine.Encode
 :func:`~.app.create_app` puts them behind FastAPI.
 """
 
-from hybridformer.deploy.serve.config import ServeConfig
+from hybridformer.serve.config import ServeConfig
 
 __all__ = ["ServeConfig"]

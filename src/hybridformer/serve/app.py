@@ -17,13 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hybridformer.deploy.serve.batcher import DynamicBatcher, ModelWorker
-from hybridformer.deploy.serve.config import ServeConfig
-from hybridformer.deploy.serve.errors import APIError, error_body
-from hybridformer.deploy.serve.metrics import ServeMetrics
-from hybridformer.deploy.serve.middleware import ServeMiddleware
-from hybridformer.deploy.serve.models import ServedModel
-from hybridformer.deploy.serve.scheduler import ContinuousBatcher
+from hybridformer.serve.batcher import DynamicBatcher, ModelWorker
+from hybridformer.serve.config import ServeConfig
+from hybridformer.serve.errors import APIError, error_body
+from hybridformer.serve.metrics import ServeMetrics
+from hybridformer.serve.middleware import ServeMiddleware
+from hybridformer.serve.models import ServedModel
+from hybridformer.serve.scheduler import ContinuousBatcher
 
 __all__ = ["create_app", "ServeState"]
 
@@ -129,7 +129,7 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
 
 def create_app(models: list[ServedModel], config: ServeConfig) -> FastAPI:
     """The server's ASGI app for `models` under `config` (run it with uvicorn)."""
-    from hybridformer.deploy.serve.routes import router
+    from hybridformer.serve.routes import router
 
     state = ServeState(models, config)
 

@@ -17,12 +17,12 @@ from typing import Any, Callable, TypeVar
 
 from torch import Tensor
 
-from hybridformer.deploy.serve.config import ServeConfig
-from hybridformer.deploy.serve.engine import EncoderEngine
-from hybridformer.deploy.serve.errors import APIError
-from hybridformer.deploy.serve.metrics import ServeMetrics
-from hybridformer.deploy.serve.policy import BatchPolicy, LastForward
-from hybridformer.deploy.serve.queue import QueuedRequest, RequestQueue
+from hybridformer.serve.config import ServeConfig
+from hybridformer.serve.engine import EncoderEngine
+from hybridformer.serve.errors import APIError
+from hybridformer.serve.metrics import ServeMetrics
+from hybridformer.serve.policy import BatchPolicy, LastForward
+from hybridformer.serve.queue import QueuedRequest, RequestQueue
 
 __all__ = ["DynamicBatcher", "ModelWorker", "EncodeItem", "run_isolated", "as_api_error"]
 

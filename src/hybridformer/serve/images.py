@@ -15,7 +15,7 @@ import re
 import torch
 from torch import Tensor
 
-from hybridformer.deploy.serve.errors import bad_request
+from hybridformer.serve.errors import bad_request
 
 __all__ = ["decode_image"]
 

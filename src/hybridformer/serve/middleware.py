@@ -12,8 +12,8 @@ import json
 import time
 from typing import Any, Awaitable, Callable
 
-from hybridformer.deploy.serve.errors import error_body
-from hybridformer.deploy.serve.metrics import ServeMetrics
+from hybridformer.serve.errors import error_body
+from hybridformer.serve.metrics import ServeMetrics
 
 __all__ = ["ServeMiddleware"]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybridformer.deploy.serve.config import ServeConfig
-from hybridformer.deploy.serve.engine import EncoderEngine, Generator
+from hybridformer.serve.config import ServeConfig
+from hybridformer.serve.engine import EncoderEngine, Generator
 
 __all__ = ["ServedModel", "load_served_model", "parse_model_spec", "tiny_generator"]
 
@@ -66,15 +66,15 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
     from hybridformer.models import TextClassifier
     from hybridformer.recipes.model import resolve_tokenizer
 
-    from hybridformer.deploy.int8_format import is_quantized_folder
-    from hybridformer.deploy.int8_multimodal import is_multimodal_folder
+    from hybridformer.compression.int8_format import is_quantized_folder
+    from hybridformer.compression.int8_multimodal import is_multimodal_folder
 
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"--model: model folder not found: {folder} (or use --model tiny)")
     tokenizer = resolve_tokenizer(None, folder)
     if is_multimodal_folder(folder):
-        from hybridformer.deploy.serve.multimodal import MultimodalGenerator
+        from hybridformer.serve.multimodal import MultimodalGenerator
         from hybridformer.models import MultimodalModel
 
         return ServedModel(name, generator=MultimodalGenerator(MultimodalModel.from_pretrained(folder), tokenizer))
@@ -100,7 +100,7 @@ def tiny_generator(tokenizer: Any, seed: int = 0) -> Generator:
     joint decoder), seeded, behind :class:`MultimodalGenerator`."""
     import torch
 
-    from hybridformer.deploy.serve.multimodal import MultimodalGenerator
+    from hybridformer.serve.multimodal import MultimodalGenerator
     from hybridformer.models import multimodal_tiny
 
     with torch.random.fork_rng(devices=[]):

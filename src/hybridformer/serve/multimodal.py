@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hybridformer.deploy.serve.engine import Generator, Prompt
+from hybridformer.serve.engine import Generator, Prompt
 
 __all__ = ["MultimodalGenerator"]
 

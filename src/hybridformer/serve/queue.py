@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from hybridformer.deploy.serve.errors import QueueFullError
+from hybridformer.serve.errors import QueueFullError
 
 __all__ = ["QueuedRequest", "RequestQueue"]
 

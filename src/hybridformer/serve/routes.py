@@ -15,14 +15,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from hybridformer.deploy.serve.app import ServeState
-from hybridformer.deploy.serve.batcher import DynamicBatcher
-from hybridformer.deploy.serve.engine import EncoderEngine, Generator, Prompt
-from hybridformer.deploy.serve.errors import APIError, bad_request
-from hybridformer.deploy.serve.images import decode_image
-from hybridformer.deploy.serve.sampling import SamplingParams
-from hybridformer.deploy.serve.scheduler import Delta, Finished, GenerationRequest
-from hybridformer.deploy.serve.schemas import ChatRequest, ClassifyRequest, EmbeddingsRequest, EncoderInput, TextPart
+from hybridformer.serve.app import ServeState
+from hybridformer.serve.batcher import DynamicBatcher
+from hybridformer.serve.engine import EncoderEngine, Generator, Prompt
+from hybridformer.serve.errors import APIError, bad_request
+from hybridformer.serve.images import decode_image
+from hybridformer.serve.sampling import SamplingParams
+from hybridformer.serve.scheduler import Delta, Finished, GenerationRequest
+from hybridformer.serve.schemas import ChatRequest, ClassifyRequest, EmbeddingsRequest, EncoderInput, TextPart
 
 __all__ = ["router"]
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 
-from hybridformer.deploy.serve.batcher import ModelWorker, as_api_error, run_isolated
-from hybridformer.deploy.serve.config import ServeConfig
-from hybridformer.deploy.serve.engine import Generator, Prompt
-from hybridformer.deploy.serve.errors import APIError
-from hybridformer.deploy.serve.metrics import ServeMetrics
-from hybridformer.deploy.serve.queue import QueuedRequest, RequestQueue
-from hybridformer.deploy.serve.sampling import SamplingParams, sample
+from hybridformer.serve.batcher import ModelWorker, as_api_error, run_isolated
+from hybridformer.serve.config import ServeConfig
+from hybridformer.serve.engine import Generator, Prompt
+from hybridformer.serve.errors import APIError
+from hybridformer.serve.metrics import ServeMetrics
+from hybridformer.serve.queue import QueuedRequest, RequestQueue
+from hybridformer.serve.sampling import SamplingParams, sample
 
 __all__ = ["ContinuousBatcher", "GenerationRequest", "Delta", "Finished"]
 

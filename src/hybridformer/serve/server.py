@@ -11,9 +11,9 @@ import time
 import uvicorn
 
 from hybridformer.config import ConfigError
-from hybridformer.deploy.serve.app import create_app
-from hybridformer.deploy.serve.config import ServeConfig
-from hybridformer.deploy.serve.models import ServedModel
+from hybridformer.serve.app import create_app
+from hybridformer.serve.config import ServeConfig
+from hybridformer.serve.models import ServedModel
 
 __all__ = ["serve", "ServerThread", "uvicorn_config", "http_stack"]
 

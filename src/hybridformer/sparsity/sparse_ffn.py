@@ -101,7 +101,7 @@ class GatedFFN(nn.Module):
             self.register_buffer("kept_groups", torch.arange(config.n_groups))
         self.sparse_kernel: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
         """Inference kernel used instead of ``grouped_ffn`` once a transform has swapped ``fc_in``/
-        ``fc_out`` for other modules (e.g. int8 ones: ``hybridformer.deploy.quantize`` sets one):
+        ``fc_out`` for other modules (e.g. int8 ones: ``hybridformer.compression.quantize`` sets one):
         ``kernel(x (T, d), group_mask (T, G) bool, run (T,) bool) -> (T, d)``, computing only the open
         groups. None: the float kernel when the layers fit it, else the dense masked form."""
 
