@@ -10,7 +10,7 @@ import pytest
 
 from serve_helpers import png_data_url
 
-SCREENSHOT = Path(__file__).resolve().parents[3] / "outputs" / "tests" / "playground.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "outputs" / "tests" / "playground.png"
 
 
 def _browser_or_skip():

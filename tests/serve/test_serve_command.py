@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-SRC = str(Path(__file__).resolve().parents[3] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _env() -> dict[str, str]:
