@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 
 import httpx
 import torch
@@ -53,15 +54,39 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
 
 def greedy_alone(gen, text: str, images: list, max_tokens: int) -> str:
     """What a Generator answers to one user ``text`` (and ``images``) alone, greedily, outside the server."""
-    from hybridformer.serve.sampling import SamplingParams, sample
+    from hybridformer.serve.sampling import SamplingParams
+
+    return decode_alone(gen, text, images, max_tokens, SamplingParams(temperature=0.0))
+
+
+def decode_alone(gen, text: str, images: list, max_tokens: int, params) -> str:
+    """What a Generator answers to one user ``text`` (and ``images``) alone with sampling ``params``."""
+    from hybridformer.serve.sampling import sample
 
     state, logits = gen.prefill([gen.chat_prompt([("user", text)], images)])
     tokens = []
     for _ in range(max_tokens):
-        token = sample(logits, [SamplingParams(temperature=0.0)])
+        token = sample(logits, [params])
         if int(token) in gen.eos_token_ids:
             break
         tokens.append(int(token))
         logits = gen.step(state, token)
         assert torch.is_tensor(logits), f"Generator.step returned {type(logits).__name__}, not logits"
     return gen.detokenize(tokens)
+
+
+def browser_or_skip():
+    """A headless Chromium (selenium), or skip the test when none is installed."""
+    import pytest
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
+                    "(apt-get install -y chromium chromium-driver) to run the playground test")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)

@@ -3,28 +3,11 @@ watch the streamed answer, classify a text. Writes a screenshot to outputs/tests
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
-
-from serve_helpers import png_data_url
+from serve_helpers import browser_or_skip, png_data_url
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "outputs" / "tests" / "playground.png"
-
-
-def _browser_or_skip():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver) to run the playground test")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver), options=options)
 
 
 def test_playground_streams_an_answer_with_an_image_and_classifies(server, tmp_path):
@@ -36,7 +19,7 @@ def test_playground_streams_an_answer_with_an_image_and_classifies(server, tmp_p
 
     image = tmp_path / "red.png"
     image.write_bytes(base64.b64decode(png_data_url(48, 32).split(",", 1)[1]))
-    browser = _browser_or_skip()
+    browser = browser_or_skip()
     try:
         browser.get(server.url + "/")
         wait = WebDriverWait(browser, 30)

@@ -1,6 +1,7 @@
 """`--model DIR` for the compressed and multimodal folders: an int8 classifier (`hybridformer quantize`)
 serves classify and embeddings, a saved multimodal model and its int8 form serve chat; each through
-the real server equals the loaded model alone."""
+the real server equals the loaded model alone; a folder's generation config sets the server's default
+temperature."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import httpx
 import torch
 
 from hybridformer.data import minilm_tokenizer
-from hybridformer.compression import quantize_folder
-from hybridformer.compression.int8_multimodal import quantize_multimodal_folder
+from hybridformer.deploy import quantize_folder
+from hybridformer.deploy.int8_multimodal import quantize_multimodal_folder
 from hybridformer.serve import ServeConfig
 from hybridformer.serve.models import load_served_model
+from hybridformer.serve.sampling import SamplingParams
 from hybridformer.models import multimodal_tiny
-from serve_helpers import greedy_alone, start_server
+from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format, save_prompt_format
+from serve_helpers import decode_alone, greedy_alone, start_server
 
 
 def test_an_int8_classifier_folder_serves_classify_and_embeddings(classifier_dir: Path, tmp_path: Path):
@@ -41,6 +44,7 @@ def test_multimodal_folders_float_and_int8_serve_chat(tmp_path: Path):
     torch.manual_seed(0)
     multimodal_tiny(video=False).save_pretrained(tmp_path / "mm", tokenizer=minilm_tokenizer())
     quantize_multimodal_folder(tmp_path / "mm", tmp_path / "mm-int8")
+    assert {"chat_template.jinja", "generation_config.json"} <= {p.name for p in (tmp_path / "mm-int8").iterdir()}
     body = {"max_tokens": 5, "temperature": 0, "messages": [{"role": "user", "content": "hello there"}]}
     for name in ("mm", "mm-int8"):
         served = load_served_model(str(tmp_path / name), ServeConfig())
@@ -49,3 +53,27 @@ def test_multimodal_folders_float_and_int8_serve_chat(tmp_path: Path):
             r = httpx.post(s.url + "/v1/chat/completions", json={**body, "model": name}, timeout=60)
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["message"]["content"] == greedy_alone(served.generator, "hello there", [], 5)
+
+
+def test_a_folders_generation_config_sets_the_default_temperature_and_a_request_overrides_it(tmp_path: Path):
+    torch.manual_seed(0)
+    model, tok = multimodal_tiny(video=False), minilm_tokenizer()
+    model.save_pretrained(tmp_path / "old", tokenizer=tok)  # no prompt format: the training format, greedy
+    model.save_pretrained(tmp_path / "hot", tokenizer=tok)
+    sampling = PromptFormat(decoder_prompt_format(tok, model.config.decoder).chat_template, do_sample=True,
+                            temperature=1.3, top_p=0.8, max_new_tokens=6)
+    save_prompt_format(tmp_path / "hot", sampling, model.config.decoder)
+    old = load_served_model(f"old={tmp_path / 'old'}", ServeConfig())
+    hot = load_served_model(f"hot={tmp_path / 'hot'}", ServeConfig())
+    ask = {"messages": [{"role": "user", "content": "a photo of"}], "seed": 5}
+    with start_server([old, hot]) as s:
+        def text(**body):
+            r = httpx.post(s.url + "/v1/chat/completions", json={**ask, **body}, timeout=60)
+            assert r.status_code == 200, r.text
+            return r.json()["choices"][0]["message"]["content"]
+
+        assert text(model="old", max_tokens=6) == greedy_alone(old.generator, "a photo of", [], 6)
+        assert text(model="hot") == decode_alone(hot.generator, "a photo of", [], 6, SamplingParams(1.3, 0.8, 5))
+        assert text(model="hot", temperature=0, max_tokens=6) == greedy_alone(hot.generator, "a photo of", [], 6)
+        assert text(model="hot", temperature=0.5, top_p=1.0, max_tokens=6) == decode_alone(
+            hot.generator, "a photo of", [], 6, SamplingParams(0.5, 1.0, 5))

@@ -17,8 +17,12 @@ from hybridformer.attention.cache import KVCache
 from hybridformer.attention.config import AttentionConfig
 from hybridformer.blocks import BlockConfig, TransformerBlock
 from hybridformer.serve.engine import Generator, Prompt
+from hybridformer.models.prompt_format import PromptFormat
 
-__all__ = ["TinyLMConfig", "TinyCausalLM", "TinyGenerator", "TinyState"]
+__all__ = ["TinyLMConfig", "TinyCausalLM", "TinyGenerator", "TinyState", "ROLE_TEMPLATE"]
+
+ROLE_TEMPLATE = "[CLS]{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:"
+"""``role: text`` lines then ``assistant:``, after MiniLM's [CLS] (the tiny LM's begin-of-text)."""
 
 
 @dataclass
@@ -118,6 +122,8 @@ class TinyGenerator(Generator):
             torch.manual_seed(config.seed)
             self.model = TinyCausalLM(config).to(dtype).eval()
         self.tokenizer = tokenizer
+        # A generic chat LM's format ("user: hi\nassistant:"), sampled at temperature 1 unless asked otherwise.
+        self.prompt_format = PromptFormat(ROLE_TEMPLATE, do_sample=True)
         self.accepts_images = True
         self.max_context = config.max_positions
         self.eos_token_ids = frozenset(t for t in (tokenizer.sep_token_id, tokenizer.eos_token_id) if t is not None)

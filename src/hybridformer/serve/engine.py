@@ -6,7 +6,9 @@
   batch of prompts into a decoding state, step the state one token at a time, drop finished rows
   (:meth:`Generator.select`) and add prefilled newcomers (:meth:`Generator.concat`). Sampling is
   not the model's: it returns logits and :mod:`.sampling` picks the tokens with each request's
-  settings. The batcher (:mod:`.scheduler`) decides who runs; the model only executes.
+  settings. The batcher (:mod:`.scheduler`) decides who runs; the model only executes. Its
+  :class:`~hybridformer.models.prompt_format.PromptFormat` (the model folder's chat template and
+  default decoding) says how a chat becomes a prompt and how a request naming no temperature decodes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from hybridformer.models.prompt_format import PromptFormat
 
 __all__ = ["EncoderEngine", "Generator", "Prompt", "pad_right"]
 
@@ -117,13 +121,15 @@ class Generator(ABC):
     Attributes:
         eos_token_ids: tokens that end a sequence.
         max_context: most tokens (prompt + generated) a sequence may hold.
-        tokenizer: the Hugging Face tokenizer (chat template, decoding).
+        tokenizer: the Hugging Face tokenizer (prompt tokens, decoding).
+        prompt_format: the chat template and default decoding the model was trained for.
         accepts_images: prompts may carry images (else image parts get 400).
     """
 
     eos_token_ids: frozenset[int]
     max_context: int
     tokenizer: Any
+    prompt_format: PromptFormat
     accepts_images: bool = False
 
     @abstractmethod
@@ -147,22 +153,14 @@ class Generator(ABC):
         return len(prompt.token_ids)
 
     def chat_prompt(self, messages: list[tuple[str, str]], images: list[Tensor]) -> Prompt:
-        """Apply the chat template: ``role: text`` lines then ``assistant:``; images go with the prompt.
+        """Apply the model's chat template (``prompt_format``); images go with the prompt.
 
         Args:
             messages: (role, text) per message (a message's text parts joined by spaces).
             images: the decoded images in order; the model decides where they enter.
         """
-        text = "\n".join(f"{role}: {content}" for role, content in messages) + "\nassistant:"
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        # Start with the begin-of-text token but never end with [SEP]/</s>.
-        bos = self.bos_token_id
-        return Prompt(token_ids=([bos] if bos is not None else []) + ids, images=images)
-
-    @property
-    def bos_token_id(self) -> int | None:
-        """The token a prompt starts with: the tokenizer's bos, else its [CLS] (BERT vocabularies)."""
-        return next((t for t in (self.tokenizer.bos_token_id, self.tokenizer.cls_token_id) if t is not None), None)
+        chat = [{"role": role, "content": text} for role, text in messages]
+        return Prompt(token_ids=self.prompt_format.prompt_ids(self.tokenizer, chat), images=images)
 
     def detokenize(self, token_ids: list[int]) -> str:
         """The text of generated tokens."""

@@ -76,8 +76,11 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
     if is_multimodal_folder(folder):
         from hybridformer.serve.multimodal import MultimodalGenerator
         from hybridformer.models import MultimodalModel
+        from hybridformer.models.prompt_format import decoder_prompt_format, read_prompt_format
 
-        return ServedModel(name, generator=MultimodalGenerator(MultimodalModel.from_pretrained(folder), tokenizer))
+        model = MultimodalModel.from_pretrained(folder)
+        fmt = read_prompt_format(folder, decoder_prompt_format(tokenizer, model.config.decoder))
+        return ServedModel(name, generator=MultimodalGenerator(model, tokenizer, fmt))
     normalize = _normalizes(folder, config.normalize_embeddings)
     int8 = is_quantized_folder(folder)  # an int8 classifier: loaded by TextClassifier.from_pretrained
     checkpoint = None if int8 else read_text_checkpoint(folder)

@@ -1,5 +1,8 @@
 """The :class:`~.engine.Generator` of the multimodal model (``MultimodalModel.prefill`` / ``decode_batch``).
 
+Prompts follow the model's chat template (``<bos> text`` for our decoder: an image alone asks for a
+caption) and a request naming no temperature decodes as its ``generation_config.json`` says.
+
 Each prompt is prefilled with its own image (the model encodes it once and keeps its
 cross-attention keys/values in the sequence's state); the running batch is the model's
 ``DecodeBatch``: ``step`` feeds one token per member, ``keep`` drops finished members, and joining
@@ -15,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hybridformer.serve.engine import Generator, Prompt
+from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format
 
 __all__ = ["MultimodalGenerator"]
 
@@ -25,21 +29,18 @@ class MultimodalGenerator(Generator):
     Args:
         model: the multimodal model (put in eval mode here).
         tokenizer: its tokenizer (the decoder's vocabulary).
+        prompt_format: its folder's (:func:`~hybridformer.models.prompt_format.read_prompt_format`);
+            None: the decoder's training format, greedy.
     """
 
-    def __init__(self, model: Any, tokenizer: Any) -> None:
+    def __init__(self, model: Any, tokenizer: Any, prompt_format: PromptFormat | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         decoder = model.config.decoder
-        self._bos = decoder.bos_token_id
+        self.prompt_format = prompt_format or decoder_prompt_format(tokenizer, decoder)
         self.eos_token_ids = frozenset({decoder.eos_token_id})
         self.max_context = decoder.max_positions
         self.accepts_images = model.config.image is not None
-
-    @property
-    def bos_token_id(self) -> int:
-        """The decoder's own begin-of-text token."""
-        return self._bos
 
     def _context(self, prompt: Prompt) -> dict[str, Tensor]:
         if not prompt.images:

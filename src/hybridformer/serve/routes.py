@@ -185,6 +185,8 @@ def _new_token_budget(body: ChatRequest, prompt_tokens: int, gen: Generator, st:
     if asked is not None and asked > limit:
         raise bad_request(f"max_tokens={asked} is more than the server's max_new_tokens={limit}", "max_tokens",
                           "invalid_value")
+    if asked is None and gen.prompt_format.max_new_tokens is not None:  # the model's generation config
+        asked = min(gen.prompt_format.max_new_tokens, limit)
     if prompt_tokens > st.config.max_prompt_tokens:
         raise bad_request(f"the prompt has {prompt_tokens} tokens, more than max_prompt_tokens="
                           f"{st.config.max_prompt_tokens}", "messages", "context_length_exceeded")
@@ -195,6 +197,14 @@ def _new_token_budget(body: ChatRequest, prompt_tokens: int, gen: Generator, st:
     return min(asked or limit, room)
 
 
+def _sampling(body: ChatRequest, gen: Generator) -> SamplingParams:
+    """The request's temperature and top_p; what it leaves out comes from the model's generation config."""
+    fmt = gen.prompt_format
+    temperature = fmt.default_temperature if body.temperature is None else body.temperature
+    top_p = (fmt.top_p if fmt.do_sample else 1.0) if body.top_p is None else body.top_p
+    return SamplingParams(temperature, top_p, body.seed)
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request) -> Any:
     st = _state(request)
@@ -202,8 +212,8 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     gen = scheduler.generator
     prompt = await _chat_prompt(body, gen, st)
     budget = _new_token_budget(body, gen.prompt_length(prompt), gen, st)
-    job = GenerationRequest(prompt=prompt, params=SamplingParams(body.temperature, body.top_p, body.seed),
-                            max_new_tokens=budget, stop=body.stop_strings())
+    job = GenerationRequest(prompt=prompt, params=_sampling(body, gen), max_new_tokens=budget,
+                            stop=body.stop_strings())
     scheduler.submit(job)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": body.model}
     timeout = st.config.request_timeout_s

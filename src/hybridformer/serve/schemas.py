@@ -77,8 +77,10 @@ class ChatRequest(_Strict):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    """None: the model's default (its folder's generation config; greedy for captioning models)."""
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    """None: the model's default."""
     n: int = Field(default=1, ge=1, le=1)
     seed: int | None = None
     stop: str | list[str] | None = None
