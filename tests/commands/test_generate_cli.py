@@ -64,7 +64,7 @@ def test_a_saved_model_generates_what_it_generates_in_python(files, tmp_path, ca
         ("truncated", [], "truncated.png: truncated"),
         ("missing", [], "missing.png: image file not found"),
         ("image", ["--video", "short.npy"], "fewer than min_frames=8"),
-        ("image", ["--prompt", "word " * 1100], "--prompt: 1100 tokens is too long"),
+        ("image", ["--prompt", "word " * 1100], "--prompt: 1101 tokens is too long"),
         ("image", ["--top-p", "2"], "--top-p: must be in (0, 1]"),
         ("image", ["--model", "nowhere"], "--model: nowhere is neither 'tiny' nor a model folder"),
     ],

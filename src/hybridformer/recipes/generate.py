@@ -1,5 +1,7 @@
 """The job behind ``hybridformer generate``: load a model (or build the random tiny one), read the
-image / video with the data pipeline's limits, and generate text for the prompt."""
+image / video with the data pipeline's limits, and generate text for the prompt, built and decoded
+as the model folder says (:mod:`hybridformer.models.prompt_format`: its chat template and
+``generation_config.json``; an image with no prompt asks for a caption)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ from typing import Any
 import torch
 
 from hybridformer.models.generate import GenerationConfig
+from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format, read_prompt_format
 
-__all__ = ["GenerateRequest", "GenerateResult", "load_generator", "generate_text"]
+__all__ = ["GenerateRequest", "GenerateResult", "load_generator", "generate_text", "generation_defaults"]
 
 TINY = "tiny"
+DEFAULT_MAX_NEW_TOKENS = 20
+"""Most generated tokens when neither the request nor the folder's generation config says."""
 
 
 @dataclass
@@ -28,11 +33,11 @@ class GenerateRequest:
     video: Path | None = None
     """A clip: a .npy array, a folder of frames or a video file (needs PyAV)."""
     prompt: str = ""
-    """Text the answer continues (e.g. a question); may be empty (captioning)."""
+    """The user's text (e.g. a question), put into the model's chat template; empty asks for a caption."""
     seed: int = 0
     """Seed of the tiny model's initialisation (and of sampling when generation.seed is None)."""
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    """Decoding strategy and limits."""
+    generation: dict[str, Any] = field(default_factory=dict)
+    """:class:`GenerationConfig` fields overriding the model's defaults (:func:`generation_defaults`)."""
 
 
 @dataclass
@@ -47,8 +52,8 @@ class GenerateResult:
     """True for the randomly initialised tiny model (the text is meaningless)."""
 
 
-def load_generator(ref: str, seed: int = 0) -> tuple[Any, Any, bool]:
-    """(model in eval mode, tokenizer, is_random) for ``tiny`` or a saved folder.
+def load_generator(ref: str, seed: int = 0) -> tuple[Any, Any, PromptFormat, bool]:
+    """(model in eval mode, tokenizer, prompt format, is_random) for ``tiny`` or a saved folder.
 
     Raises:
         FileNotFoundError / ValueError: the folder is not a saved multimodal model (names it).
@@ -58,13 +63,23 @@ def load_generator(ref: str, seed: int = 0) -> tuple[Any, Any, bool]:
 
     if ref == TINY:
         torch.manual_seed(seed)
-        return multimodal_tiny().eval(), minilm_tokenizer(), True
+        model, tokenizer = multimodal_tiny().eval(), minilm_tokenizer()
+        return model, tokenizer, decoder_prompt_format(tokenizer, model.config.decoder), True
     folder = Path(ref)
     if not folder.is_dir():
         raise FileNotFoundError(f"--model: {ref} is neither 'tiny' nor a model folder")
     model = MultimodalModel.from_pretrained(folder).eval()
     tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else minilm_tokenizer()
-    return model, tokenizer, False
+    return model, tokenizer, read_prompt_format(folder, decoder_prompt_format(tokenizer, model.config.decoder)), False
+
+
+def generation_defaults(fmt: PromptFormat) -> dict[str, Any]:
+    """The :class:`GenerationConfig` fields a model folder's generation config sets (greedy unless it samples)."""
+    defaults: dict[str, Any] = {"strategy": "sample" if fmt.do_sample else "greedy",
+                                "max_new_tokens": fmt.max_new_tokens or DEFAULT_MAX_NEW_TOKENS}
+    if fmt.do_sample:
+        defaults.update(temperature=fmt.temperature, top_p=fmt.top_p)
+    return defaults
 
 
 def _pixels(request: GenerateRequest, model: Any) -> dict[str, torch.Tensor]:
@@ -91,26 +106,26 @@ def _pixels(request: GenerateRequest, model: Any) -> dict[str, torch.Tensor]:
 
 
 def generate_text(request: GenerateRequest) -> GenerateResult:
-    """Generate the continuation of ``request.prompt`` given its image / video.
+    """Generate the answer to ``request.prompt`` (in the model's chat template) given its image / video.
 
     Raises:
         ValueError: unreadable or oversized image/video, a modality the model lacks, a prompt too long
             for the model (the message names the flag or file).
+        ConfigError: a bad generation setting (names the field).
     """
-    model, tokenizer, random_model = load_generator(request.model, request.seed)
+    model, tokenizer, fmt, random_model = load_generator(request.model, request.seed)
+    generation = GenerationConfig(**{**generation_defaults(fmt), **request.generation})
+    if generation.strategy == "sample" and generation.seed is None:
+        generation = GenerationConfig(**{**vars(generation), "seed": request.seed})
     context = _pixels(request, model)
     dec = model.config.decoder
-    ids = tokenizer(request.prompt, add_special_tokens=False, verbose=False)["input_ids"]
-    budget = dec.max_positions - request.generation.max_new_tokens - 1
+    ids = fmt.prompt_ids(tokenizer, [{"role": "user", "content": request.prompt}])
+    budget = dec.max_positions - generation.max_new_tokens
     if len(ids) > budget:
         raise ValueError(
             f"--prompt: {len(ids)} tokens is too long; the model takes at most {budget} with "
-            f"--max-new-tokens {request.generation.max_new_tokens} (max_positions={dec.max_positions})"
+            f"--max-new-tokens {generation.max_new_tokens} (max_positions={dec.max_positions})"
         )
-    prompt = torch.tensor([[dec.bos_token_id, *ids]])
-    generation = request.generation
-    if generation.strategy == "sample" and generation.seed is None:
-        generation = GenerationConfig(**{**vars(generation), "seed": request.seed})
-    out = model.generate(prompt, config=generation, **context)
+    out = model.generate(torch.tensor([ids]), config=generation, **context)
     tokens = out.sequences[0, : int(out.lengths[0])].tolist()
     return GenerateResult(tokenizer.decode(tokens, skip_special_tokens=True), tokens, random_model)
