@@ -78,7 +78,7 @@ def test_the_folder_carries_its_prompt_format_and_pretrain_said_each_phase(train
 
 def test_generate_captions_as_trained(trained, generated):
     from hybridformer.data.images import load_image
-    from hybridformer.data.mm_collate import PixelSpec, stack_pixels
+    from hybridformer.data.multimodal_collate import PixelSpec, stack_pixels
     from hybridformer.data.tokenizer import load_tokenizer
 
     assert generated, "the trained model gave an empty caption"

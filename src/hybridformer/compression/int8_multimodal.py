@@ -223,6 +223,7 @@ def quantize_multimodal_folder(
     from hybridformer.models.multimodal import MultimodalModel
     from hybridformer.models.multimodal_checkpoint import CONFIG_FILE
     from hybridformer.models.multimodal_checkpoint import WEIGHTS_FILE as FLOAT_WEIGHTS
+    from hybridformer.models.prompt_format import decoder_prompt_format, read_prompt_format, save_prompt_format
 
     backend_for(backend or DEFAULT_BACKENDS.get(mode, "ao"), mode)  # bad flags fail before any loading
     if "quantization" in json.loads((Path(model_dir) / CONFIG_FILE).read_text()):
@@ -233,6 +234,8 @@ def quantize_multimodal_folder(
     tokenizer = resolve_tokenizer(None, model_dir)  # the folder's, else MiniLM's (what loading it falls back to)
     quantized = quantize_multimodal(model, mode, backend, embeddings=embeddings, inplace=True)
     out = save_quantized_multimodal(quantized, out_dir, tokenizer)
+    decoder = model.config.decoder  # the int8 model is asked and decoded as the float one was
+    save_prompt_format(out, read_prompt_format(model_dir, decoder_prompt_format(tokenizer, decoder)), decoder)
     return QuantizeFolderReport(
         quantization_of(quantized), (Path(model_dir) / FLOAT_WEIGHTS).stat().st_size,
         (out / WEIGHTS_FILE).stat().st_size, out,

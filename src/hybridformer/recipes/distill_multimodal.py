@@ -27,6 +27,7 @@ from hybridformer.recipes.distill import every_other_layer
 from hybridformer.io import write_json
 from hybridformer.losses import CaptionObjective
 from hybridformer.losses.caption_distill import CaptionDistillationObjective
+from hybridformer.models.prompt_format import save_decoder_prompt_format
 from hybridformer.recipes.multimodal_common import MMDataConfig, task_data
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 
@@ -177,6 +178,7 @@ def mm_distill(config: MMDistillConfig) -> MMDistillResult:
     out = Path(config.train.out_dir)
     model_dir = out / "model"
     student.save_pretrained(model_dir, tokenizer=tokenizer)
+    save_decoder_prompt_format(model_dir, tokenizer, student.config.decoder)  # captions read as "[CLS] caption"
     trainer.discard_checkpoints()
     save_config(config, out / "distill_config.yaml")
     record = {

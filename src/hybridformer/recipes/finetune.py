@@ -180,6 +180,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         f"outputs: {out_dir} (model/, metrics.json, log.jsonl, checkpoints/ while training)",
     ])
     train_result = trainer.fit()
+    announce([f"evaluating on {', '.join(config.eval_splits)}"
+              f"{', pruning, evaluating again' if config.prune.enabled else ''}, then saving to {out_dir / MODEL_DIR}"])
 
     def evaluate_all() -> dict[str, ClassificationMetrics]:
         return {s: evaluate_classifier(model, splits[s], collate, eval_batch) for s in config.eval_splits}

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset, iterate_batches, token_lengths
 from hybridformer.evaluation import classification_report
+from hybridformer.recipes.progress import track
 from hybridformer.training import peak_memory_mb
 
 __all__ = ["ClassificationMetrics", "Predictions", "evaluate_classifier", "predict_classifier", "score_predictions"]
@@ -107,7 +108,7 @@ def predict_classifier(
     tokens = 0
     seconds = 0.0
     try:
-        for indices, batch in zip(order, batches):
+        for indices, batch in track(zip(order, batches), len(order), f"classifying {len(dataset):,} examples"):
             batch.pop("labels", None)
             inputs = {k: v.to(device) for k, v in batch.items()}
             start = time.perf_counter()

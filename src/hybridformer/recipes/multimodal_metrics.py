@@ -6,7 +6,7 @@ Every figure is a fraction in [0, 1] (BLEU divided by 100)."""
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,8 @@ from hybridformer.data.batches import iterate_batches
 from hybridformer.data.image_text import templated_caption
 from hybridformer.evaluation.vqa import normalize_answer, vqa_accuracy
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
+from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format
+from hybridformer.recipes.progress import track
 
 __all__ = ["spread", "recall_at_k", "chance_recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
            "vqa_classifier_accuracy", "extract_answer", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
@@ -31,7 +33,7 @@ def spread(n_total: int, limit: int | None) -> list[int]:
 def _batches(dataset: Any, collate: Any, batch_size: int, limit: int | None = None):
     chosen = spread(len(dataset), limit)
     order = [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
-    return iterate_batches(dataset, collate, order)
+    return track(iterate_batches(dataset, collate, order), len(order), f"scoring {len(chosen):,} test examples")
 
 
 def recall_at_k(similarity: Tensor, correct: Tensor, k: int) -> float:
@@ -169,33 +171,48 @@ def generated_answers(sequences: Tensor, eos_token_id: int, tokenizer: Any, max_
     return texts
 
 
+def _prompted(collate: Any, fmt: PromptFormat, tokenizer: Any, text: Callable[[Any], str]) -> Callable[[list[Any]], dict]:
+    """``collate`` that also adds each example's chat prompt: ``prompt_ids`` / ``prompt_mask`` (B, P),
+    the user message ``text(example)`` rendered by ``fmt``, right-padded."""
+    def call(examples: list[Any]) -> dict[str, Any]:
+        rows = [fmt.prompt_ids(tokenizer, [{"role": "user", "content": text(e)}]) for e in examples]
+        ids = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)  # (B, P)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), True
+        return {**collate(examples), "prompt_ids": ids, "prompt_mask": mask}
+    return call
+
+
 @torch.no_grad()
 def vqa_generated_accuracy(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, *,
-                           limit: int | None = None, max_new_tokens: int = 6, max_words: int | None = None) -> float:
-    """Zero-shot VQA: the question is the decoder's prompt (``[CLS] question``, no [SEP]), the image
-    its context; the greedy continuation up to [SEP] or punctuation, VQA-normalised, is the answer
-    (:func:`generated_answers`)."""
+                           limit: int | None = None, max_new_tokens: int = 6, max_words: int | None = None,
+                           prompt_format: PromptFormat | None = None) -> float:
+    """Zero-shot VQA: the question in the model's chat template (``prompt_format``, else the decoder's
+    training format ``[CLS] question``) is the decoder's prompt, the image its context; the greedy
+    continuation up to [SEP] or punctuation, VQA-normalised, is the answer (:func:`generated_answers`)."""
+    fmt = prompt_format or decoder_prompt_format(tokenizer, model.config.decoder)
     predictions: dict[int, str] = {}
     eos = model.config.decoder.eos_token_id
-    for batch in _batches(dataset, collate, 64, limit):
-        prompt_mask = batch["attention_mask"].clone()
-        lengths = prompt_mask.sum(1)
-        prompt_mask[torch.arange(len(lengths)), lengths - 1] = 0  # drop each question's [SEP]
-        out = model.generate(batch["input_ids"], prompt_mask, images=batch["images"], max_new_tokens=max_new_tokens)
+    for batch in _batches(dataset, _prompted(collate, fmt, tokenizer, lambda e: e.question), 64, limit):
+        out = model.generate(batch["prompt_ids"], batch["prompt_mask"], images=batch["images"],
+                             max_new_tokens=max_new_tokens)
         predictions.update(zip(batch["question_ids"].tolist(), generated_answers(out.sequences, eos, tokenizer, max_words)))
     return _vqa_score(dataset, predictions, limit)
 
 
 @torch.no_grad()
 def caption_bleu4(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, *, limit: int | None = None,
-                  max_new_tokens: int = 12) -> float:
-    """Corpus BLEU-4 (sacrebleu, default 13a tokenisation) of greedy captions against each image's
-    caption, divided by 100."""
+                  max_new_tokens: int = 12, prompt_format: PromptFormat | None = None) -> float:
+    """Corpus BLEU-4 (sacrebleu, default 13a tokenisation) of greedy captions (an image with no text
+    in the model's chat template) against each image's caption, divided by 100."""
     import sacrebleu
 
+    fmt = prompt_format or decoder_prompt_format(tokenizer, model.config.decoder)
     hypotheses: list[str] = []
-    for batch in _batches(dataset, collate, 64, limit):
-        out = model.generate(images=batch["images"], max_new_tokens=max_new_tokens)
+    for batch in _batches(dataset, _prompted(collate, fmt, tokenizer, lambda e: ""), 64, limit):
+        out = model.generate(batch["prompt_ids"], batch["prompt_mask"], images=batch["images"],
+                             max_new_tokens=max_new_tokens)
         hypotheses += tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
     references = [dataset[i].caption for i in spread(len(dataset), limit)]
     return sacrebleu.corpus_bleu(hypotheses, [references]).score / 100

@@ -16,7 +16,9 @@ from hybridformer.config import check, save_config, to_dict
 from hybridformer.io import write_json
 from hybridformer.losses import (CaptionObjective, ContrastiveObjective, FusedMLMObjective, MatchingObjective,
                                  MomentumConfig, MomentumTeacher, MultiTaskObjective)
+from hybridformer.models.prompt_format import save_decoder_prompt_format
 from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
+from hybridformer.recipes.summary import announce, model_line, training_line
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 
 __all__ = ["MM_OBJECTIVES", "MMPretrainConfig", "MMPretrainResult", "build_pretrain_objective", "mm_pretrain"]
@@ -100,10 +102,16 @@ def mm_pretrain(config: MMPretrainConfig) -> MMPretrainResult:
     train, _, collate, _ = task_data("pretrain", config.data, tok)
     objective = build_pretrain_objective(config.objectives, tok, config.weights, config.momentum, model)
     trainer = Trainer(model, objective, train, config.train, collate)
-    result = trainer.fit()
     out = Path(config.train.out_dir)
     model_dir = out / "model"
+    announce([
+        f"pretraining with {'+'.join(config.objectives)} on {len(train):,} {config.data.task} image-text pairs",
+        model_line(model, config.model), training_line(trainer),
+        f"then: the model (with its prompt format) to {model_dir}, metrics.json",
+    ])
+    result = trainer.fit()
     model.save_pretrained(model_dir, tokenizer=tok)
+    save_decoder_prompt_format(model_dir, tok, model.config.decoder)  # the decoder read "[CLS] caption"
     trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run
     save_config(config, out / "pretrain_config.yaml")
     rate = result.examples_per_s

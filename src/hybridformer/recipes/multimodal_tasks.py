@@ -22,8 +22,11 @@ from hybridformer.data.image_text import load_image_text
 from hybridformer.io import write_json
 from hybridformer.losses import CaptionObjective, ImageClassificationObjective, VideoClassificationObjective, VQAObjective
 from hybridformer.models.multimodal_config import HeadsConfig
+from hybridformer.models.prompt_format import (PromptFormat, decoder_prompt_format, read_prompt_format,
+                                               save_decoder_prompt_format)
 from hybridformer.recipes import multimodal_metrics
 from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
+from hybridformer.recipes.summary import announce, model_line, training_line
 from hybridformer.training import Trainer, TrainConfig
 
 __all__ = ["FINETUNE_TASKS", "EVAL_TASKS", "MMFinetuneConfig", "MMEvaluateConfig", "mm_finetune", "mm_evaluate"]
@@ -92,8 +95,10 @@ def _objective(task: str, extra: dict[str, Any]) -> Any:
             "video-classification": lambda: VideoClassificationObjective(extra["prompt_ids"])}[task]()
 
 
-def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None, tok: Any = None) -> dict[str, float]:
-    """The test metrics of ``task`` for ``model`` (None: the chance level where one is defined)."""
+def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None, tok: Any = None,
+          prompt_format: PromptFormat | None = None) -> dict[str, float]:
+    """The test metrics of ``task`` for ``model`` (None: the chance level where one is defined);
+    generated answers and captions are asked in ``prompt_format`` (None: the decoder's training format)."""
     tok = tok or tokenizer()
     data_task = {"retrieval": "pretrain", "zeroshot-classification": "pretrain", "vqa-zeroshot": "vqa"}.get(task, task)
     _, test, collate, extra = task_data(data_task, data, tok)
@@ -104,11 +109,12 @@ def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None
     if task == "vqa-zeroshot":
         if model is None:
             return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(None, test, collate, extra["answers"], limit=limit)}
-        return {"vqa_accuracy": multimodal_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit)}
+        return {"vqa_accuracy": multimodal_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit,
+                                                                          prompt_format=prompt_format)}
     if task == "image-classification":
         return {"accuracy": multimodal_metrics.image_accuracy(model, test, collate, limit=limit)}
     if task == "caption":
-        return {"bleu4": multimodal_metrics.caption_bleu4(model, test, collate, tok, limit=limit)}
+        return {"bleu4": multimodal_metrics.caption_bleu4(model, test, collate, tok, limit=limit, prompt_format=prompt_format)}
     if task == "video-classification":
         objective = VideoClassificationObjective(extra["prompt_ids"])
         return {"accuracy": multimodal_metrics.video_accuracy(model, test, collate, objective, limit=limit)}
@@ -140,13 +146,21 @@ def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
     torch.manual_seed(config.train.seed)
     model = load_model(config.model, _heads(config.task, extra, n_labels), video=config.task == "video-classification")
     trainer = Trainer(model, _objective(config.task, extra), train, config.train, collate)
-    result = trainer.fit()
     out = Path(config.train.out_dir)
     model_dir = out / "model"
+    announce([
+        f"fine-tuning on {config.task} with {len(train):,} {config.data.task} training examples",
+        model_line(model, config.model), training_line(trainer),
+        f"then: the model to {model_dir}, then {config.task} scored on the test split"
+        f"{'' if config.eval_limit is None else f' ({config.eval_limit} examples)'}",
+    ])
+    result = trainer.fit()
     model.save_pretrained(model_dir, tokenizer=tok)
+    # Every task reads "[CLS] text" (a caption, a question, the video prompt) with the image as context.
+    fmt = save_decoder_prompt_format(model_dir, tok, model.config.decoder)
     trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run
     save_config(config, out / "finetune_config.yaml")
-    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok)
+    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt)
     record = {"task": config.task, "metrics": metrics, "steps": result.final_step, "examples_per_s": result.examples_per_s,
               "final_loss": result.losses[-1] if result.losses else None, "config": to_dict(config)}
     return MMFinetuneResult(model_dir, metrics, write_json(out / "metrics.json", record))
@@ -156,7 +170,11 @@ def mm_evaluate(config: MMEvaluateConfig) -> dict[str, float]:
     """Score ``config.model`` on ``config.task``'s test split (writes ``config.out`` when set)."""
     torch.manual_seed(0)
     model = load_model(config.model, video=config.task == "video-classification")
-    metrics = score(config.task, model, config.data, limit=config.eval_limit)
+    announce([model_line(model, config.model), f"scoring {config.task} on the {config.data.task} test split"
+              f"{'' if config.eval_limit is None else f' ({config.eval_limit} examples)'}"])
+    tok = tokenizer()
+    fmt = None if config.model == "tiny" else read_prompt_format(config.model, decoder_prompt_format(tok, model.config.decoder))
+    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt)
     if config.out:
         write_json(Path(config.out), {"task": config.task, "model": config.model, "metrics": metrics})
     return metrics
