@@ -57,5 +57,11 @@ def run(args: argparse.Namespace) -> int:
     names = ", ".join(f"{m.name} ({'/'.join(m.capabilities())})" for m in models)
     where = f"http://{config.host}:{config.port}"
     print(f"hybridformer serve: {names} on {where} (playground: {where}/, metrics: {where}/metrics)", flush=True)
+    for m in models:
+        if m.generator is not None:
+            fmt = m.generator.prompt_format
+            default = f"at temperature {fmt.temperature}, top_p {fmt.top_p}" if fmt.do_sample else "greedily"
+            print(f"  {m.name}: chat prompts from {fmt.source}; a request without a temperature decodes {default}",
+                  flush=True)
     serve(models, config)
     return 0

@@ -70,7 +70,7 @@ class PromptFormat:
     """Nucleus mass when ``do_sample`` (1 = off)."""
     max_new_tokens: int | None = None
     """Default most generated tokens (None: the caller's own default)."""
-    source: str = "<default>"
+    source: str = "the built-in template of the decoder's training format"
     """Where the template came from (named in errors)."""
 
     @property
