@@ -86,7 +86,10 @@ def test_a_template_in_tokenizer_config_is_read(tmp_path: Path):
 @pytest.mark.parametrize(("files", "needle"), [
     ({GENERATION_CONFIG_FILE: "{not json"}, "generation_config.json: invalid JSON"),
     ({GENERATION_CONFIG_FILE: "[1]"}, "generation_config.json: expected a JSON object"),
-    ({GENERATION_CONFIG_FILE: '{"do_sample": true, "temperature": 0}'}, "temperature must be in (0, 2]"),
+    ({GENERATION_CONFIG_FILE: '{"do_sample": true, "temperature": 0}'}, "temperature must be in (0, 2], got 0"),
+    ({GENERATION_CONFIG_FILE: '{"do_sample": "yes"}'}, "do_sample must be true or false, got 'yes'"),
+    ({GENERATION_CONFIG_FILE: '{"top_p": "0.9"}'}, "top_p must be in (0, 1], got '0.9'"),
+    ({GENERATION_CONFIG_FILE: '{"max_new_tokens": 0}'}, "max_new_tokens must be an integer >= 1, got 0"),
     ({CHAT_TEMPLATE_FILE: "{% for %}"}, "chat_template.jinja: invalid chat template"),
     ({CHAT_TEMPLATE_FILE: "{{ raise_me() }}"}, "chat_template.jinja: the chat template failed"),
 ])

@@ -123,10 +123,7 @@ def test_the_playground_captions_an_image_alone_as_generate_does(server, trained
         wait.until(lambda b: "serving:" in b.find_element(By.ID, "models-line").text)
         browser.find_element(By.ID, "image").send_keys(str(trained["image"]))
         wait.until(lambda b: b.find_element(By.ID, "preview").is_displayed())
-        tokens = browser.find_element(By.ID, "max-tokens")
-        tokens.clear()
-        tokens.send_keys(str(MAX_TOKENS))
-        browser.find_element(By.ID, "send").click()  # no text typed, no temperature: the model's defaults
+        browser.find_element(By.ID, "send").click()  # no text, no temperature, no max tokens: the model's defaults
         wait.until(ec.text_to_be_present_in_element((By.ID, "chat-status"), "done"))
         assert browser.find_element(By.ID, "answer").text.strip() == generated
     finally:

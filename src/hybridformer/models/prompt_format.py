@@ -30,6 +30,8 @@ __all__ = ["PromptFormat", "decoder_template", "decoder_prompt_format", "read_pr
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 GENERATION_CONFIG_FILE = "generation_config.json"
+_GENERATION_KEYS = ("do_sample", "temperature", "top_p", "max_new_tokens")
+"""The keys of ``generation_config.json`` a :class:`PromptFormat` holds (transformers' names)."""
 
 _DECODER_TEMPLATE = """\
 {#- hybridformer's multimodal decoder was trained on "<bos> text" with the image as its context
@@ -152,16 +154,16 @@ def read_prompt_format(folder: str | Path, default: PromptFormat) -> PromptForma
             raise ValueError(f"{file}: invalid JSON ({err})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{file}: expected a JSON object")
-    fmt = PromptFormat(
-        template,
-        do_sample=bool(values.get("do_sample", default.do_sample)),
-        temperature=float(values.get("temperature", default.temperature)),
-        top_p=float(values.get("top_p", default.top_p)),
-        max_new_tokens=values.get("max_new_tokens", default.max_new_tokens),
-        source=source,
-    )
-    if not (0.0 < fmt.temperature <= 2.0 and 0.0 < fmt.top_p <= 1.0):
-        raise ValueError(f"{file}: temperature must be in (0, 2] and top_p in (0, 1], got {fmt.temperature}, {fmt.top_p}")
+    fmt = PromptFormat(template, **{k: values.get(k, getattr(default, k)) for k in _GENERATION_KEYS}, source=source)
+    number = (int, float)
+    if not isinstance(fmt.do_sample, bool):
+        raise ValueError(f"{file}: do_sample must be true or false, got {fmt.do_sample!r}")
+    if not (isinstance(fmt.temperature, number) and 0.0 < fmt.temperature <= 2.0):
+        raise ValueError(f"{file}: temperature must be in (0, 2], got {fmt.temperature!r}")
+    if not (isinstance(fmt.top_p, number) and 0.0 < fmt.top_p <= 1.0):
+        raise ValueError(f"{file}: top_p must be in (0, 1], got {fmt.top_p!r}")
+    if fmt.max_new_tokens is not None and not (isinstance(fmt.max_new_tokens, int) and fmt.max_new_tokens >= 1):
+        raise ValueError(f"{file}: max_new_tokens must be an integer >= 1, got {fmt.max_new_tokens!r}")
     return fmt
 
 
