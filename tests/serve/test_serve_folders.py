@@ -11,8 +11,8 @@ import httpx
 import torch
 
 from hybridformer.data import minilm_tokenizer
-from hybridformer.deploy import quantize_folder
-from hybridformer.deploy.int8_multimodal import quantize_multimodal_folder
+from hybridformer.compression import quantize_folder
+from hybridformer.compression.int8_multimodal import quantize_multimodal_folder
 from hybridformer.serve import ServeConfig
 from hybridformer.serve.models import load_served_model
 from hybridformer.serve.sampling import SamplingParams
