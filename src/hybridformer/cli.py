@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("hybridformer.commands.plan", "memory, communication and step time of a parallel layout (on paper)"),
     "serve": ("hybridformer.commands.serve", "serve models over HTTP (OpenAI-compatible, dynamic batching)"),
     "generate": ("hybridformer.commands.generate", "generate text from an image (and clip) and a prompt"),
+    "report": ("hybridformer.commands.report", "re-render a run folder's report.md and plots from its results.json"),
 }
 
 
