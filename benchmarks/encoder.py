@@ -18,7 +18,7 @@ after one more untimed call). Rounds
 interleave the variants; a row's `median_ms` and `peak_mb` are medians over rounds, `tokens_per_s` is
 N / median. Rows: case `encoder-N=<n>` (inference) or `encoder-N=<n>-fwdbwd`.
 
-    python benchmarks/encoder.py --out results/encoder.json            # 3 rounds, ~10 min on 2 cores
+    python benchmarks/encoder.py --rounds 2 --train-rounds 1 --out results/encoder.json   # ~40 min, 2 busy cores
     python benchmarks/encoder.py --quick --out results/encoder_quick.json   # inference at 4k and 8k
 """
 
@@ -44,9 +44,9 @@ SIZES = [4096, 8192, 16384]
 QUICK_SIZES = [4096, 8192]
 VARIANTS = ["hybrid", "full", "longformer"]
 SELECTIONS = typing.get_args(typing.get_type_hints(AttentionConfig)["selection"])
-# Dense attention's backward at 16k: ~3x its forward (over 10 s a call on 2 cores, N^2 work per head
-# and layer), 6 calls with the rounds: minutes for a figure whose ratio the 8k row already gives.
-SKIP = {("full", 16384, True): "skipped: full SDPA fwd+bwd at 16,384 tokens takes minutes a round on 2 cores"}
+# Dense attention's fwd+bwd at 16k: ~3x its forward (62 s a call on 2 loaded cores), cold and timed
+# call each round: several minutes for a figure whose ratio the 8k row already gives.
+SKIP = {("full", 16384, True): "skipped: full SDPA fwd+bwd at 16,384 tokens takes ~3 min a call on 2 cores"}
 
 
 def case_name(n: int, backward: bool) -> str:
@@ -104,25 +104,29 @@ def _build(variant: str, n: int, backward: bool, selection: str | None):
 def _measure(variant: str, n: int, backward: bool, selection: str | None, threads: int | None) -> dict:
     """Runs in a forked child: peak memory of a cold call, then the time of one warm call.
 
-    A backward's second call still pays one-off costs (autograd buffers first touched), so fwd+bwd
-    runs one more untimed call first.
+    A backward's second call still pays one-off costs (~0.6 s here), so a fwd+bwd whose cold call
+    was short enough for that to matter (< 10 s) runs one more untimed call first.
     """
     if threads:
         torch.set_num_threads(threads)
     fn = _build(variant, n, backward, selection)
+    start = time.perf_counter()
     peak = peak_memory_mb(fn)
-    if backward:
+    if backward and time.perf_counter() - start < 10.0:
         fn()
     start = time.perf_counter()
     fn()
     return {"ms": (time.perf_counter() - start) * 1e3, "peak_mb": peak}
 
 
-def measure_rows(sizes, modes, variants, rounds: int, selection: str | None, threads: int | None) -> list[dict]:
-    """Interleaved rounds over every (mode, size, variant); one row per (case, variant) with medians."""
+def measure_rows(sizes, modes, variants, rounds: dict[bool, int], selection: str | None, threads: int | None) -> list[dict]:
+    """Interleaved rounds over every (mode, size, variant); one row per (case, variant) with medians.
+
+    `rounds` maps backward (False: inference, True: fwd+bwd) to that mode's number of rounds.
+    """
     samples: dict[tuple, list[dict]] = {}
-    for r in range(rounds):
-        for backward in modes:
+    for r in range(max(rounds[m] for m in modes)):
+        for backward in (m for m in modes if r < rounds[m]):
             for n in sizes:
                 for variant in variants:
                     if (variant, n, backward) in SKIP:
@@ -177,19 +181,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="inference only, N = 4,096 and 8,192, 1 round")
     parser.add_argument("--out", default="results/encoder.json", help="JSON output path")
     parser.add_argument("--sizes", type=int, nargs="*", help=f"sequence lengths (default {SIZES})")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per cell (default 3, quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per inference cell (default 3, quick 1)")
+    parser.add_argument("--train-rounds", type=int, help="rounds per fwd+bwd cell (default: --rounds)")
     parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=VARIANTS, help="variants")
     parser.add_argument("--inference-only", action="store_true", help="skip the forward+backward cases")
     parser.add_argument("--selection", choices=SELECTIONS, help="hybrid's selection (default: AttentionConfig's)")
     parser.add_argument("--threads", type=int, help="torch threads in every child (default: torch's)")
     parser.add_argument("--note", default="", help="free text stored in the JSON (machine state, load)")
     args = parser.parse_args()
-    if args.rounds is not None and args.rounds < 1:
-        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    for name in ("rounds", "train_rounds"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     if any(n < WINDOW or n % WINDOW for n in sizes):
         parser.error(f"--sizes must be multiples of the window {WINDOW}, got {sizes}")
     rounds = args.rounds or (1 if args.quick else 3)
+    rounds = {False: rounds, True: args.train_rounds or rounds}
     modes = [False] if args.quick or args.inference_only else [False, True]
     if "longformer" in args.variants:
         # Imported once here: forked children then start without re-importing transformers.
@@ -203,7 +210,7 @@ def main() -> None:
     print_table(checks)
     config = {"layers": LAYERS, "d_model": D_MODEL, "heads": HEADS, "d_ff": D_FF, "window": WINDOW, "batch": 1,
               "selection": args.selection or AttentionConfig().selection, "global_k": AttentionConfig().global_k,
-              "rounds": rounds, "threads": args.threads or torch.get_num_threads(),
+              "rounds": rounds[False], "train_rounds": rounds[True], "threads": args.threads or torch.get_num_threads(),
               "peak_mb": "median over rounds of the VmHWM growth (clear_refs reset) of one cold call in a fresh fork"}
     # machine_info() records the load at the end; the load at the start goes beside it.
     write_results(args.out, rows, config=config, targets=checks, note=args.note, load_average_start=load_start)
