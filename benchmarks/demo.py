@@ -154,7 +154,7 @@ def _mm_rows(out: Path, commands: list[str], stdouts: list[str]) -> list[dict[st
 
 
 def _encoder_commands(out: Path) -> list[list[str]]:
-    return [[str(BIN / "python"), "benchmarks/encoder.py", "--quick", "--sizes", "4096", "--out", str(out / "encoder.json")]]
+    return [[str(BIN / "python"), "benchmarks/encoder.py", "--quick", "--out", str(out / "encoder.json")]]
 
 
 def _encoder_rows(out: Path, commands: list[str], stdouts: list[str]) -> list[dict[str, Any]]:
@@ -187,7 +187,7 @@ PHASES = [
           "then zero-shot classification, retrieval and captions of held-out images", 150, _mm_commands, _mm_rows),
     Phase("vqa", "ranked VQA on held-out images", 0, lambda out: [], lambda out, commands, stdouts: [],
           pending="ranked VQA lands with issue 27's prompt-format work"),
-    Phase("encoder", "whole-encoder speed at 4,096 tokens: hybrid vs full attention vs Longformer", 60,
+    Phase("encoder", "whole-encoder speed at 4,096 and 8,192 tokens: hybrid vs full attention vs Longformer", 90,
           _encoder_commands, _encoder_rows),
     Phase("bbc", "BBC articles at 2,048 tokens, hybrid vs full attention", 900, _bbc_commands, _bbc_rows, optional=True),
 ]
@@ -227,7 +227,7 @@ def main() -> int:
     phases = _selected(args.phases, args.with_bbc)
     runnable = [p for p in phases if not p.pending]
     print(f"demo: {len(runnable)} phases, about {sum(p.estimate_s for p in runnable) / 60:.0f} min on 2 cores; "
-          f"outputs in {out}", flush=True)
+          f"outputs in {out}, each command's own output in {out / 'demo.log'}", flush=True)
     rows, timings, start = [], [], time.perf_counter()
     for i, phase in enumerate(phases, 1):
         if phase.pending:

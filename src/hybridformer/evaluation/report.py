@@ -169,13 +169,13 @@ def render_report(run: RunResults, out_dir: str | Path | None = None) -> Report:
     parts = [f"# Report: {run.folder.name}\n\n", _machine_line(run.machine), summary_table(run.rows), "\n"]
     figures, absent = {}, {}
     for plot in PLOTS:
-        stale = plots / f"{plot.name}.png"
-        stale.unlink(missing_ok=True)  # a figure whose rows are gone must not survive a re-render
-        used = plot.draw(run.rows, stale)
+        path = plots / f"{plot.name}.png"
+        path.unlink(missing_ok=True)  # a figure whose rows are gone must not survive a re-render
+        used = plot.draw(run.rows, path)
         if not used:
             absent[plot.name] = plot.needs
             continue
-        figures[plot.name] = stale
+        figures[plot.name] = path
         parts.append(f"\n## {plot.title}\n\n![{plot.title}]({PLOTS_DIR}/{plot.name}.png)\n")
         commands = list(dict.fromkeys(r["command"] for r in used if r.get("command")))
         if commands:
