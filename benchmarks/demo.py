@@ -117,19 +117,23 @@ def _mm_commands(out: Path) -> list[list[str]]:
 
 
 def _write_caption_images(folder: Path) -> list[Path]:
-    """The first held-out (test) mnist5k images as PNG files, for `generate` to caption."""
+    """Held-out (test) mnist5k images of different digits as PNG files, for `generate` to caption."""
     from PIL import Image
 
     from hybridformer.data import load_image_text
 
     folder.mkdir(parents=True, exist_ok=True)
-    test = load_image_text("mnist5k").test
-    paths = []
-    for i in range(CAPTION_IMAGES):
-        example = test[i]
-        path = folder / f"test{i}-{example.label_name}.png"
-        Image.fromarray(example.image.permute(1, 2, 0).squeeze(-1).numpy()).resize((112, 112)).save(path)
+    paths, seen = [], set()
+    for example in load_image_text("mnist5k").test:
+        if example.label_name in seen:
+            continue
+        seen.add(example.label_name)
+        path = folder / f"{len(paths)}-digit-{example.label_name}.png"
+        pixels = example.image.permute(1, 2, 0).squeeze(-1).numpy()  # (C, H, W) -> (H, W) for one channel
+        Image.fromarray(pixels).resize((112, 112)).save(path)
         paths.append(path)
+        if len(paths) == CAPTION_IMAGES:
+            break
     return paths
 
 
@@ -146,6 +150,7 @@ def _mm_rows(out: Path, commands: list[str], stdouts: list[str]) -> list[dict[st
         {"case": "multimodal", "variant": "retrieval R@1 (image<->text)", "r_at_1": retrieval["r1"],
          "outputs": "mm/retrieval.json", "command": commands[2]},
     ]
+    # Image files are named "<index>-digit-<label>.png": sorted, they are in the order they were captioned.
     for image, command, printed in zip(sorted((mm / "images").glob("*.png")), commands[3:], stdouts[3:]):
         caption = printed.strip().splitlines()[-1] if printed.strip() else ""
         rows.append({"case": "caption", "variant": image.stem, "image": _rel(out, image), "caption": caption,
@@ -238,11 +243,14 @@ def main() -> int:
         commands = phase.commands(out)
         stdouts = [_run(command, out / "demo.log") for command in commands]
         seconds = time.perf_counter() - began
-        quoted = [shlex.join(c).replace(str(out), "outputs/demo").replace(str(BIN) + "/", "") for c in commands]
+        shown = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+        quoted = [shlex.join(c).replace(str(out), shown).replace(str(BIN) + "/", "") for c in commands]
         rows.extend(phase.collect(out, quoted, stdouts))
         timings.append({"phase": phase.name, "seconds": round(seconds, 1), "estimate_s": phase.estimate_s,
                         "load_average_at_start": load})
         print(f"    done in {seconds:.0f} s", flush=True)
+        # Written after every phase: a later phase's failure keeps the earlier ones' results.
+        write_results(out / "results.json", rows, phases=timings, total_seconds=round(time.perf_counter() - start, 1))
     total = time.perf_counter() - start
     write_results(out / "results.json", rows, phases=timings, total_seconds=round(total, 1))
     _run(["hybridformer", "report", str(out)], out / "demo.log")
