@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 __all__ = ["PLOTS", "Plot", "speed_of", "attention_series"]
 
@@ -98,12 +98,13 @@ def plot_attention_scaling(rows: list[Row], path: Path) -> list[Row]:
         ax.set_xticks(lengths, [f"{n:,}" for n in lengths])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # labels at 1, 2, 5 x 10^k: readable
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("sequence length (tokens)")
         ax.set_ylabel(what)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    time_ax.set_title("Attention time vs length")
+    time_ax.set_title("Time per call vs length")
     mem_ax.set_title("Peak memory vs length")
     _save(fig, path)
     return [r for points in series.values() for r in points]
