@@ -45,16 +45,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow tests
 
-# The demo runs the main job on the bundled data (2-3.5 minutes on 2 quiet CPU cores): fine-tune the
-# bundled MiniLM with hybrid attention on the movie-review sentiment set, evaluate it on the held-out
-# test split, int8-quantize it and evaluate that, then the attention kernel's quick benchmark.
+# The demo runs the main job on the bundled data (benchmarks/demo.py, phase by phase through the
+# hybridformer CLI): fine-tune the bundled MiniLM with hybrid attention on movie-review sentiment,
+# int8 and a half-depth student of it, pretrain the tiny image-text model (zero-shot, retrieval,
+# captions of held-out digits), the whole-encoder speed at 4k/8k tokens; then outputs/demo/report.md,
+# results.json and plots/. `python benchmarks/demo.py --with-bbc` adds BBC at 2,048 tokens.
 DEMO := outputs/demo
 demo: $(STAMP)
-	$(BIN)/hybridformer finetune --config configs/finetune_sentiment.yaml --out-dir $(DEMO)/sentiment
-	$(BIN)/hybridformer quantize --model $(DEMO)/sentiment/model --mode dynamic --out $(DEMO)/sentiment/int8
-	$(BIN)/hybridformer evaluate --model-dir $(DEMO)/sentiment/int8
-	$(BIN)/python benchmarks/attention.py --quick --out $(DEMO)/attention.json
-	@echo "demo outputs in $(DEMO)/ (model, int8 model, metrics, confusion matrix, attention benchmark)"
+	$(BIN)/python benchmarks/demo.py --out $(DEMO)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention.py --out results/attention.json
