@@ -61,10 +61,17 @@ class KVCache:
     compressed: Any = None
     """selection="compressed" only: its :class:`~hybridformer.attention.compressed_cache.CompressedState`
     (every token's keys/values, block summaries; the fields above stay empty)."""
+    pooled: Any = None
+    """selection="pooled" only: its :class:`~hybridformer.attention.pooled_cache.PooledState` (every
+    token's keys/values, the current block's queries; the fields above stay empty)."""
+
+    @property
+    def _selector_state(self) -> Any:
+        return self.compressed if self.compressed is not None else self.pooled
 
     def check_batch(self, batch: int) -> None:
         """Raise ValueError if this cache was filled for a different batch size."""
-        keys = self.keys if self.compressed is None else self.compressed.keys
+        keys = self.keys if self._selector_state is None else self._selector_state.keys
         if keys is not None and keys.shape[0] != batch:
             raise ValueError(
                 f"cache: holds {keys.shape[0]} sequences, got hidden_states with batch size {batch}"
@@ -76,7 +83,7 @@ class KVCache:
             self.keys, self.values, self.valid, self.scores,
             self.global_keys, self.global_values, self.global_scores, self.global_positions,
         )
-        extra = 0 if self.compressed is None else self.compressed.memory_bytes()
+        extra = 0 if self._selector_state is None else self._selector_state.memory_bytes()
         return extra + sum(t.numel() * t.element_size() for t in held if t is not None)
 
     def _start(self, like: Tensor, global_k: int, hybrid: bool) -> None:

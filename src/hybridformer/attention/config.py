@@ -39,14 +39,18 @@ class AttentionConfig:
     """The first `pinned_global` positions (e.g. [CLS]) are always among the selected tokens, the
     scorer picking the other global_k − pinned_global (Longformer's recipe for classification:
     with `global_queries_attend_all` the [CLS] query then reads the whole sequence). Non-causal only."""
-    selection: Literal["scorer", "compressed"] = "scorer"
+    selection: Literal["scorer", "compressed", "pooled"] = "scorer"
     """How `kind="hybrid"` picks its global tokens. `scorer`: a per-token score from the hidden state,
     learnt straight-through (``scorer.py``). `compressed`: NSA's compressed-block selection
     (``compressed.py``): each query block attends to mean-pooled summaries of `compress_block`-token
     blocks; that attention is a third, gated output branch (so it learns from the main loss, on every
     block, not only on picked ones), and its probabilities, combined over the block's queries
     (`compress_vote`) and summed over the heads, choose the block's top ``global_k / compress_block``
-    blocks. Costs O(N·N/compress_block) more."""
+    blocks. Costs O(N·N/compress_block) more. `pooled`: query-block pooled selection (``pooled.py``):
+    each query block's queries are pooled into one query per head (content-weighted, the mean at
+    init), which attends over every eligible token key — a gated branch added to the block's tokens,
+    learning from the main loss for every key — and whose probabilities, summed over the heads, pick
+    the block's top `global_k` tokens. Costs O(N·N/window) more (one pooled query per window)."""
     compress_vote: Literal["sum", "max"] = "sum"
     """How a query block's queries vote for summary blocks (selection="compressed"), per head, then
     summed over heads. `sum`: the compressed probabilities summed over the block's queries (each query
@@ -98,6 +102,11 @@ class AttentionConfig:
             "needs causal=false (causal selection is per query block among earlier positions)",
         )
         check(self.score_cap >= 0, "score_cap", f"must be >= 0 (0 = unbounded), got {self.score_cap}")
+        check(
+            self.selection in ("scorer", "compressed", "pooled"),
+            "selection",
+            f"must be 'scorer', 'compressed' or 'pooled', got {self.selection!r}",
+        )
         check(self.compress_vote in ("sum", "max"), "compress_vote", f"must be 'sum' or 'max', got {self.compress_vote!r}")
         check(
             self.compress_summary in ("mean", "sum"),
@@ -122,6 +131,13 @@ class AttentionConfig:
                 not self.global_queries_attend_all,
                 "global_queries_attend_all",
                 "needs selection='scorer' (compressed selection gives one set per query block)",
+            )
+        if self.kind == "hybrid" and self.selection == "pooled":
+            check(self.pinned_global == 0, "pinned_global", "needs selection='scorer' (pooled sets are per block)")
+            check(
+                not self.global_queries_attend_all,
+                "global_queries_attend_all",
+                "needs selection='scorer' (pooled selection gives one set per query block)",
             )
         check(self.scorer_hidden >= 0, "scorer_hidden", f"must be >= 0, got {self.scorer_hidden}")
         check(self.selection_noise >= 0, "selection_noise", f"must be >= 0, got {self.selection_noise}")

@@ -49,6 +49,8 @@ from hybridformer.attention.config import AttentionConfig
 from hybridformer.attention.dense import dense_attention
 from hybridformer.attention.dispatch import attend
 from hybridformer.attention.masks import MaskSpec
+from hybridformer.attention.pooled import PooledSelection
+from hybridformer.attention.pooled_cache import pooled_cached_attention
 from hybridformer.attention.scorer import (
     TokenScorer,
     select_prefix_topk,
@@ -148,6 +150,10 @@ class HybridAttention(nn.Module):
                     vote=config.compress_vote,
                     summary=config.compress_summary,
                 )
+            if hybrid and config.selection == "pooled":
+                self.pooled = PooledSelection(
+                    d, config.n_heads, window=config.window, global_k=config.global_k, causal=config.causal
+                )
             if hybrid:
                 if config.combine == "gated":
                     self.gate_proj = nn.Linear(d, 2 * config.n_heads)
@@ -205,9 +211,10 @@ class HybridAttention(nn.Module):
         n = hidden_states.shape[1]
         scores = extra = None
         indices = global_indices
-        if cfg.kind == "hybrid" and cfg.selection == "compressed":
-            branch = self.compressed(hidden_states, q, k, v, key_padding_mask, self.scale)
-            extra = branch.output  # (B, H, N, D) the gated compressed branch
+        if cfg.kind == "hybrid" and cfg.selection in ("compressed", "pooled"):
+            selector = self.compressed if cfg.selection == "compressed" else self.pooled
+            branch = selector(hidden_states, q, k, v, key_padding_mask, self.scale)
+            extra = branch.output  # (B, H, N, D) the gated compressed / pooled branch
             if indices is None and cfg.global_k > 0:
                 indices = branch.global_indices
         elif cfg.kind == "hybrid" and indices is None:
@@ -299,6 +306,12 @@ class HybridAttention(nn.Module):
         if cfg.kind == "hybrid" and cfg.selection == "compressed":
             out, sets = compressed_cached_attention(
                 cache, self.compressed, hidden_states, q, k, v,
+                key_padding_mask=key_padding_mask, gates=gates, local=cfg.local, scale=self.scale,
+            )
+            return AttentionOutput(self.o_proj(self._merge_heads(out)), sets)
+        if cfg.kind == "hybrid" and cfg.selection == "pooled":
+            out, sets = pooled_cached_attention(
+                cache, self.pooled, hidden_states, q, k, v,
                 key_padding_mask=key_padding_mask, gates=gates, local=cfg.local, scale=self.scale,
             )
             return AttentionOutput(self.o_proj(self._merge_heads(out)), sets)

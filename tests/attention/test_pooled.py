@@ -1,0 +1,197 @@
+"""selection="pooled" (query-block pooled selection) against a loop-built float64 reference written
+from the definition: the pooled queries, the per-block sets, the gated pooled branch, the layer's output
+and its gradient (union and gated, causal and not, padding, N not a multiple of the window); causal
+prefix consistency; cached decoding equal to the full causal forward; a planted far token it learns to
+find; bad configurations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hybridformer.attention import AttentionConfig, HybridAttention, KVCache, dense_mask, reference_attention
+from hybridformer.attention.pooled import topk_positions
+from hybridformer.config import ConfigError
+from test_hybrid import D_MODEL, HEADS, HEAD_DIM, merge, padding, qkv
+from test_scorer import one_thread, retrieval_accuracy  # noqa: F401 (fixture)
+
+WINDOW, K = 4, 3
+
+
+def make_layer(causal: bool, combine: str = "union", seed: int = 0, local: str = "block", global_k: int = K) -> HybridAttention:
+    torch.manual_seed(seed)
+    config = AttentionConfig(
+        d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=global_k, selection="pooled", causal=causal,
+        combine=combine, local=local,
+    )
+    layer = HybridAttention(config).double().eval()
+    torch.nn.init.normal_(layer.pooled.pool_proj.weight)  # learned pooling, not the initial mean
+    return layer
+
+
+def reference_sets_and_branch(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor | None, causal: bool):
+    """Per-block sets and the pooled branch's per-token output (before the gate), by loops, float64.
+
+    Block g's pooled query (head h) is the softmax(pool_proj(x)_h)-weighted sum of its real tokens'
+    queries; block g is served by its own pooled query over the real keys outside it, or (causal)
+    by block g - 1's over the real keys before g·window. Its set: the top-K keys by the branch
+    probabilities summed over the heads, ties to the earlier position, listed in position order.
+    """
+    q, k, v = qkv(layer, x)
+    batch, n = x.shape[:2]
+    groups, scale = math.ceil(n / WINDOW), HEAD_DIM**-0.5
+    pool_logits = layer.pooled.pool_proj(x)  # (B, N, H)
+    real = lambda b, j: mask is None or bool(mask[b, j])  # noqa: E731
+    branch = torch.zeros_like(q)
+    sets = torch.full((batch, groups, K), -1, dtype=torch.long)
+    for b in range(batch):
+        for g in range(groups):
+            voter = g - 1 if causal else g
+            members = [i for i in range(voter * WINDOW, min(n, (voter + 1) * WINDOW)) if voter >= 0 and real(b, i)]
+            keys = [j for j in range(n) if real(b, j) and (j < g * WINDOW if causal else j // WINDOW != g)]
+            if not members or not keys:
+                continue
+            importance = torch.zeros(len(keys), dtype=torch.float64)
+            for h in range(HEADS):
+                w = torch.softmax(torch.stack([pool_logits[b, i, h] for i in members]), 0)
+                pooled = sum(w[m] * q[b, h, i] for m, i in enumerate(members))
+                p = torch.softmax(torch.stack([pooled @ k[b, h, j] * scale for j in keys]), 0)
+                out = sum(p[m] * v[b, h, j] for m, j in enumerate(keys))
+                for i in range(g * WINDOW, min(n, (g + 1) * WINDOW)):
+                    branch[b, h, i] = out
+                importance += p.detach()
+            order = sorted(range(len(keys)), key=lambda m: (-importance[m].item(), keys[m]))
+            chosen = sorted(keys[m] for m in order[:K])
+            sets[b, g, : len(chosen)] = torch.tensor(chosen)
+    return sets, branch
+
+
+def reference_output(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor | None, causal: bool):
+    """(sets, layer output) from the definition: kernel part over window ∪ set (union) or gated
+    local/selected branches, plus the gated pooled branch, through o_proj."""
+    sets, branch = reference_sets_and_branch(layer, x, mask, causal)
+    batch, n = x.shape[:2]
+    q, k, v = qkv(layer, x)
+    local = layer.config.local
+    if layer.config.combine == "union":
+        sees = dense_mask(batch, n, window=WINDOW, local=local, global_indices=sets, causal=causal, key_padding_mask=mask)
+        main = reference_attention(q, k, v, sees)
+    else:
+        g = torch.sigmoid(layer.gate_proj(x)).view(batch, n, HEADS, 2).transpose(1, 2)
+        near = reference_attention(q, k, v, dense_mask(batch, n, window=WINDOW, local=local, causal=causal, key_padding_mask=mask))
+        only = torch.zeros(batch, n, n, dtype=torch.bool)  # query i sees just its block's set
+        for b in range(batch):
+            for i in range(n):
+                only[b, i, [j for j in sets[b, i // WINDOW].tolist() if j >= 0]] = True
+        chosen = reference_attention(q, k, v, only) * only.any(-1)[:, None, :, None]  # empty set: zeros
+        main = g[..., :1] * near + g[..., 1:] * chosen
+    gate = torch.sigmoid(layer.pooled.gate_proj(x)).transpose(1, 2)[..., None]  # (B, H, N, 1)
+    return sets, layer.o_proj(merge(main + gate * branch))
+
+
+@pytest.mark.parametrize(
+    "causal, combine, pad, n",
+    [
+        (False, "union", "holes", 15), (True, "union", "holes", 15), (False, "gated", "none", 16),
+        (True, "gated", "holes", 13), (False, "union", "none", 16), (True, "union", "none", 9),
+    ],
+)
+def test_pooled_layer_and_gradient_equal_loop_reference(causal, combine, pad, n):
+    layer = make_layer(causal, combine)
+    x = torch.randn(2, n, D_MODEL, dtype=torch.float64)
+    mask = padding(2, n, pad)
+    out = layer(x, mask)
+    sets, expected = reference_output(layer, x, mask, causal)
+    assert torch.equal(out.global_indices, sets)
+    torch.testing.assert_close(out.hidden_states, expected, atol=1e-10, rtol=0)
+    weights = torch.randn_like(expected)
+    params = [layer.pooled.pool_proj.weight, layer.pooled.gate_proj.weight, layer.k_proj.weight, layer.q_proj.weight]
+    grads = torch.autograd.grad((out.hidden_states * weights).sum(), params)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), params)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+
+
+def test_topk_positions_breaks_ties_by_position():
+    inf = float("-inf")
+    rows = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [inf, 1.0, inf, 1.0, inf], [0.5, 0.5, 0.5, 0.5, 0.5]])
+    assert topk_positions(rows, 2).tolist() == [[1, 2], [1, 3], [0, 1]]
+    assert topk_positions(rows, 3).tolist() == [[1, 2, 4], [1, 3, -1], [0, 1, 2]]
+    assert topk_positions(rows, 7).tolist() == [[0, 1, 2, 3, 4, -1, -1], [1, 3, -1, -1, -1, -1, -1], [0, 1, 2, 3, 4, -1, -1]]
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (50, 30), generator=generator).float()
+    scores[scores == 0] = inf
+    for row, got in zip(scores, topk_positions(scores, 6)):
+        order = sorted((j for j in range(30) if row[j] > inf), key=lambda j: (-row[j].item(), j))[:6]
+        assert got.tolist() == sorted(order) + [-1] * (6 - len(order))
+
+
+def test_causal_pooled_output_ignores_future_tokens():
+    layer = make_layer(causal=True)
+    x = torch.randn(2, 21, D_MODEL, dtype=torch.float64)
+    t = 9
+    changed = x.clone()
+    changed[:, t + 1 :] = torch.randn_like(changed[:, t + 1 :])
+    a, b = layer(x), layer(changed)
+    torch.testing.assert_close(a.hidden_states[:, : t + 1], b.hidden_states[:, : t + 1], atol=1e-12, rtol=0)
+    assert torch.equal(a.global_indices[:, : t // WINDOW + 1], b.global_indices[:, : t // WINDOW + 1])
+
+
+@pytest.mark.parametrize("combine, local", [("union", "block"), ("union", "sliding"), ("gated", "block"), ("gated", "sliding")])
+def test_pooled_decoding_equals_the_full_causal_forward(combine, local):
+    layer = make_layer(causal=True, combine=combine, local=local)
+    x = torch.randn(2, 19, D_MODEL, dtype=torch.float64)
+    mask = padding(2, 19, "holes")
+    with torch.no_grad():
+        full = layer(x, mask)
+        cache = KVCache()
+        steps = [layer(x[:, t : t + 1], mask[:, t : t + 1], cache=cache) for t in range(19)]
+        prefill = KVCache()
+        parts = [layer(x[:, :10], mask[:, :10], cache=prefill), layer(x[:, 10:], mask[:, 10:], cache=prefill)]
+    torch.testing.assert_close(torch.cat([s.hidden_states for s in steps], 1), full.hidden_states, atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.cat([p.hidden_states for p in parts], 1), full.hidden_states, atol=1e-12, rtol=0)
+    for t, step in enumerate(steps):  # the set in force at step t is the full forward's set of t's block
+        assert torch.equal(step.global_indices[:, 0], full.global_indices[:, t // WINDOW])
+    assert cache.length == 19 and cache.memory_bytes() > 0
+
+
+def test_pooled_without_global_keys_keeps_the_branch():
+    layer = make_layer(causal=False, global_k=0)
+    x = torch.randn(2, 10, D_MODEL, dtype=torch.float64)
+    out = layer(x)
+    assert out.global_indices is None
+    _, branch = reference_sets_and_branch(layer, x, None, causal=False)
+    q, k, v = qkv(layer, x)
+    gate = torch.sigmoid(layer.pooled.gate_proj(x)).transpose(1, 2)[..., None]
+    main = reference_attention(q, k, v, dense_mask(2, 10, window=WINDOW))
+    torch.testing.assert_close(out.hidden_states, layer.o_proj(merge(main + gate * branch)), atol=1e-10, rtol=0)
+
+
+def test_pooled_selection_refuses_bad_configurations():
+    with pytest.raises(ConfigError, match="pinned_global"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_k=4, pinned_global=1)
+    with pytest.raises(ConfigError, match="global_queries_attend_all"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_queries_attend_all=True)
+    with pytest.raises(ConfigError, match="selection.*'pooled'"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pool")
+
+
+def test_pooled_selection_finds_a_planted_far_token(one_thread):  # noqa: F811
+    accuracy, found = retrieval_accuracy(global_k=2, selection="pooled", with_recall=True)
+    assert found >= 0.9  # the marked token is in query block 0's set
+    assert accuracy >= 0.9
+
+
+def test_meta_device_build_then_init_equals_an_eager_build():
+    config = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=K, selection="pooled")
+    torch.manual_seed(3)
+    eager = HybridAttention(config)
+    with torch.device("meta"):
+        meta = HybridAttention(config)
+    meta.to_empty(device="cpu")
+    torch.manual_seed(3)
+    meta.init_weights()
+    for (name, a), (_, b) in zip(eager.state_dict().items(), meta.state_dict().items()):
+        assert torch.equal(a, b), name
