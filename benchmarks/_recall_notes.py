@@ -1,5 +1,6 @@
-"""The notes results/recall.md carries: the load caveat, the protocol, the study behind the
-learned-compressed variants and a reading of the committed rows (benchmarks/recall.py)."""
+"""The notes the recall reports carry (benchmarks/recall.py): results/recall.md (trained at each N, with
+positions, issue 24) and results/recall_512.md (trained at 512 without positions, issue 16: the
+load caveat, the protocol, the study behind the learned-compressed variants, a reading of its rows)."""
 
 NOTE_LOAD = (
     "Trained and evaluated on a quiet machine (no other agent running; 3 seed workers on 2 CPU cores, "
@@ -9,7 +10,7 @@ NOTE_LOAD = (
     "this budget (200 steps), where learned-compressed-b4 reached 0.60 (one seed learnt late)."
 )
 
-NOTES = """Notes. Task: four (key, value) pair tokens among fillers in the first 3/4 of the sequence, the
+_STUDY_512 = """Notes. Task: four (key, value) pair tokens among fillers in the first 3/4 of the sequence, the
 query key last, 16-way value classification (see the script's docstring); block-local attention cannot
 see any pair from the query's block in any layer, so `local` is chance by construction. `oracle` gets
 the queried pair's position as `global_indices` (the ceiling of the architecture). selection_recall:
@@ -45,3 +46,7 @@ chance (selection_recall about a third: the straight-through scorer ranks the pa
 one seed of three, and even there accuracy stays at chance). local is chance by construction. At
 N = 8,192 the compressed variants were evaluated on 64 sequences per seed and the others on 128
 (eval_sequences column) to bound the O(N·N/c) evaluation CPU; `full` is not run at 8,192."""
+
+NOTES_512 = f"{NOTE_LOAD}\n\n{_STUDY_512}"
+
+NOTES = """Notes (to be completed with the reading of the committed rows)."""

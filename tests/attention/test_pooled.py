@@ -17,14 +17,14 @@ from hybridformer.config import ConfigError
 from test_hybrid import D_MODEL, HEADS, HEAD_DIM, merge, padding, qkv
 from test_scorer import one_thread, retrieval_accuracy  # noqa: F401 (fixture)
 
-WINDOW, K = 4, 3
+WINDOW, POOL, K = 4, 8, 3
 
 
 def make_layer(causal: bool, combine: str = "union", seed: int = 0, local: str = "block", global_k: int = K) -> HybridAttention:
     torch.manual_seed(seed)
     config = AttentionConfig(
-        d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=global_k, selection="pooled", causal=causal,
-        combine=combine, local=local,
+        d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=global_k, selection="pooled", pool_block=POOL,
+        causal=causal, combine=combine, local=local,
     )
     layer = HybridAttention(config).double().eval()
     torch.nn.init.normal_(layer.pooled.pool_proj.weight)  # learned pooling, not the initial mean
@@ -32,39 +32,42 @@ def make_layer(causal: bool, combine: str = "union", seed: int = 0, local: str =
 
 
 def reference_sets_and_branch(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor | None, causal: bool):
-    """Per-block sets and the pooled branch's per-token output (before the gate), by loops, float64.
+    """Per-window sets and the pooled branch's per-token output (before the gate), by loops, float64.
 
-    Block g's pooled query (head h) is the softmax(pool_proj(x)_h)-weighted sum of its real tokens'
-    queries; block g is served by its own pooled query over the real keys outside it, or (causal)
-    by block g - 1's over the real keys before g·window. Its set: the top-K keys by the branch
-    probabilities summed over the heads, ties to the earlier position, listed in position order.
+    Pool block p's pooled query (head h) is the softmax(pool_proj(x)_h)-weighted sum of its real
+    tokens' queries; block p is served by its own pooled query over every real key, or (causal) by
+    block p - 1's over the real keys before p·POOL. Query window w's set: the top-K keys outside
+    window w by its pool block's branch probabilities summed over the heads, ties to the earlier
+    position, listed in position order.
     """
     q, k, v = qkv(layer, x)
     batch, n = x.shape[:2]
-    groups, scale = math.ceil(n / WINDOW), HEAD_DIM**-0.5
+    scale = HEAD_DIM**-0.5
     pool_logits = layer.pooled.pool_proj(x)  # (B, N, H)
     real = lambda b, j: mask is None or bool(mask[b, j])  # noqa: E731
     branch = torch.zeros_like(q)
-    sets = torch.full((batch, groups, K), -1, dtype=torch.long)
+    sets = torch.full((batch, math.ceil(n / WINDOW), K), -1, dtype=torch.long)
     for b in range(batch):
-        for g in range(groups):
-            voter = g - 1 if causal else g
-            members = [i for i in range(voter * WINDOW, min(n, (voter + 1) * WINDOW)) if voter >= 0 and real(b, i)]
-            keys = [j for j in range(n) if real(b, j) and (j < g * WINDOW if causal else j // WINDOW != g)]
+        for p in range(math.ceil(n / POOL)):
+            voter = p - 1 if causal else p
+            members = [i for i in range(voter * POOL, min(n, (voter + 1) * POOL)) if voter >= 0 and real(b, i)]
+            keys = [j for j in range(n) if real(b, j) and (j < p * POOL or not causal)]
             if not members or not keys:
                 continue
             importance = torch.zeros(len(keys), dtype=torch.float64)
             for h in range(HEADS):
                 w = torch.softmax(torch.stack([pool_logits[b, i, h] for i in members]), 0)
                 pooled = sum(w[m] * q[b, h, i] for m, i in enumerate(members))
-                p = torch.softmax(torch.stack([pooled @ k[b, h, j] * scale for j in keys]), 0)
-                out = sum(p[m] * v[b, h, j] for m, j in enumerate(keys))
-                for i in range(g * WINDOW, min(n, (g + 1) * WINDOW)):
+                prob = torch.softmax(torch.stack([pooled @ k[b, h, j] * scale for j in keys]), 0)
+                out = sum(prob[m] * v[b, h, j] for m, j in enumerate(keys))
+                for i in range(p * POOL, min(n, (p + 1) * POOL)):
                     branch[b, h, i] = out
-                importance += p.detach()
-            order = sorted(range(len(keys)), key=lambda m: (-importance[m].item(), keys[m]))
-            chosen = sorted(keys[m] for m in order[:K])
-            sets[b, g, : len(chosen)] = torch.tensor(chosen)
+                importance += prob.detach()
+            for g in range(p * POOL // WINDOW, min(sets.shape[1], (p + 1) * POOL // WINDOW)):
+                outside = [m for m in range(len(keys)) if keys[m] // WINDOW != g]
+                order = sorted(outside, key=lambda m: (-importance[m].item(), keys[m]))
+                chosen = sorted(keys[m] for m in order[:K])
+                sets[b, g, : len(chosen)] = torch.tensor(chosen)
     return sets, branch
 
 
@@ -94,8 +97,9 @@ def reference_output(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor
 @pytest.mark.parametrize(
     "causal, combine, pad, n",
     [
-        (False, "union", "holes", 15), (True, "union", "holes", 15), (False, "gated", "none", 16),
+        (False, "union", "holes", 15), (True, "union", "holes", 21), (False, "gated", "none", 16),
         (True, "gated", "holes", 13), (False, "union", "none", 16), (True, "union", "none", 9),
+        (False, "gated", "holes", 21),
     ],
 )
 def test_pooled_layer_and_gradient_equal_loop_reference(causal, combine, pad, n):
@@ -115,23 +119,26 @@ def test_pooled_layer_and_gradient_equal_loop_reference(causal, combine, pad, n)
 
 
 def test_topk_positions_breaks_ties_by_position():
-    inf = float("-inf")
-    rows = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [inf, 1.0, inf, 1.0, inf], [0.5, 0.5, 0.5, 0.5, 0.5]])
-    assert topk_positions(rows, 2).tolist() == [[1, 2], [1, 3], [0, 1]]
-    assert topk_positions(rows, 3).tolist() == [[1, 2, 4], [1, 3, -1], [0, 1, 2]]
-    assert topk_positions(rows, 7).tolist() == [[0, 1, 2, 3, 4, -1, -1], [1, 3, -1, -1, -1, -1, -1], [0, 1, 2, 3, 4, -1, -1]]
+    rows = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [9.0, 1.0, 9.0, 1.0, 9.0], [0.5, 0.5, 0.5, 0.5, 0.5]])
+    eligible = torch.tensor([[True] * 5, [False, True, False, True, False], [True] * 5])
+    assert topk_positions(rows, eligible, 2).tolist() == [[1, 2], [1, 3], [0, 1]]
+    assert topk_positions(rows, eligible, 3).tolist() == [[1, 2, 4], [1, 3, -1], [0, 1, 2]]
+    assert topk_positions(rows, eligible, 7).tolist() == [
+        [0, 1, 2, 3, 4, -1, -1], [1, 3, -1, -1, -1, -1, -1], [0, 1, 2, 3, 4, -1, -1]
+    ]
     generator = torch.Generator().manual_seed(0)
-    scores = torch.randint(0, 4, (50, 30), generator=generator).float()
-    scores[scores == 0] = inf
-    for row, got in zip(scores, topk_positions(scores, 6)):
-        order = sorted((j for j in range(30) if row[j] > inf), key=lambda j: (-row[j].item(), j))[:6]
+    scores = torch.randint(0, 4, (50, 30), generator=generator).float() * 1e-3
+    scores[:, 7] = 1e-40  # a subnormal still ranks above zero
+    eligible = torch.rand(50, 30, generator=generator) > 0.2
+    for row, ok, got in zip(scores, eligible, topk_positions(scores, eligible, 6)):
+        order = sorted((j for j in range(30) if ok[j]), key=lambda j: (-row[j].item(), j))[:6]
         assert got.tolist() == sorted(order) + [-1] * (6 - len(order))
 
 
 def test_causal_pooled_output_ignores_future_tokens():
     layer = make_layer(causal=True)
-    x = torch.randn(2, 21, D_MODEL, dtype=torch.float64)
-    t = 9
+    x = torch.randn(2, 29, D_MODEL, dtype=torch.float64)
+    t = 17
     changed = x.clone()
     changed[:, t + 1 :] = torch.randn_like(changed[:, t + 1 :])
     a, b = layer(x), layer(changed)
@@ -142,19 +149,19 @@ def test_causal_pooled_output_ignores_future_tokens():
 @pytest.mark.parametrize("combine, local", [("union", "block"), ("union", "sliding"), ("gated", "block"), ("gated", "sliding")])
 def test_pooled_decoding_equals_the_full_causal_forward(combine, local):
     layer = make_layer(causal=True, combine=combine, local=local)
-    x = torch.randn(2, 19, D_MODEL, dtype=torch.float64)
-    mask = padding(2, 19, "holes")
+    x = torch.randn(2, 27, D_MODEL, dtype=torch.float64)
+    mask = padding(2, 27, "holes")
     with torch.no_grad():
         full = layer(x, mask)
         cache = KVCache()
-        steps = [layer(x[:, t : t + 1], mask[:, t : t + 1], cache=cache) for t in range(19)]
+        steps = [layer(x[:, t : t + 1], mask[:, t : t + 1], cache=cache) for t in range(27)]
         prefill = KVCache()
         parts = [layer(x[:, :10], mask[:, :10], cache=prefill), layer(x[:, 10:], mask[:, 10:], cache=prefill)]
     torch.testing.assert_close(torch.cat([s.hidden_states for s in steps], 1), full.hidden_states, atol=1e-12, rtol=0)
     torch.testing.assert_close(torch.cat([p.hidden_states for p in parts], 1), full.hidden_states, atol=1e-12, rtol=0)
     for t, step in enumerate(steps):  # the set in force at step t is the full forward's set of t's block
         assert torch.equal(step.global_indices[:, 0], full.global_indices[:, t // WINDOW])
-    assert cache.length == 19 and cache.memory_bytes() > 0
+    assert cache.length == 27 and cache.memory_bytes() > 0
 
 
 def test_pooled_without_global_keys_keeps_the_branch():
@@ -176,16 +183,21 @@ def test_pooled_selection_refuses_bad_configurations():
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_queries_attend_all=True)
     with pytest.raises(ConfigError, match="selection.*'pooled'"):
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pool")
+    with pytest.raises(ConfigError, match="pool_block.*multiple of window=64"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=64, selection="pooled", pool_block=96)
+    with pytest.raises(ConfigError, match="pool_block.*>= 0"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", pool_block=-1)
+    assert AttentionConfig(window=96, selection="pooled").pooled_block == 288  # automatic: >= 256
 
 
 def test_pooled_selection_finds_a_planted_far_token(one_thread):  # noqa: F811
-    accuracy, found = retrieval_accuracy(global_k=2, selection="pooled", with_recall=True)
+    accuracy, found = retrieval_accuracy(global_k=2, selection="pooled", pool_block=8, with_recall=True)
     assert found >= 0.9  # the marked token is in query block 0's set
     assert accuracy >= 0.9
 
 
 def test_meta_device_build_then_init_equals_an_eager_build():
-    config = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=K, selection="pooled")
+    config = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=K, selection="pooled", pool_block=POOL)
     torch.manual_seed(3)
     eager = HybridAttention(config)
     with torch.device("meta"):

@@ -47,10 +47,14 @@ class AttentionConfig:
     block, not only on picked ones), and its probabilities, combined over the block's queries
     (`compress_vote`) and summed over the heads, choose the block's top ``global_k / compress_block``
     blocks. Costs O(N·N/compress_block) more. `pooled`: query-block pooled selection (``pooled.py``):
-    each query block's queries are pooled into one query per head (content-weighted, the mean at
-    init), which attends over every eligible token key — a gated branch added to the block's tokens,
-    learning from the main loss for every key — and whose probabilities, summed over the heads, pick
-    the block's top `global_k` tokens. Costs O(N·N/window) more (one pooled query per window)."""
+    the queries of each `pool_block` tokens are pooled into one query per head (content-weighted,
+    the mean at init), which attends over every token key — a gated branch added to the block's
+    tokens, learning from the main loss for every key — and whose probabilities, summed over the
+    heads, pick each window's top `global_k` tokens. Costs O(N·N/pool_block) more."""
+    pool_block: int = 0
+    """Tokens pooled into one query per head (selection="pooled"); a multiple of `window`. 0 = the
+    smallest multiple of `window` that is >= 256. The pooled branch and the selection cost
+    N/pool_block key dot-products per token (the window costs `window`)."""
     compress_vote: Literal["sum", "max"] = "sum"
     """How a query block's queries vote for summary blocks (selection="compressed"), per head, then
     summed over heads. `sum`: the compressed probabilities summed over the block's queries (each query
@@ -132,7 +136,13 @@ class AttentionConfig:
                 "global_queries_attend_all",
                 "needs selection='scorer' (compressed selection gives one set per query block)",
             )
+        check(self.pool_block >= 0, "pool_block", f"must be >= 0 (0 = automatic), got {self.pool_block}")
         if self.kind == "hybrid" and self.selection == "pooled":
+            check(
+                self.pool_block % self.window == 0,
+                "pool_block",
+                f"must be a multiple of window={self.window} (0 = automatic), got {self.pool_block}",
+            )
             check(self.pinned_global == 0, "pinned_global", "needs selection='scorer' (pooled sets are per block)")
             check(
                 not self.global_queries_attend_all,
@@ -142,6 +152,11 @@ class AttentionConfig:
         check(self.scorer_hidden >= 0, "scorer_hidden", f"must be >= 0, got {self.scorer_hidden}")
         check(self.selection_noise >= 0, "selection_noise", f"must be >= 0, got {self.selection_noise}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+    @property
+    def pooled_block(self) -> int:
+        """The pool block in force: `pool_block`, or for 0 the smallest multiple of `window` >= 256."""
+        return self.pool_block or self.window * -(-256 // self.window)
 
     @property
     def head_dim(self) -> int:

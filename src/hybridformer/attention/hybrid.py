@@ -152,7 +152,8 @@ class HybridAttention(nn.Module):
                 )
             if hybrid and config.selection == "pooled":
                 self.pooled = PooledSelection(
-                    d, config.n_heads, window=config.window, global_k=config.global_k, causal=config.causal
+                    d, config.n_heads, window=config.window, block=config.pooled_block, global_k=config.global_k,
+                    causal=config.causal,
                 )
             if hybrid:
                 if config.combine == "gated":

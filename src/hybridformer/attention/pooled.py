@@ -1,4 +1,4 @@
-"""Query-block pooled selection: a far-token selector that learns from the task loss at O(N·N/window).
+"""Query-block pooled selection: a far-token selector that learns from the task loss at O(N·N/block).
 
 The straight-through scorer (``scorer.py``) scores tokens without looking at any query, and only the
 tokens it happens to pick get a gradient: it does not learn far tokens. NSA's compressed blocks
@@ -6,29 +6,29 @@ tokens it happens to pick get a gradient: it does not learn far tokens. NSA's co
 summary dilutes a single salient token, so only small blocks learn, at O(N·N/compress_block).
 
 Here the *keys* stay at token granularity (a salient token is never diluted) and the *queries* are
-pooled instead, one per query block of ``window`` tokens and head:
+pooled instead, one per pool block of ``block`` tokens (``pool_block``, a multiple of ``window``) and head:
 
-1. Pool: ``P[g, h] = Σ_i a_i q[i, h]`` over block g's real tokens, ``a = softmax_i(w_h · x_i)`` with
-   one learned projection of the hidden state per head (``pool_proj``, zero at init: the mean). A
-   block holding one token that needs far context (a recall query) learns to put its weight there.
-2. Pooled branch: block g's pooled query attends over its *eligible* keys, one softmax per head
-   (non-causal: every real key outside block g; causal: the pooled query of block g − 1 over the real
-   keys before g·window). Its output is added to every token of block g, scaled per head by a
-   sigmoid gate read from the token (``gate_proj``). This branch is dense over the keys, so every key
-   — picked or not — gets a gradient from the main loss: no lucky pick is needed.
-3. Select: the branch's probabilities summed over the heads give each eligible key its importance for
-   block g; the top ``global_k`` (ties: the earlier position) are block g's global set, in position
-   order, -1 in empty slots, handed to the hybrid kernel as (B, ceil(N / window), K) indices.
-   Selection is hard and takes no gradient; the branch carries it.
+1. Pool: ``P[p, h] = Σ_i a_i q[i, h]`` over pool block p's real tokens, ``a = softmax_i(w_h · x_i + c_h)``
+   with one learned projection of the hidden state per head (``pool_proj``, zero at init: the mean).
+   A block holding one token that needs far context (a recall query) learns to put its weight there.
+2. Pooled branch: block p's pooled query attends over its visible keys, one softmax per head
+   (non-causal: every real key; causal: the pooled query of block p − 1 over the real keys before
+   p·block). Its output is added to every token of block p, scaled per head by a sigmoid gate read
+   from the token (``gate_proj``). The branch is dense over the keys, so every key — picked or not —
+   gets a gradient from the main loss: no lucky pick is needed.
+3. Select: the branch's probabilities summed over the heads rank the keys for block p; each query
+   window (``window`` tokens) of block p takes the top ``global_k`` outside its own window (ties: the
+   earlier position), in position order, -1 in empty slots: (B, ceil(N / window), K) indices for the
+   hybrid kernel. Selection is hard and takes no gradient; the branch carries it.
 
-Causal: everything block g uses (block g − 1's queries, keys before g·window) lies before g·window,
-so no output depends on later tokens, and decoding (``pooled_cache.py``) computes the set and the
-branch output once per block.
+Causal: everything pool block p uses (block p − 1's queries, keys before p·block) lies before
+p·block, so no output depends on later tokens, and decoding (``pooled_cache.py``) computes the set
+and the branch output once per pool block.
 
-Cost: the branch and the selection are (ceil(N / window) × N) logits per head: O(N·N/window·D) time.
-The branch goes through fused SDPA (no probabilities kept for backward); the selection recomputes
-the logits without gradient in chunks that stay in cache, so memory is O(N·D + N·N/window) at most
-per chunk, never N×N.
+Cost: the branch and the selection are (ceil(N / block) × N) logits per head: O(N·N/block·D) time,
+i.e. N/block key dot-products per token against the window's ``window``. The branch goes through fused
+SDPA (nothing N×N kept for backward); the selection recomputes the logits without gradient, a chunk
+of blocks at a time that stays in cache, reusing the branch's log-sum-exp on CPU.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from hybridformer.initialization import allocating
 
-__all__ = ["PooledSelection", "PooledOutput", "pool_queries", "eligible_keys", "topk_positions", "select_keys"]
+__all__ = ["PooledSelection", "PooledOutput", "pool_queries", "visible_keys", "ranked_positions", "topk_positions", "select_keys",
+    "branch_attention"]
 
 CHUNK_ELEMENTS = 1 << 18
 """Logits (heads × blocks × keys) per selection chunk: ~1 MiB of float32, so a chunk's softmax and
@@ -54,111 +55,191 @@ class PooledOutput:
     """What :class:`PooledSelection` returns."""
 
     global_indices: Tensor | None
-    """(B, ceil(N / window), K) selected token positions per query block, -1 = empty slot; None for K = 0."""
+    """(B, ceil(N / window), K) selected token positions per query window, -1 = empty slot; None for K = 0."""
     output: Tensor
     """(B, H, N, D) the gated pooled branch's output, to be added to the layer's."""
 
 
-def pool_queries(q: Tensor, pool_logits: Tensor, window: int, key_padding_mask: Tensor | None) -> Tensor:
-    """One pooled query per query block and head: softmax(pool_logits) over the block's real tokens.
+def pool_queries(q: Tensor, pool_logits: Tensor, block: int, key_padding_mask: Tensor | None) -> Tensor:
+    """One pooled query per pool block and head: softmax(pool_logits) over the block's real tokens.
 
     Args:
         q: (B, H, N, D) queries.
         pool_logits: (B, N, H) pooling logits (``pool_proj`` of the hidden state).
-        window: query block size.
+        block: tokens per pool block.
         key_padding_mask: bool (B, N), True = real, or None.
 
     Returns:
-        (B, H, G, D), G = ceil(N / window); zeros for a block with no real token.
+        (B, H, P, D), P = ceil(N / block); zeros for a block with no real token.
     """
     batch, heads, n, dim = q.shape
-    groups = math.ceil(n / window)
-    extra = groups * window - n
+    groups = math.ceil(n / block)
+    extra = groups * block - n
     real = torch.ones(batch, n, dtype=torch.bool, device=q.device) if key_padding_mask is None else key_padding_mask
-    real = F.pad(real, (0, extra)).view(batch, 1, groups, window)  # (B, 1, G, W)
-    logits = F.pad(pool_logits.transpose(1, 2), (0, extra)).view(batch, heads, groups, window)  # (B, H, G, W)
+    real = F.pad(real, (0, extra)).view(batch, 1, groups, block)  # (B, 1, P, block)
+    logits = F.pad(pool_logits.transpose(1, 2), (0, extra)).view(batch, heads, groups, block)  # (B, H, P, block)
     weights = torch.softmax(logits.masked_fill(~real, float("-inf")), dim=-1).nan_to_num(0.0)
-    blocks = F.pad(q, (0, 0, 0, extra)).view(batch, heads, groups, window, dim)  # (B, H, G, W, D)
-    return (weights.unsqueeze(-2).to(q.dtype) @ blocks).squeeze(-2)  # (B, H, G, D)
+    blocks = F.pad(q, (0, 0, 0, extra)).view(batch, heads, groups, block, dim)  # (B, H, P, block, D)
+    return (weights.unsqueeze(-2).to(q.dtype) @ blocks).squeeze(-2)  # (B, H, P, D)
 
 
-def eligible_keys(
-    groups: int, n: int, window: int, causal: bool, key_padding_mask: Tensor | None, device: torch.device
-) -> Tensor:
-    """Which keys block g's pooled branch and selection range over: bool (B or 1, G, N).
+def visible_keys(
+    groups: int, n: int, block: int, causal: bool, key_padding_mask: Tensor | None, device: torch.device
+) -> Tensor | None:
+    """Which keys pool block p's branch attends to: bool (B or 1, P or 1, N), or None for every key.
 
-    Non-causal: every real key outside block g (its window already holds those). Causal: every real
-    key before g·window (block 0: none).
+    Non-causal: every real key (None without padding, else (B, 1, N)). Causal: every real key before
+    p·block (block 0: none), (B or 1, P, N).
     """
-    owner = torch.arange(n, device=device) // window  # (N,) the query block holding key j
-    target = torch.arange(groups, device=device)[:, None]  # (G, 1)
-    sees = owner[None, :] < target if causal else owner[None, :] != target  # (G, N)
-    sees = sees.unsqueeze(0)  # (1, G, N)
-    if key_padding_mask is not None:
-        sees = sees & key_padding_mask[:, None, :]  # (B, G, N)
-    return sees
+    if not causal:
+        return None if key_padding_mask is None else key_padding_mask[:, None, :]
+    owner = torch.arange(n, device=device) // block  # (N,) the pool block holding key j
+    sees = (owner[None, :] < torch.arange(groups, device=device)[:, None]).unsqueeze(0)  # (1, P, N)
+    return sees if key_padding_mask is None else sees & key_padding_mask[:, None, :]
 
 
-def topk_positions(importance: Tensor, k: int) -> Tensor:
-    """The k largest entries of each row, ties broken by position (the lower first), as positions.
+def ranked_positions(importance: Tensor, eligible: Tensor, k: int) -> Tensor:
+    """The k eligible entries of each row with the largest importance, ties to the lower position, in
+    that rank order; -1 in empty slots (fewer than k eligible), which come last.
 
-    Two ``topk`` passes instead of a full sort: the k-th value is the threshold; entries above it are
-    in, equal ones fill the remaining slots in position order. Entries at -inf are never taken.
+    One ``topk`` over int64 keys that order by (importance desc, position asc): the float32 bits of a
+    non-negative float ordered as integers (monotone), times 2^32, plus 2^32 - 1 - position; ineligible
+    entries get -1. Unique keys make the set deterministic without a sort of the whole row.
 
     Args:
-        importance: (..., N) float, -inf = ineligible.
+        importance: (..., N) float >= 0 (rounded to float32 for ranking).
+        eligible: bool, broadcastable to `importance`.
         k: slots.
 
     Returns:
-        LongTensor (..., k) of positions in increasing order, -1 in empty slots.
+        LongTensor (..., k).
     """
     n = importance.shape[-1]
     take = min(k, n)
-    kth = importance.topk(take, dim=-1).values[..., -1:]  # (..., 1)
-    above = importance > kth
-    ties = (importance == kth) & (kth > float("-inf"))
-    room = take - above.sum(dim=-1, keepdim=True)
-    chosen = above | (ties & (ties.cumsum(dim=-1) <= room))
-    # Rank chosen positions first, earlier first: n - j for chosen j, 0 otherwise.
-    rank = torch.where(chosen, n - torch.arange(n, device=importance.device), 0)
-    values, order = rank.topk(take, dim=-1)  # (..., take) by decreasing rank = increasing position
-    positions = order.masked_fill(values == 0, -1)
-    if take < k:
-        positions = F.pad(positions, (0, k - take), value=-1)
-    return positions
+    bits = importance.float().clamp(min=0).view(torch.int32).long()  # order-preserving for x >= 0
+    low = (1 << 32) - 1 - torch.arange(n, device=importance.device)
+    keys = torch.where(eligible, (bits << 32) + low, -1)  # (..., N)
+    best = keys.topk(take, dim=-1).values  # (..., take)
+    positions = torch.where(best >= 0, (1 << 32) - 1 - (best & ((1 << 32) - 1)), -1)
+    return F.pad(positions, (0, k - take), value=-1)
 
 
-def select_keys(pooled: Tensor, k: Tensor, sees: Tensor, scale: float, global_k: int) -> Tensor:
-    """Each block's top `global_k` keys by its pooled probabilities summed over the heads.
+def ascending(positions: Tensor) -> Tensor:
+    """Positions (-1 = empty) in increasing order, the empty slots last."""
+    top = torch.iinfo(positions.dtype).max
+    ordered = positions.masked_fill(positions < 0, top).sort(dim=-1).values
+    return ordered.masked_fill(ordered == top, -1)
 
-    Computed without gradient, a chunk of (sequence, blocks) at a time so that the (H, blocks, N)
-    logits of a chunk stay in cache.
+
+def topk_positions(importance: Tensor, eligible: Tensor, k: int) -> Tensor:
+    """:func:`ranked_positions` listed in increasing position order (empty slots -1 last)."""
+    return ascending(ranked_positions(importance, eligible, k))
+
+
+def window_sets(candidates: Tensor, first_window: Tensor, per_block: int, window: int, k: int) -> Tensor:
+    """Each query window's set from its pool block's ranked candidates, its own window's keys left out.
 
     Args:
-        pooled: (B, H, G, D) the query each block's set is chosen by (causal: already shifted).
-        k: (B, H, N, D) keys.
-        sees: bool (B or 1, G, N) eligible keys (:func:`eligible_keys`).
-        scale: logit scale.
-        global_k: K.
+        candidates: (c, k + window) ranked positions of c pool blocks (:func:`ranked_positions`).
+        first_window: (c,) index of each pool block's first query window.
+        per_block: query windows per pool block r.
+        window, k: the layer's window and K.
 
     Returns:
-        LongTensor (B, G, K), -1 = empty slot.
+        (c, r, k) the first k candidates outside each window, in increasing position order.
+    """
+    slots = candidates.shape[-1]
+    own = first_window[:, None] + torch.arange(per_block, device=candidates.device)  # (c, r)
+    drop = (candidates[:, None, :] < 0) | (candidates[:, None, :] // window == own[..., None])  # (c, r, slots)
+    rank = torch.arange(slots, device=candidates.device).masked_fill(drop, slots)  # dropped rank last
+    order = rank.topk(k, dim=-1, largest=False).indices  # (c, r, k) the k best kept, by rank
+    chosen = candidates[:, None, :].expand(-1, per_block, -1).gather(-1, order)
+    return ascending(chosen.masked_fill(drop.gather(-1, order), -1))
+
+
+def select_keys(
+    pooled: Tensor,
+    k: Tensor,
+    visible: Tensor | None,
+    scale: float,
+    global_k: int,
+    *,
+    window: int,
+    block: int,
+    exclude_own: bool,
+    lse: Tensor | None = None,
+) -> Tensor:
+    """Each query window's top `global_k` keys by its pool block's branch probabilities summed over the
+    heads (non-causal: its own window's keys left out; causal: the branch's keys all lie before the
+    pool block, so its windows share one set).
+
+    Computed without gradient, a chunk of (sequence, pool blocks) at a time so that the chunk's
+    (H, blocks, N) logits stay in cache.
+
+    Args:
+        pooled: (B, H, P, D) the query each pool block's set is chosen by (causal: already shifted).
+        k: (B, H, N, D) keys.
+        visible: bool (B or 1, P or 1, N) the branch's keys (:func:`visible_keys`), None = every key.
+        scale: logit scale.
+        global_k: K.
+        window: query window size; block: pool block size (a multiple of window).
+        exclude_own: leave out the keys of each query window (non-causal).
+        lse: (B, H, P) the branch's log-sum-exp per pooled query (from the fused kernel), or None.
+
+    Returns:
+        LongTensor (B, ceil(N / window), K), -1 = empty slot.
     """
     batch, heads, groups, _ = pooled.shape
     n = k.shape[2]
+    per_block = block // window
     step = max(1, CHUNK_ELEMENTS // (heads * n))
-    sets = torch.empty(batch, groups, global_k, dtype=torch.long, device=k.device)
+    if visible is None:
+        visible = torch.ones(1, 1, n, dtype=torch.bool, device=k.device)
+    sets = []
     with torch.no_grad():
         for b in range(batch):
-            row = sees[b if sees.shape[0] > 1 else 0]  # (G, N)
+            row = visible[b if visible.shape[0] > 1 else 0]  # (P or 1, N)
             for g0 in range(0, groups, step):
                 g1 = min(groups, g0 + step)
-                logits = (pooled[b, :, g0:g1] @ k[b].transpose(-1, -2)).float() * scale  # (H, c, N)
-                eligible = row[g0:g1]  # (c, N)
-                probs = torch.softmax(logits.masked_fill(~eligible, float("-inf")), dim=-1).nan_to_num_(0.0)
-                importance = probs.sum(dim=0).masked_fill_(~eligible, float("-inf"))  # (c, N)
-                sets[b, g0:g1] = topk_positions(importance, global_k)
-    return sets
+                sees = row[g0:g1] if row.shape[0] > 1 else row  # (c or 1, N)
+                logits = (pooled[b, :, g0:g1] @ k[b].transpose(-1, -2)) * scale  # (H, c, N)
+                logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+                if lse is None:
+                    norm = torch.logsumexp(logits.masked_fill(~sees, float("-inf")), dim=-1, keepdim=True)
+                else:
+                    norm = lse[b, :, g0:g1, None].to(logits.dtype)
+                importance = torch.exp(logits - norm).sum(dim=0)  # (c, N)
+                if exclude_own:
+                    candidates = ranked_positions(importance, sees, global_k + window)  # (c, K + window)
+                    first = torch.arange(g0, g1, device=k.device) * per_block
+                    sets.append(window_sets(candidates, first, per_block, window, global_k))
+                else:
+                    chosen = topk_positions(importance, sees, global_k)  # (c, K)
+                    sets.append(chosen[:, None, :].expand(-1, per_block, -1))
+    windows = math.ceil(n / window)
+    return torch.cat(sets, dim=0).view(batch, groups * per_block, global_k)[:, :windows]
+
+
+def branch_attention(
+    pooled: Tensor, k: Tensor, v: Tensor, visible: Tensor | None, scale: float
+) -> tuple[Tensor, Tensor | None]:
+    """The pooled queries' fused attention over their visible keys (None = every key, no mask at all).
+
+    Returns:
+        (output (B, H, P, D), log-sum-exp (B, H, P) on CPU, where torch's flash kernel returns it,
+        else None). A query seeing no key gets zeros.
+    """
+    bias = None
+    if visible is not None:
+        bias = torch.zeros(visible.shape, dtype=pooled.dtype, device=pooled.device).masked_fill_(~visible, float("-inf"))
+        bias = bias.unsqueeze(1)  # (B or 1, 1, P or 1, N)
+    if pooled.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(pooled, k, v, attn_mask=bias, scale=scale)
+    else:
+        out, lse = F.scaled_dot_product_attention(pooled, k, v, attn_mask=bias, scale=scale), None
+    if visible is not None:
+        out = out * visible.any(dim=-1)[:, None, :, None]
+    return out, lse
 
 
 class PooledSelection(nn.Module):
@@ -168,14 +249,15 @@ class PooledSelection(nn.Module):
         d_model: hidden size (the pooling weights and the gate read the token).
         n_heads: heads (one pooled query and one gate per head).
         window, global_k, causal: the layer's configuration.
+        block: tokens per pool block (``pool_block``), a multiple of window.
 
     Submodules: `pool_proj` (d_model -> n_heads, zero at init: mean pooling) and `gate_proj`
     (d_model -> n_heads, the branch's per-head gate logits, nn.Linear's defaults).
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, window: int, global_k: int, causal: bool) -> None:
+    def __init__(self, d_model: int, n_heads: int, *, window: int, block: int, global_k: int, causal: bool) -> None:
         super().__init__()
-        self.window, self.global_k, self.causal = window, global_k, causal
+        self.window, self.block, self.global_k, self.causal = window, block, global_k, causal
         with allocating():
             self.pool_proj = nn.Linear(d_model, n_heads)
             self.gate_proj = nn.Linear(d_model, n_heads)
@@ -190,8 +272,8 @@ class PooledSelection(nn.Module):
         self.gate_proj.reset_parameters()
 
     def pooled_queries(self, hidden_states: Tensor, q: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        """(B, H, G, D) the pooled query of every query block (:func:`pool_queries`)."""
-        return pool_queries(q, self.pool_proj(hidden_states), self.window, key_padding_mask)
+        """(B, H, P, D) the pooled query of every pool block (:func:`pool_queries`)."""
+        return pool_queries(q, self.pool_proj(hidden_states), self.block, key_padding_mask)
 
     def gates(self, hidden_states: Tensor) -> Tensor:
         """(B, H, T, 1) the branch's per-head sigmoid gate of every token."""
@@ -213,17 +295,17 @@ class PooledSelection(nn.Module):
             :class:`PooledOutput`.
         """
         batch, heads, n, dim = q.shape
-        pooled = self.pooled_queries(hidden_states, q, key_padding_mask)  # (B, H, G, D)
+        pooled = self.pooled_queries(hidden_states, q, key_padding_mask)  # (B, H, P, D)
         groups = pooled.shape[2]
-        if self.causal:  # block g is served by block g - 1's pooled query
+        if self.causal:  # pool block p is served by block p - 1's pooled query
             pooled = F.pad(pooled, (0, 0, 1, 0))[:, :, :groups]
-        sees = eligible_keys(groups, n, self.window, self.causal, key_padding_mask, q.device)  # (B|1, G, N)
-        bias = torch.zeros(sees.shape, dtype=q.dtype, device=q.device).masked_fill_(~sees, float("-inf"))
-        # Fused attention of G pooled queries over N keys; a block that sees no key gets zeros.
-        branch = F.scaled_dot_product_attention(pooled, k, v, attn_mask=bias.unsqueeze(1), scale=scale)  # (B, H, G, D)
-        branch = branch * sees.any(dim=-1)[:, None, :, None]
-        per_token = branch.repeat_interleave(self.window, dim=2)[:, :, :n]  # (B, H, N, D)
+        visible = visible_keys(groups, n, self.block, self.causal, key_padding_mask, q.device)  # (B|1, P|1, N)
+        branch, lse = branch_attention(pooled, k, v, visible, scale)  # (B, H, P, D)
+        per_token = branch.repeat_interleave(self.block, dim=2)[:, :, :n]  # (B, H, N, D)
         indices = None
         if self.global_k > 0:
-            indices = select_keys(pooled.detach(), k.detach(), sees, scale, self.global_k)
+            indices = select_keys(
+                pooled.detach(), k.detach(), visible, scale, self.global_k, window=self.window, block=self.block,
+                exclude_own=not self.causal, lse=None if lse is None else lse.detach(),
+            )
         return PooledOutput(indices, self.gates(hidden_states) * per_token)

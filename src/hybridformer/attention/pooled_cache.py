@@ -2,14 +2,14 @@
 
 A pooled-selection layer may pick any earlier token, so — as with compressed selection and NSA —
 decoding keeps every token's key and value (memory O(N), like ``kind="full"``). The set and the
-pooled branch's output of a query block depend only on the previous block's queries and the keys
-before the block starts, so both are computed once, when a block ends: O(N·D) per head once per
-``window`` tokens, i.e. O(N / window) amortised per token, plus O(window + K) for the local window and
-the set. State (:class:`PooledState`, held in ``KVCache.pooled``):
+pooled branch's output of a pool block depend only on the previous pool block's queries and the keys
+before the block starts, so both are computed once, when a pool block ends: O(N·D) per head once per
+``pool_block`` tokens, i.e. O(N / pool_block) amortised per token, plus O(window + K) for the local
+window and the set. State (:class:`PooledState`, held in ``KVCache.pooled``):
 
 - keys/values/validity of every token so far;
-- the queries and pooling logits of the current query block (pooled when it ends);
-- the set in force and the pooled branch's output (per head) for the current block.
+- the queries and pooling logits of the current pool block (pooled when it ends);
+- the set in force and the pooled branch's output (per head) for the current pool block.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hybridformer.attention.cache import KVCache, _attend_segment
-from hybridformer.attention.pooled import PooledSelection, pool_queries, select_keys
+from hybridformer.attention.pooled import PooledSelection, branch_attention, pool_queries, select_keys
 
 __all__ = ["PooledState", "pooled_cached_attention"]
 
@@ -37,13 +36,13 @@ class PooledState:
     valid: Tensor
     """Bool (B, L) real tokens."""
     queries: Tensor
-    """(B, H, Q, D) queries of the current query block so far (Q <= window)."""
+    """(B, H, Q, D) queries of the current pool block so far (Q <= pool block)."""
     pool_logits: Tensor
     """(B, Q, H) their pooling logits."""
     global_positions: Tensor
-    """(B, K) the set in force for the current query block, -1 = empty."""
+    """(B, K) the set in force for the current pool block, -1 = empty."""
     branch: Tensor
-    """(B, H, 1, D) the pooled branch's output (before the gate) for the current query block."""
+    """(B, H, 1, D) the pooled branch's output (before the gate) for the current pool block."""
 
     def memory_bytes(self) -> int:
         held = (self.keys, self.values, self.valid, self.queries, self.pool_logits, self.global_positions, self.branch)
@@ -62,15 +61,16 @@ def _start(q: Tensor, global_k: int) -> PooledState:
 
 
 def _close_block(state: PooledState, module: PooledSelection, scale: float) -> None:
-    """The query block that just ended chooses the next block's set and pooled-branch output."""
+    """The pool block that just ended chooses the next one's set and pooled-branch output."""
     block_valid = state.valid[:, -state.queries.shape[2]:]
-    pooled = pool_queries(state.queries, state.pool_logits, module.window, block_valid)  # (B, H, 1, D)
-    sees = state.valid[:, None, :]  # (B, 1, L): every earlier real key
-    bias = torch.zeros(sees.shape, dtype=pooled.dtype, device=pooled.device).masked_fill_(~sees, float("-inf"))
-    branch = F.scaled_dot_product_attention(pooled, state.keys, state.values, attn_mask=bias.unsqueeze(1), scale=scale)
-    state.branch = branch * sees.any(dim=-1)[:, None, :, None]  # (B, H, 1, D)
+    pooled = pool_queries(state.queries, state.pool_logits, module.block, block_valid)  # (B, H, 1, D)
+    visible = state.valid[:, None, :]  # (B, 1, L): every earlier real key
+    state.branch, lse = branch_attention(pooled, state.keys, state.values, visible, scale)  # (B, H, 1, D)
     if module.global_k > 0:
-        state.global_positions = select_keys(pooled, state.keys, sees, scale, module.global_k)[:, 0]
+        state.global_positions = select_keys(
+            pooled, state.keys, visible, scale, module.global_k, window=module.block, block=module.block,
+            exclude_own=False, lse=lse,
+        )[:, 0]
     state.queries, state.pool_logits = state.queries[:, :, :0], state.pool_logits[:, :0]
 
 
@@ -112,7 +112,7 @@ def pooled_cached_attention(
     outputs, sets, start = [], [], 0
     while start < total:
         first = state.keys.shape[2]
-        if first % window == 0 and first > 0:
+        if first % module.block == 0 and first > 0:
             _close_block(state, module, scale)
         stop = min(total, start + window - first % window)  # never past a query block's end
         part = slice(start, stop)
