@@ -116,7 +116,7 @@ def ranked_positions(importance: Tensor, eligible: Tensor, k: int) -> Tensor:
     """
     n = importance.shape[-1]
     take = min(k, n)
-    bits = importance.float().clamp(min=0).view(torch.int32).long()  # order-preserving for x >= 0
+    bits = importance.float().view(torch.int32).long()  # order-preserving for x >= 0
     low = (1 << 32) - 1 - torch.arange(n, device=importance.device)
     keys = torch.where(eligible, (bits << 32) + low, -1)  # (..., N)
     best = keys.topk(take, dim=-1).values  # (..., take)
@@ -196,13 +196,14 @@ def select_keys(
     if visible is None:
         visible = torch.ones(1, 1, n, dtype=torch.bool, device=k.device)
     sets = []
+    pooled = pooled * scale  # (B, H, P, D): scaling the few pooled queries, not the (P × N) logits
     with torch.no_grad():
         for b in range(batch):
             row = visible[b if visible.shape[0] > 1 else 0]  # (P or 1, N)
             for g0 in range(0, groups, step):
                 g1 = min(groups, g0 + step)
                 sees = row[g0:g1] if row.shape[0] > 1 else row  # (c or 1, N)
-                logits = (pooled[b, :, g0:g1] @ k[b].transpose(-1, -2)) * scale  # (H, c, N)
+                logits = pooled[b, :, g0:g1] @ k[b].transpose(-1, -2)  # (H, c, N) scaled logits
                 logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
                 if lse is None:
                     norm = torch.logsumexp(logits.masked_fill(~sees, float("-inf")), dim=-1, keepdim=True)
@@ -301,11 +302,13 @@ class PooledSelection(nn.Module):
             pooled = F.pad(pooled, (0, 0, 1, 0))[:, :, :groups]
         visible = visible_keys(groups, n, self.block, self.causal, key_padding_mask, q.device)  # (B|1, P|1, N)
         branch, lse = branch_attention(pooled, k, v, visible, scale)  # (B, H, P, D)
-        per_token = branch.repeat_interleave(self.block, dim=2)[:, :, :n]  # (B, H, N, D)
         indices = None
         if self.global_k > 0:
             indices = select_keys(
                 pooled.detach(), k.detach(), visible, scale, self.global_k, window=self.window, block=self.block,
                 exclude_own=not self.causal, lse=None if lse is None else lse.detach(),
             )
-        return PooledOutput(indices, self.gates(hidden_states) * per_token)
+        # Every token of pool block p gets its gate times block p's output, by broadcasting (no copy).
+        gates = F.pad(self.gates(hidden_states), (0, 0, 0, groups * self.block - n))  # (B, H, P·block, 1)
+        per_token = gates.view(batch, heads, groups, self.block, 1) * branch.unsqueeze(3)  # (B, H, P, block, D)
+        return PooledOutput(indices, per_token.view(batch, heads, groups * self.block, dim)[:, :, :n])
