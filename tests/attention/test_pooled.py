@@ -207,3 +207,22 @@ def test_meta_device_build_then_init_equals_an_eager_build():
     meta.init_weights()
     for (name, a), (_, b) in zip(eager.state_dict().items(), meta.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_decoding_state_appends_into_doubling_buffers():
+    """Appending a token copies the history only when the buffer doubles (O(1) amortised per token),
+    and the views hold exactly the appended keys, values and flags."""
+    from hybridformer.attention.pooled_cache import _start
+
+    q = torch.zeros(2, HEADS, 1, HEAD_DIM)
+    state = _start(q, K)
+    keys, values, flags, capacities = [], [], [], set()
+    for t in range(150):
+        k, v = torch.randn(2, HEADS, 1, HEAD_DIM), torch.randn(2, HEADS, 1, HEAD_DIM)
+        valid = torch.tensor([[True], [t % 3 != 0]])
+        state.append(k, v, valid)
+        keys.append(k), values.append(v), flags.append(valid)
+        capacities.add(state.key_buffer.shape[2])
+    assert sorted(capacities) == [64, 128, 256]
+    assert torch.equal(state.keys, torch.cat(keys, 2)) and torch.equal(state.values, torch.cat(values, 2))
+    assert torch.equal(state.valid, torch.cat(flags, 1)) and state.length == 150

@@ -29,12 +29,15 @@ __all__ = ["PooledState", "pooled_cached_attention"]
 class PooledState:
     """Decoding state of a pooled-selection layer (see the module docstring)."""
 
-    keys: Tensor
-    """(B, H, L, D) every token's key so far."""
-    values: Tensor
-    """(B, H, L, D) their values."""
-    valid: Tensor
-    """Bool (B, L) real tokens."""
+    key_buffer: Tensor
+    """(B, H, capacity, D) every token's key so far in its first `length` slots. The capacity doubles
+    when full, so appending a token costs O(1) amortised, not a copy of the whole history."""
+    value_buffer: Tensor
+    """(B, H, capacity, D) their values."""
+    valid_buffer: Tensor
+    """Bool (B, capacity) real tokens."""
+    length: int
+    """Tokens held."""
     queries: Tensor
     """(B, H, Q, D) queries of the current pool block so far (Q <= pool block)."""
     pool_logits: Tensor
@@ -44,8 +47,38 @@ class PooledState:
     branch: Tensor
     """(B, H, 1, D) the pooled branch's output (before the gate) for the current pool block."""
 
+    @property
+    def keys(self) -> Tensor:
+        """(B, H, L, D) every token's key so far (a view)."""
+        return self.key_buffer[:, :, : self.length]
+
+    @property
+    def values(self) -> Tensor:
+        """(B, H, L, D) their values (a view)."""
+        return self.value_buffer[:, :, : self.length]
+
+    @property
+    def valid(self) -> Tensor:
+        """Bool (B, L) real tokens (a view)."""
+        return self.valid_buffer[:, : self.length]
+
+    def append(self, k: Tensor, v: Tensor, valid: Tensor) -> None:
+        """Add T tokens' keys (B, H, T, D), values and validity (B, T), growing the buffers by doubling."""
+        end = self.length + k.shape[2]
+        if end > self.key_buffer.shape[2]:
+            capacity = max(end, 2 * self.key_buffer.shape[2], 64)
+            grow = capacity - self.key_buffer.shape[2]
+            self.key_buffer = torch.cat([self.key_buffer, self.key_buffer.new_zeros(*k.shape[:2], grow, k.shape[3])], dim=2)
+            self.value_buffer = torch.cat([self.value_buffer, self.value_buffer.new_zeros(*v.shape[:2], grow, v.shape[3])], dim=2)
+            self.valid_buffer = torch.cat([self.valid_buffer, self.valid_buffer.new_zeros(valid.shape[0], grow)], dim=1)
+        self.key_buffer[:, :, self.length : end] = k
+        self.value_buffer[:, :, self.length : end] = v
+        self.valid_buffer[:, self.length : end] = valid
+        self.length = end
+
     def memory_bytes(self) -> int:
-        held = (self.keys, self.values, self.valid, self.queries, self.pool_logits, self.global_positions, self.branch)
+        held = (self.key_buffer, self.value_buffer, self.valid_buffer, self.queries, self.pool_logits,
+                self.global_positions, self.branch)
         return sum(t.numel() * t.element_size() for t in held)
 
 
@@ -53,8 +86,8 @@ def _start(q: Tensor, global_k: int) -> PooledState:
     batch, heads, _, dim = q.shape
     empty = q.new_zeros(batch, heads, 0, dim)
     return PooledState(
-        keys=empty, values=empty, valid=torch.zeros(batch, 0, dtype=torch.bool, device=q.device),
-        queries=empty, pool_logits=q.new_zeros(batch, 0, heads),
+        key_buffer=empty, value_buffer=empty, valid_buffer=torch.zeros(batch, 0, dtype=torch.bool, device=q.device),
+        length=0, queries=empty, pool_logits=q.new_zeros(batch, 0, heads),
         global_positions=torch.full((batch, global_k), -1, dtype=torch.long, device=q.device),
         branch=q.new_zeros(batch, heads, 1, dim),
     )
@@ -111,17 +144,15 @@ def pooled_cached_attention(
     pool_logits = module.pool_proj(hidden_states)  # (B, T, H)
     outputs, sets, start = [], [], 0
     while start < total:
-        first = state.keys.shape[2]
+        first = state.length
         if first % module.block == 0 and first > 0:
             _close_block(state, module, scale)
         stop = min(total, start + window - first % window)  # never past a query block's end
         part = slice(start, stop)
-        state.keys = torch.cat([state.keys, k[:, :, part]], dim=2)
-        state.values = torch.cat([state.values, v[:, :, part]], dim=2)
-        state.valid = torch.cat([state.valid, valid[:, part]], dim=1)
+        state.append(k[:, :, part], v[:, :, part], valid[:, part])
         state.queries = torch.cat([state.queries, q[:, :, part]], dim=2)
         state.pool_logits = torch.cat([state.pool_logits, pool_logits[:, part]], dim=1)
-        length = state.keys.shape[2]
+        length = state.length
         lo = (first // window) * window if local == "block" else max(0, first - window + 1)
         take = state.global_positions.clamp(min=0)[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[3])
         view = KVCache(
@@ -134,5 +165,5 @@ def pooled_cached_attention(
         outputs.append(out + branch_gate[:, :, part] * state.branch)
         sets.append(state.global_positions)
         start = stop
-    cache.length = state.keys.shape[2]
+    cache.length = state.length
     return torch.cat(outputs, dim=2), torch.stack(sets, dim=1)
