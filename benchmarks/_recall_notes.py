@@ -49,4 +49,20 @@ N = 8,192 the compressed variants were evaluated on 64 sequences per seed and th
 
 NOTES_512 = f"{NOTE_LOAD}\n\n{_STUDY_512}"
 
-NOTES = """Notes (to be completed with the reading of the committed rows)."""
+NOTES = """Notes. Task: four (key, value) pair tokens among fillers in the first 3/4 of the sequence, the
+query key last, 16-way value classification (benchmarks/_recall_task.py); block-local attention cannot
+see any pair from the query's block, so `local` is chance by construction. `oracle` gets the queried
+pair's position as `global_indices` (the ceiling of the architecture). selection_recall: fraction of
+eval sequences where the queried pair's position is in the set the query's window sees (median over
+seeds). Positions: fixed sinusoids added to the token embeddings (no parameters, defined at every
+length; RoPE would change the attention layer under test). Every model is trained at the N it is
+evaluated at (the `train_n` column).
+
+Budget. The accuracy grid ran at nice 19 (/work/bin/lowprio) on 2 CPU cores shared with six other
+agents (load average 15-18 throughout), which left these runs 1-3% of a core each; the step and seed
+budget was cut to what could finish before the session's deadline (the budget line above; runs not
+finished are listed under "Not run"). train_s is wall time under that load, not a timing claim.
+step_ms comes from the separate timing pass (`--timing`, through /work/bin/timing: the variants
+interleaved round by round, median of 3 steps after a warm-up, batch 16, torch's default 2 threads),
+measured on the same loaded machine (its load averages in the header), so ratios between variants of
+one round are more trustworthy than absolute times."""
