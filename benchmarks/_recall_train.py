@@ -31,8 +31,11 @@ def _step(model: RecallModel, optimizer: torch.optim.Optimizer, batch: dict, ora
     return loss.item()
 
 
-def train_one(variant: str, n: int, positions: str, seed: int, steps: int) -> tuple[RecallModel, dict]:
-    """Train one variant at length `n` from seed `seed` for `steps` steps: (model, training stats)."""
+def train_one(
+    variant: str, n: int, positions: str, seed: int, steps: int, batch_size: int = BATCH
+) -> tuple[RecallModel, dict]:
+    """Train one variant at length `n` from seed `seed` for `steps` steps of `batch_size` sequences:
+    (model, training stats)."""
     torch.manual_seed(seed)
     model = _model(variant, positions)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -40,10 +43,12 @@ def train_one(variant: str, n: int, positions: str, seed: int, steps: int) -> tu
     generator = torch.Generator().manual_seed(1000 + seed)
     start, losses = time.perf_counter(), []
     for _ in range(steps):
-        losses.append(_step(model, optimizer, make_batch(generator, BATCH, n), variant == "oracle"))
+        losses.append(_step(model, optimizer, make_batch(generator, batch_size, n), variant == "oracle"))
         schedule.step()
     train_s = time.perf_counter() - start
-    stats = dict(train_n=n, positions=positions, train_s=train_s, final_loss=statistics.mean(losses[-20:]))
+    stats = dict(
+        train_n=n, positions=positions, batch=batch_size, train_s=train_s, final_loss=statistics.mean(losses[-20:])
+    )
     return model.eval(), stats
 
 
@@ -70,14 +75,15 @@ def evaluate(model: RecallModel, variant: str, n: int, sequences: int = EVAL) ->
 
 
 def run_one(
-    variant: str, train_n: int, positions: str, seed: int, steps: int, sizes: list[int], stem: Path, sequences: int = EVAL
+    variant: str, train_n: int, positions: str, seed: int, steps: int, sizes: list[int], stem: Path,
+    sequences: int = EVAL, batch_size: int = BATCH,
 ) -> dict:
     """Train (or load the weights saved at `stem`.pt) and evaluate at every size not yet evaluated;
     the record {train stats, "eval": {N: result}} is saved at `stem`.json after each step."""
     record = json.loads(stem.with_suffix(".json").read_text()) if stem.with_suffix(".json").exists() else None
     weights = stem.with_suffix(".pt")
     if record is None or not weights.exists():
-        model, stats = train_one(variant, train_n, positions, seed, steps)
+        model, stats = train_one(variant, train_n, positions, seed, steps, batch_size)
         record = dict(stats, eval={})
         weights.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), weights)

@@ -3,7 +3,7 @@
 Task, model and variants: ``_recall_task.py`` (four keyed pairs among fillers, the query key last,
 16-way value classification; local attention is at chance by construction). Model: 1 pre-LN block
 (d 64, 4 heads, FFN 128), window 64, global_k 16, non-causal; Adam lr 3e-3 (20 warm-up steps), batch
-16, the same steps and data for every variant (no per-module lr).
+16 (``--batch``), the same steps and data for every variant (no per-module lr).
 
 Protocols (rows carry ``train_n`` and ``positions``, so neither is ever hidden):
 
@@ -62,15 +62,15 @@ def _run_one_thread(*args) -> dict:
 
 
 def run_result(runs: Path, variant: str, train_n: int, positions: str, seed: int, steps: int, sizes: list[int],
-               collect: bool, sequences: int) -> dict | None:
+               collect: bool, sequences: int, batch_size: int) -> dict | None:
     """The run's record, training/evaluating what is missing unless `collect`."""
     folder = f"train-N={train_n}" if positions == "none" else f"train-N={train_n}-{positions}"
-    stem = runs / folder / f"{variant}-seed{seed}-steps{steps}"
+    stem = runs / folder / f"{variant}-seed{seed}-steps{steps}{'' if batch_size == BATCH else f'-batch{batch_size}'}"
     path = stem.with_suffix(".json")
     record = json.loads(path.read_text()) if path.exists() else None
     if collect or (record is not None and all(str(n) in record["eval"] for n in sizes)):
         return record
-    return run_forked(_run_one_thread, variant, train_n, positions, seed, steps, sizes, stem, sequences)
+    return run_forked(_run_one_thread, variant, train_n, positions, seed, steps, sizes, stem, sequences, batch_size)
 
 
 def aggregate(n: int, variant: str, runs: list[dict], steps: int, positions: str, timing: dict) -> dict:
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--positions", choices=POSITIONS, default="sinusoidal")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=BATCH, help="training sequences per step")
     parser.add_argument("--budget", nargs="+", default=[], help="per training length N:STEPS:SEEDS")
     parser.add_argument("--only-seed", type=int, default=None, help="run just this seed (parallel workers)")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
@@ -133,7 +134,7 @@ def main() -> None:
     if args.quick:
         args.sizes, args.seeds, args.steps = [320], 1, 30
     budgets = parse_budgets(args.budget, args.steps, args.seeds)
-    for name in ("seeds", "steps", "eval_sequences"):
+    for name in ("seeds", "steps", "eval_sequences", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: must be >= 1")
     for n in [*([args.train_n] if args.train_n else []), *args.sizes]:
@@ -160,7 +161,7 @@ def main() -> None:
             seeds = range(n_seeds) if args.only_seed is None else [args.only_seed]
             runs = [
                 run_result(Path(args.runs), variant, train_n, args.positions, s, steps, sizes, args.collect,
-                           args.eval_sequences)
+                           args.eval_sequences, args.batch)
                 for s in seeds
             ]
             for n in sizes:
@@ -173,7 +174,7 @@ def main() -> None:
     rows.sort(key=lambda r: (r["train_n"], int(r["case"].split("=")[1]), VARIANTS.index(r["variant"])))
     print_table(rows)
     budget = dict(protocol="train at each N" if args.train_n is None else f"train at {args.train_n}, evaluate at each N",
-                  positions=args.positions, steps=args.steps, seeds=args.seeds, per_length=args.budget, batch=BATCH,
+                  positions=args.positions, steps=args.steps, seeds=args.seeds, per_length=args.budget, batch=args.batch,
                   lr=LR, warmup=WARMUP, chance=1 / VALUES,
                   model=dict(d=D, heads=HEADS, layers=LAYERS, window=WINDOW, global_k=K))
     targets = check_targets(rows, timing)
