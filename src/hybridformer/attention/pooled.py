@@ -42,8 +42,10 @@ from torch import Tensor, nn
 
 from hybridformer.initialization import allocating
 
-__all__ = ["PooledSelection", "PooledOutput", "pool_queries", "visible_keys", "ranked_positions", "topk_positions", "select_keys",
-    "branch_attention"]
+__all__ = [
+    "PooledSelection", "PooledOutput", "pool_queries", "visible_keys", "branch_attention", "select_keys",
+    "ranked_positions", "topk_positions", "window_sets",
+]
 
 CHUNK_ELEMENTS = 1 << 18
 """Logits (heads × blocks × keys) per selection chunk: ~1 MiB of float32, so a chunk's softmax and
@@ -265,8 +267,10 @@ class PooledSelection(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Pooling at zero (every block's pooled query starts as the mean), the gate nn.Linear's defaults."""
-        self.pool_proj.reset_parameters()  # drawn then zeroed: the gate's draw does not depend on it
+        """Pooling at zero (every block's pooled query starts as the mean), the gate nn.Linear's defaults.
+        The pooling layer is drawn before it is zeroed, so the gate's draw follows the same random stream
+        as in the runs of results/recall.md."""
+        self.pool_proj.reset_parameters()
         with torch.no_grad():
             self.pool_proj.weight.zero_()
             self.pool_proj.bias.zero_()
