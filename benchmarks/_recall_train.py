@@ -100,10 +100,15 @@ def run_one(
     return record
 
 
-def time_steps(variants: list[str], n: int, positions: str, rounds: int) -> dict[str, dict]:
-    """Median wall time of one training step (batch 16 at length `n`, forward + backward + Adam) of
-    each variant, with torch's default threads, the variants interleaved round by round after one
-    warm-up step each, so load changes hit every variant alike. Returns {"variant@n": {...}}."""
+def time_steps(variants: list[str], n: int, positions: str, rounds: int, clock: str = "wall") -> dict[str, dict]:
+    """Median time of one training step (batch 16 at length `n`, forward + backward + Adam) of each
+    variant, the variants interleaved round by round after one warm-up step each, so load changes hit
+    every variant alike. `clock="wall"`: wall time with torch's default threads; `"cpu"`: this
+    process's CPU time on one thread, which other processes on a shared machine perturb far less
+    (they still share caches and memory bandwidth). Returns {"variant@n": {...}}."""
+    if clock == "cpu":
+        torch.set_num_threads(1)
+    now = time.process_time if clock == "cpu" else time.perf_counter
     models = {}
     for variant in variants:
         torch.manual_seed(0)
@@ -114,13 +119,13 @@ def time_steps(variants: list[str], n: int, positions: str, rounds: int) -> dict
     times: dict[str, list[float]] = {v: [] for v in variants}
     for round_ in range(rounds + 1):
         for variant, (model, optimizer) in models.items():
-            start = time.perf_counter()
+            start = now()
             _step(model, optimizer, batch, variant == "oracle")
             if round_ > 0:  # round 0 warms up
-                times[variant].append(time.perf_counter() - start)
+                times[variant].append(now() - start)
     load = os.getloadavg()[0]
     return {
-        f"{v}@{n}": dict(median_ms=1e3 * statistics.median(t), all_ms=[round(1e3 * x, 1) for x in t],
+        f"{v}@{n}": dict(median_ms=1e3 * statistics.median(t), all_ms=[round(1e3 * x, 1) for x in t], clock=clock,
                          threads=torch.get_num_threads(), load_average=load)
         for v, t in times.items()
     }

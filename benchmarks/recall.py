@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--timing", action="store_true", help="time training steps only (into RUNS/timing.json)")
     parser.add_argument("--timing-sizes", type=int, nargs="+", default=[2048, 8192, 16384])
     parser.add_argument("--timing-rounds", type=int, default=5)
+    parser.add_argument("--timing-clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time (default threads) or one thread's CPU time (for a loaded machine)")
     parser.add_argument("--out", default="results/recall.json")
     parser.add_argument("--markdown", default=None, help="also write a Markdown table (results/recall.md)")
     parser.add_argument("--collect", action="store_true", help="only aggregate the runs already done")
@@ -145,7 +147,7 @@ def main() -> None:
     if args.timing:
         for n in args.timing_sizes:
             variants = [v for v in args.variants if allowed(v, n, args, timing=True)]
-            timing.update(run_forked(time_steps, variants, n, args.positions, args.timing_rounds))
+            timing.update(run_forked(time_steps, variants, n, args.positions, args.timing_rounds, args.timing_clock))
             write_json(timing_path, timing)
             print(json.dumps({k: v for k, v in timing.items() if k.endswith(f"@{n}")}, indent=1))
         return
