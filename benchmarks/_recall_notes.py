@@ -62,7 +62,9 @@ Budget. The accuracy grid ran at nice 19 (/work/bin/lowprio) on 2 CPU cores shar
 agents (load average 15-18 throughout), which left these runs 1-3% of a core each; the step and seed
 budget was cut to what could finish before the session's deadline (the budget line above; runs not
 finished are listed under "Not run"). train_s is wall time under that load, not a timing claim.
-step_ms comes from the separate timing pass (`--timing`, through /work/bin/timing: the variants
-interleaved round by round, median of 3 steps after a warm-up, batch 16, torch's default 2 threads),
-measured on the same loaded machine (its load averages in the header), so ratios between variants of
-one round are more trustworthy than absolute times."""
+step_ms comes from the separate timing pass (`--timing --timing-clock cpu`, through /work/bin/timing:
+the variants interleaved round by round, median of 2-3 steps after a warm-up, batch 16): the CPU
+time of one thread per training step. A first wall-clock pass (2 threads) at load average 21 was
+discarded: one variant's steps ranged 2.1-5.7 s and local came out slower than full attention.
+CPU time is far less sensitive to the other processes, but they still share caches and memory
+bandwidth, so treat the ratios as estimates for a quiet machine, not measurements of one."""
