@@ -13,6 +13,7 @@ A multimodal teacher (a ``MultimodalModel`` folder) takes the multimodal recipe'
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hybridformer.commands._common import add_config_arguments, overrides_of
 from hybridformer.config import load_config
@@ -47,11 +48,11 @@ def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from hybridformer.recipes.distill import DistillConfig, distill
-    from hybridformer.compression.int8_multimodal import is_multimodal_folder
+    from hybridformer.registry import family_of
 
     overrides = overrides_of(args, OUT_DIR_FIELD)
     teacher = _teacher(args, overrides)
-    if teacher is not None and is_multimodal_folder(teacher):
+    if teacher is not None and Path(teacher).is_dir() and family_of(teacher).name == "multimodal":
         return _run_multimodal(args, overrides)
     config = load_config(DistillConfig, args.config, overrides)
     result = distill(config)

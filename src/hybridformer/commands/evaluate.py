@@ -15,20 +15,23 @@ from hybridformer.config import load_config
 OUT_DIR_FIELD = "out_dir"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridformer.recipes import EvaluateConfig
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    from hybridformer.commands._family import RECIPES, help_family
 
+    recipe = RECIPES[("evaluate", help_family(argv, "evaluate"))]
     add_config_arguments(
-        parser, "an evaluate.yaml with model_dir, data, split", OUT_DIR_FIELD, EvaluateConfig,
-        flags={"model-dir": ("model_dir", "the saved classifier's folder (a finetune run's model/); required")},
-    )
+        parser, recipe.example, OUT_DIR_FIELD, recipe.config_class(),
+        flags={"model-dir": ("model_dir", "the saved classifier's folder (a finetune run's model/); required")})
 
 
 def run(args: argparse.Namespace) -> int:
     from hybridformer.commands import multimodal
+    from hybridformer.commands._family import recipe_for
 
-    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
-        return multimodal.run_evaluate(args)
+    family, recipe, extra = recipe_for("evaluate", args)
+    if family == "multimodal":  # the registry's answer for --model tiny|DIR, --task, --objectives itc,...
+        return multimodal.run_evaluate(args, extra)
+    args.overrides = extra
     from hybridformer.recipes import EvaluateConfig, evaluate
 
     config = load_config(EvaluateConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

@@ -14,17 +14,21 @@ from hybridformer.config import load_config
 OUT_DIR_FIELD = "train.out_dir"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridformer.recipes import FinetuneConfig
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    from hybridformer.commands._family import RECIPES, help_family
 
-    add_config_arguments(parser, "configs/finetune_sentiment.yaml", OUT_DIR_FIELD, FinetuneConfig)
+    recipe = RECIPES[("finetune", help_family(argv, "finetune"))]
+    add_config_arguments(parser, recipe.example, OUT_DIR_FIELD, recipe.config_class())
 
 
 def run(args: argparse.Namespace) -> int:
     from hybridformer.commands import multimodal
+    from hybridformer.commands._family import recipe_for
 
-    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
-        return multimodal.run_finetune(args)
+    family, recipe, extra = recipe_for("finetune", args)
+    if family == "multimodal":  # the registry's answer for --model tiny|DIR, --task, --objectives itc,...
+        return multimodal.run_finetune(args, extra)
+    args.overrides = extra
     from hybridformer.recipes import FinetuneConfig, finetune
 
     config = load_config(FinetuneConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

@@ -14,17 +14,21 @@ from hybridformer.config import load_config
 OUT_DIR_FIELD = "train.out_dir"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridformer.recipes import PretrainConfig
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    from hybridformer.commands._family import RECIPES, help_family
 
-    add_config_arguments(parser, "configs/pretrain_mlm.yaml", OUT_DIR_FIELD, PretrainConfig)
+    recipe = RECIPES[("pretrain", help_family(argv, "pretrain"))]
+    add_config_arguments(parser, recipe.example, OUT_DIR_FIELD, recipe.config_class())
 
 
 def run(args: argparse.Namespace) -> int:
     from hybridformer.commands import multimodal
+    from hybridformer.commands._family import recipe_for
 
-    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
-        return multimodal.run_pretrain(args)
+    family, recipe, extra = recipe_for("pretrain", args)
+    if family == "multimodal":  # the registry's answer for --model tiny|DIR, --task, --objectives itc,...
+        return multimodal.run_pretrain(args, extra)
+    args.overrides = extra
     from hybridformer.recipes import PretrainConfig, pretrain
 
     config = load_config(PretrainConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

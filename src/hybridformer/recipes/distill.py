@@ -28,10 +28,12 @@ from hybridformer.losses import ClassificationObjective
 from hybridformer.losses.layer_distill import LayerDistillationObjective
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
-from hybridformer.recipes.model import AttentionChanges, SparsityChanges, resolve_tokenizer
+from hybridformer.data.tokenizer import resolve_tokenizer
+from hybridformer.recipes.model import AttentionChanges, SparsityChanges
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.sparsity import SparsityConfig
 from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.registry import save_model
 
 __all__ = ["DistillConfig", "DistillResult", "StudentConfig", "distill", "every_other_layer", "student_from_teacher"]
 
@@ -168,7 +170,7 @@ class DistillResult:
     """What :func:`distill` returns."""
 
     model_dir: Path
-    """The saved student (``TextClassifier.from_pretrained`` reloads it) with its tokenizer."""
+    """The saved student (``hybridformer.registry.load_model`` reloads it) with its tokenizer."""
     model: TextClassifier
     """The trained student, in eval mode."""
     metrics: dict[str, ClassificationMetrics]
@@ -223,8 +225,7 @@ def distill(config: DistillConfig) -> DistillResult:
     )
     out = Path(train_cfg.out_dir)
     model_dir = out / MODEL_DIR
-    student.save_pretrained(model_dir)
-    tokenizer.save_pretrained(str(model_dir))
+    save_model(student, model_dir, tokenizer=tokenizer)
     save_config(config, out / CONFIG_FILE)
     record = {
         "task": config.data.task,

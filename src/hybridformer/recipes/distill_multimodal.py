@@ -30,6 +30,7 @@ from hybridformer.losses.caption_distill import CaptionDistillationObjective
 from hybridformer.models.prompt_format import save_decoder_prompt_format
 from hybridformer.recipes.multimodal_common import MMDataConfig, task_data
 from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.registry import save_model
 
 __all__ = ["MMDistillConfig", "MMDistillResult", "caption_metrics", "mm_distill", "multimodal_student"]
 
@@ -117,7 +118,7 @@ class MMDistillResult:
     """What :func:`mm_distill` returns."""
 
     model_dir: Path
-    """The saved student (``MultimodalModel.from_pretrained``) with its tokenizer."""
+    """The saved student (``hybridformer.registry.load_model``) with its tokenizer."""
     model: nn.Module
     """The trained student, in eval mode."""
     metrics: dict[str, float]
@@ -160,7 +161,7 @@ def mm_distill(config: MMDistillConfig) -> MMDistillResult:
         ConfigError: no teacher or bad blocks; FileNotFoundError / ValueError: bad folders.
     """
     from hybridformer.models import MultimodalModel
-    from hybridformer.recipes.model import resolve_tokenizer
+    from hybridformer.data.tokenizer import resolve_tokenizer
 
     if config.teacher is None:
         raise ConfigError("teacher: is required: the folder of a trained multimodal model (--teacher DIR)")
@@ -177,7 +178,7 @@ def mm_distill(config: MMDistillConfig) -> MMDistillResult:
     teacher_metrics = caption_metrics(teacher, test, collate, config.eval_examples)
     out = Path(config.train.out_dir)
     model_dir = out / "model"
-    student.save_pretrained(model_dir, tokenizer=tokenizer)
+    save_model(student, model_dir, tokenizer=tokenizer)
     save_decoder_prompt_format(model_dir, tokenizer, student.config.decoder)  # captions read as "[CLS] caption"
     trainer.discard_checkpoints()
     save_config(config, out / "distill_config.yaml")
