@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Mapping
 
-__all__ = ["add_config_arguments", "overrides_of", "flag_aliases"]
+__all__ = ["add_config_arguments", "overrides_of", "flag_aliases", "print_outputs"]
 
 _EPILOG = (
     "Every config field{below} can be set on the command line as --section.field VALUE (after the\n"
@@ -74,3 +74,9 @@ def overrides_of(args: argparse.Namespace, out_dir_field: str | None = None) -> 
         if value is not None:
             first += [f"--{field}", value]
     return [*first, *extra]
+
+
+def print_outputs(result: Any) -> None:
+    """The two closing lines of a training command: where the model and the metrics went."""
+    print(f"model saved to {result.model_dir}")
+    print(f"metrics written to {result.metrics_path}")

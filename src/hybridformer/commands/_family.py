@@ -16,7 +16,7 @@ from typing import Any
 
 from hybridformer.config import ConfigError, parse_overrides, read_config_file
 
-__all__ = ["Recipe", "RECIPES", "family_name", "help_family", "recipe_for"]
+__all__ = ["Recipe", "RECIPES", "add_family_arguments", "family_name", "help_family", "select_family"]
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,23 @@ def family_name(overrides: list[str], config_file: str | None = None) -> str:
     return "text"
 
 
-def recipe_for(command: str, args: argparse.Namespace) -> tuple[str, Recipe, list[str]]:
-    """(family, recipe, overrides with ``--model REF`` renamed to the recipe's model field)."""
+def select_family(command: str, args: argparse.Namespace) -> str:
+    """The family ``args`` select for ``command``; ``args.overrides`` get ``--model REF`` renamed to the
+    family's model field (``model.init_from`` / ``model_dir`` for the text recipes)."""
     extra = list(getattr(args, "overrides", []) or [])
     family = family_name(extra, getattr(args, "config", None))
-    recipe = RECIPES[(command, family)]
-    if recipe.model_field != "model":
-        extra = [f"--{recipe.model_field}" if a == "--model" else a for a in extra]
-    return family, recipe, extra
+    field = RECIPES[(command, family)].model_field
+    args.overrides = [f"--{field}" if a == "--model" else a for a in extra]
+    return family
+
+
+def add_family_arguments(command: str, parser: argparse.ArgumentParser, argv: list[str] | None,
+                         out_dir_field: str | None, flags: dict[str, tuple[str, str]] | None = None) -> None:
+    """``command``'s options, with the config fields of the family its command line selects in ``--help``."""
+    from hybridformer.commands._common import add_config_arguments
+
+    recipe = RECIPES[(command, help_family(argv, command))]
+    add_config_arguments(parser, recipe.example, out_dir_field, recipe.config_class(), flags)
 
 
 def help_family(argv: list[str] | None, command: str) -> str:

@@ -1,4 +1,5 @@
-"""``hybridformer evaluate``: accuracy, macro-F1, per-class scores, confusion matrix and predictions of a saved classifier.
+"""``hybridformer evaluate``: accuracy, macro-F1, per-class scores, confusion matrix and predictions of a saved
+classifier; a multimodal model (``--task ... --model DIR``) is evaluated by :mod:`.multimodal`.
 
     hybridformer evaluate --model-dir runs/sentiment/model                  # on the data it was trained with
     hybridformer evaluate --model-dir runs/bbc/model --max_positions 2048 --data.max_length 2048
@@ -9,29 +10,22 @@ from __future__ import annotations
 
 import argparse
 
-from hybridformer.commands._common import add_config_arguments, overrides_of
+from hybridformer.commands import multimodal
+from hybridformer.commands._common import overrides_of
+from hybridformer.commands._family import add_family_arguments, select_family
 from hybridformer.config import load_config
 
 OUT_DIR_FIELD = "out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
-    from hybridformer.commands._family import RECIPES, help_family
-
-    recipe = RECIPES[("evaluate", help_family(argv, "evaluate"))]
-    add_config_arguments(
-        parser, recipe.example, OUT_DIR_FIELD, recipe.config_class(),
-        flags={"model-dir": ("model_dir", "the saved classifier's folder (a finetune run's model/); required")})
+    add_family_arguments("evaluate", parser, argv, OUT_DIR_FIELD,
+                         flags={"model-dir": ("model_dir", "the saved classifier's folder (a finetune run's model/); required")})
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridformer.commands import multimodal
-    from hybridformer.commands._family import recipe_for
-
-    family, recipe, extra = recipe_for("evaluate", args)
-    if family == "multimodal":  # the registry's answer for --model tiny|DIR, --task, --objectives itc,...
-        return multimodal.run_evaluate(args, extra)
-    args.overrides = extra
+    if select_family("evaluate", args) == "multimodal":  # the registry's answer for --model, --task, --objectives
+        return multimodal.run_evaluate(args)
     from hybridformer.recipes import EvaluateConfig, evaluate
 
     config = load_config(EvaluateConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

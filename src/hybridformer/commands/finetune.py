@@ -1,4 +1,6 @@
-"""``hybridformer finetune``: fine-tune a pretrained text encoder on a classification task.
+"""``hybridformer finetune``: fine-tune a pretrained text encoder on a classification task, or the
+multimodal model on ``--task vqa|caption|image-classification|video-classification`` (:mod:`.multimodal`;
+the registry's family of ``--model`` decides, :mod:`._family`).
 
     hybridformer finetune --config configs/finetune_sentiment.yaml --out-dir runs/sentiment
     hybridformer finetune --data.task bbc --model.attention.kind hybrid --model.attention.window 64
@@ -8,27 +10,21 @@ from __future__ import annotations
 
 import argparse
 
-from hybridformer.commands._common import add_config_arguments, overrides_of
+from hybridformer.commands import multimodal
+from hybridformer.commands._common import overrides_of
+from hybridformer.commands._family import add_family_arguments, select_family
 from hybridformer.config import load_config
 
 OUT_DIR_FIELD = "train.out_dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
-    from hybridformer.commands._family import RECIPES, help_family
-
-    recipe = RECIPES[("finetune", help_family(argv, "finetune"))]
-    add_config_arguments(parser, recipe.example, OUT_DIR_FIELD, recipe.config_class())
+    add_family_arguments("finetune", parser, argv, OUT_DIR_FIELD)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridformer.commands import multimodal
-    from hybridformer.commands._family import recipe_for
-
-    family, recipe, extra = recipe_for("finetune", args)
-    if family == "multimodal":  # the registry's answer for --model tiny|DIR, --task, --objectives itc,...
-        return multimodal.run_finetune(args, extra)
-    args.overrides = extra
+    if select_family("finetune", args) == "multimodal":  # the registry's answer for --model, --task, --objectives
+        return multimodal.run_finetune(args)
     from hybridformer.recipes import FinetuneConfig, finetune
 
     config = load_config(FinetuneConfig, args.config, overrides_of(args, OUT_DIR_FIELD))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from hybridformer.commands._common import overrides_of
+from hybridformer.commands._common import overrides_of, print_outputs
 from hybridformer.config import load_config
 
 __all__ = ["run_pretrain", "run_finetune", "run_evaluate"]
@@ -19,39 +19,33 @@ __all__ = ["run_pretrain", "run_finetune", "run_evaluate"]
 OUT_DIR_FIELD = "train.out_dir"
 
 
-def _overrides(args: argparse.Namespace, extra: list[str], out_dir_field: str | None) -> list[str]:
-    return overrides_of(argparse.Namespace(**{**vars(args), "overrides": extra}), out_dir_field)
-
-
-def run_pretrain(args: argparse.Namespace, extra: list[str]) -> int:
+def run_pretrain(args: argparse.Namespace) -> int:
     from hybridformer.recipes.multimodal_pretrain import MMPretrainConfig, mm_pretrain
 
-    config = load_config(MMPretrainConfig, args.config, _overrides(args, extra, OUT_DIR_FIELD))
+    config = load_config(MMPretrainConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = mm_pretrain(config)
     losses = result.train.losses
     print(f"{'+'.join(config.objectives)}: {result.train.final_step} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
           f"{result.examples_per_s:.2f} examples/s")
-    print(f"model saved to {result.model_dir}")
-    print(f"metrics written to {result.metrics_path}")
+    print_outputs(result)
     return 0
 
 
-def run_finetune(args: argparse.Namespace, extra: list[str]) -> int:
+def run_finetune(args: argparse.Namespace) -> int:
     from hybridformer.recipes.multimodal_tasks import MMFinetuneConfig, mm_finetune
 
-    config = load_config(MMFinetuneConfig, args.config, _overrides(args, extra, OUT_DIR_FIELD))
+    config = load_config(MMFinetuneConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = mm_finetune(config)
     for name, value in result.metrics.items():
         print(f"{config.task} test {name}: {value:.4f}")
-    print(f"model saved to {result.model_dir}")
-    print(f"metrics written to {result.metrics_path}")
+    print_outputs(result)
     return 0
 
 
-def run_evaluate(args: argparse.Namespace, extra: list[str]) -> int:
+def run_evaluate(args: argparse.Namespace) -> int:
     from hybridformer.recipes.multimodal_tasks import MMEvaluateConfig, mm_evaluate
 
-    config = load_config(MMEvaluateConfig, args.config, _overrides(args, extra, None))
+    config = load_config(MMEvaluateConfig, args.config, overrides_of(args, None))
     for name, value in mm_evaluate(config).items():
         print(f"{config.task} test {name}: {value:.4f}")
     return 0
