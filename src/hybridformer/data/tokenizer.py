@@ -16,7 +16,7 @@ from .sources import minilm_path
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["load_tokenizer", "minilm_tokenizer", "resolve_tokenizer", "train_bpe_tokenizer", "BPE_SPECIAL_TOKENS"]
+__all__ = ["has_tokenizer", "load_tokenizer", "minilm_tokenizer", "resolve_tokenizer", "train_bpe_tokenizer", "BPE_SPECIAL_TOKENS"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -144,6 +144,11 @@ def train_bpe_tokenizer(
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 
 
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a saved tokenizer (``tokenizer.json``, ``vocab.txt`` or ``vocab.json``)."""
+    return any((Path(folder) / name).is_file() for name in _TOKENIZER_FILES)
+
+
 def resolve_tokenizer(tokenizer: str | None, model_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
     """Load ``tokenizer`` if given, else the one saved in ``model_dir``, else MiniLM's.
 
@@ -152,6 +157,6 @@ def resolve_tokenizer(tokenizer: str | None, model_dir: str | Path | None = None
     """
     if tokenizer is not None:
         return load_tokenizer(tokenizer)
-    if model_dir is not None and any((Path(model_dir) / name).is_file() for name in _TOKENIZER_FILES):
+    if model_dir is not None and has_tokenizer(model_dir):
         return load_tokenizer(model_dir)
     return load_tokenizer(minilm_path())

@@ -3,7 +3,8 @@
 The model's architecture (from the registry) picks the transform: a classifier goes through
 :func:`~hybridformer.compression.quantize` (optionally smoothed on calibration batches), a multimodal
 model through :func:`~hybridformer.compression.quantize_multimodal`. The float folder's other files
-(tokenizer, generation config, training data record) are copied into the int8 folder unchanged.
+(tokenizer, generation config, training data record) are copied into the int8 folder unchanged; a
+folder without a tokenizer gets MiniLM's, the one loading it falls back to.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import Tensor
 from hybridformer.compression import DEFAULT_BACKENDS, QuantizationSpec, quantization_of, quantize, quantize_multimodal
 from hybridformer.compression.int8_backends import Backend, Mode, backend_for
 from hybridformer.data import TextCollator, iterate_batches
-from hybridformer.data.tokenizer import resolve_tokenizer
+from hybridformer.data.tokenizer import has_tokenizer, resolve_tokenizer
 from hybridformer.model_folder import WEIGHTS_FILE, copy_extras, read_meta
 from hybridformer.recipes.task_data import load_task_data
 from hybridformer.registry import architecture_at, load_model, save_model
@@ -86,6 +87,8 @@ def quantize_folder(
                              calibration=batches, fuse_qkv=fuse_qkv)
     out = save_model(quantized, out_dir)
     copy_extras(model_dir, out)
+    if not has_tokenizer(out):  # what loading the float folder falls back to: MiniLM's
+        resolve_tokenizer(None).save_pretrained(str(out))
     return QuantizeFolderReport(
         quantization_of(quantized), (Path(model_dir) / WEIGHTS_FILE).stat().st_size,
         (out / WEIGHTS_FILE).stat().st_size, out, arch.name,
