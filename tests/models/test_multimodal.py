@@ -92,7 +92,7 @@ def test_save_and_load_round_trip_exactly(tiny, tmp_path):
 def test_loading_a_folder_that_is_not_a_model_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="hybridformer.json"):
         MultimodalModel.from_pretrained(tmp_path)
-    (tmp_path / "hybridformer.json").write_text('{"architecture": "TextClassifier"}')
+    (tmp_path / "hybridformer.json").write_text('{"architecture": "TextClassifier", "format_version": 2, "config": {}}')
     with pytest.raises(ValueError, match="not a MultimodalModel"):
         MultimodalModel.from_pretrained(tmp_path)
 

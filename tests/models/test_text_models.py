@@ -155,7 +155,7 @@ def test_masked_lm_matches_hf(tmp_path: Path, kind: str) -> None:
         reference = transformers.RobertaForMaskedLM(transformers.RobertaConfig(max_position_embeddings=34, **common))
     else:
         reference = transformers.BertForMaskedLM(transformers.BertConfig(max_position_embeddings=32, **common))
-    save_model(reference.eval(), tmp_path)
+    reference.eval().save_pretrained(tmp_path)
     model = TextForMaskedLM.from_pretrained(tmp_path).eval()
     ids = torch.randint(3, 50, (2, 10))
     ids[1, 7:] = reference.config.pad_token_id

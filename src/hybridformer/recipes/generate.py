@@ -64,7 +64,7 @@ def load_generator(ref: str, seed: int = 0) -> tuple[Any, Any, PromptFormat, boo
     if ref in FLAVORS:
         torch.manual_seed(seed)
     elif not Path(ref).is_dir():
-        raise FileNotFoundError(f"--model: {ref} is neither a flavor ({', '.join(FLAVORS)}) nor a model folder")
+        raise FileNotFoundError(f"--model: {ref} is neither 'tiny' nor a model folder (flavors: {', '.join(FLAVORS)})")
     if architecture_at(ref).family != "multimodal":
         raise ValueError(f"--model: {ref} holds a {architecture_at(ref).name}; generate needs a multimodal model")
     model = load_model(ref).eval()
