@@ -30,20 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:
     """The ``teacher`` field from the command line (the last wins), else from the --config file."""
-    from hybridformer.config import parse_overrides
+    from hybridformer.config import parse_overrides, read_config_file
 
     teacher = parse_overrides(overrides).get("teacher")
     if teacher is None and args.config is not None:
-        from hybridformer.config import ConfigError
-        from hybridformer.recipes.distill import DistillConfig
-        from hybridformer.recipes.distill_multimodal import MMDistillConfig
-
-        for cls in (DistillConfig, MMDistillConfig):
-            try:
-                return load_config(cls, args.config).teacher
-            except ConfigError:  # the other kind of config
-                continue
-    return teacher
+        teacher = read_config_file(args.config).get("teacher")
+    return None if teacher is None else str(teacher)
 
 
 def run(args: argparse.Namespace) -> int:

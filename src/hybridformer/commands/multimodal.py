@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from hybridformer.commands._common import overrides_of, print_outputs
+from hybridformer.commands._common import overrides_of, print_outputs, print_pretraining
 from hybridformer.config import load_config
 
 __all__ = ["run_pretrain", "run_finetune", "run_evaluate"]
@@ -24,9 +24,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     config = load_config(MMPretrainConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = mm_pretrain(config)
-    losses = result.train.losses
-    print(f"{'+'.join(config.objectives)}: {result.train.final_step} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
-          f"{result.examples_per_s:.2f} examples/s")
+    print_pretraining(config.objectives, result.train, rate=f", {result.examples_per_s:.2f} examples/s")
     print_outputs(result)
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from hybridformer.commands import multimodal
-from hybridformer.commands._common import overrides_of, print_outputs
+from hybridformer.commands._common import overrides_of, print_outputs, print_pretraining
 from hybridformer.commands._family import add_family_arguments, select_family
 from hybridformer.config import load_config
 
@@ -29,9 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(PretrainConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = pretrain(config)
-    losses = result.train.losses
-    print(f"{'+'.join(config.objectives)}: {result.train.final_step} steps on {result.n_documents} documents, "
-          f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    print_pretraining(config.objectives, result.train, where=f" on {result.n_documents} documents")
     print_outputs(result)
     print(f"training logs in {config.out_dir}")
     return 0

@@ -35,7 +35,7 @@ from hybridformer.sparsity import SparsityConfig
 from hybridformer.training import Trainer, TrainConfig, TrainResult
 from hybridformer.registry import save_model
 
-__all__ = ["DistillConfig", "DistillResult", "StudentConfig", "distill", "every_other_layer", "student_from_teacher"]
+__all__ = ["DistillConfig", "DistillResult", "StudentConfig", "TeacherRun", "distill", "every_other_layer", "student_from_teacher"]
 
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
@@ -124,22 +124,33 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
-class DistillConfig:
-    """A distillation run: teacher, student, data, the loss terms, training. Outputs go to ``train.out_dir``."""
+class TeacherRun:
+    """What every distillation run has: the teacher's folder and the logit term's temperature and share."""
 
     teacher: str | None = None
-    """Required: the folder of the trained (float) teacher classifier, e.g. ``runs/sentiment/model``."""
+    """Required: the folder of the trained (float) teacher: a classifier (e.g. ``runs/sentiment/model``) or
+    a multimodal model (e.g. ``runs/mm/model``); its architecture picks the recipe."""
+    temperature: float = 2.0
+    """Softening T of the teacher's logit (next-token) term (DistilBERT: 2)."""
+    label_weight: float = 0.5
+    """Share of the label (caption) cross-entropy beside the teacher's term, in [0, 1]; 1: no teacher at
+    all (the student trained on the labels alone, the baseline distillation must beat)."""
+
+    def __post_init__(self) -> None:
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        check(0.0 <= self.label_weight <= 1.0, "label_weight", f"must be in [0, 1], got {self.label_weight}")
+
+
+@dataclass
+class DistillConfig(TeacherRun):
+    """A distillation run: teacher, student, data, the loss terms, training. Outputs go to ``train.out_dir``."""
+
     student: StudentConfig = field(default_factory=StudentConfig)
     """The student's blocks, attention and gates."""
     data: TaskDataConfig = field(default_factory=TaskDataConfig)
     """The task (the teacher's labels) and the input length."""
     train: TrainConfig = field(default_factory=_default_train)
     """Optimisation of the student; ``train.out_dir`` is the run folder."""
-    temperature: float = 2.0
-    """Softening T of the logit term (DistilBERT: 2)."""
-    label_weight: float = 0.5
-    """Share of the label cross-entropy beside the logit term, in [0, 1]; 1: no teacher at all (the
-    student trained on the labels alone, the baseline distillation must beat)."""
     hidden_weight: float = 1.0
     """Weight of the hidden-state cosine term at mapped blocks (DistilBERT's); 0: off."""
     attention_weight: float = 0.0
@@ -152,8 +163,7 @@ class DistillConfig:
     """Also evaluate the teacher, to report the share of its accuracy the student keeps."""
 
     def __post_init__(self) -> None:
-        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        check(0.0 <= self.label_weight <= 1.0, "label_weight", f"must be in [0, 1], got {self.label_weight}")
+        super().__post_init__()
         check(self.hidden_weight >= 0, "hidden_weight", f"must be >= 0, got {self.hidden_weight}")
         check(self.attention_weight >= 0, "attention_weight", f"must be >= 0, got {self.attention_weight}")
         for split in self.eval_splits:

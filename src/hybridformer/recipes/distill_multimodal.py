@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from hybridformer.config import ConfigError, check, save_config, to_dict
-from hybridformer.recipes.distill import every_other_layer
+from hybridformer.recipes.distill import TeacherRun, every_other_layer
 from hybridformer.io import write_json
 from hybridformer.losses import CaptionObjective
 from hybridformer.losses.caption_distill import CaptionDistillationObjective
@@ -89,27 +89,20 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
-class MMDistillConfig:
+class MMDistillConfig(TeacherRun):
     """A multimodal distillation run. Outputs go to ``train.out_dir``."""
 
-    teacher: str | None = None
-    """Required: the folder of the trained (float) multimodal teacher, e.g. ``runs/mm/model``."""
+    eval_examples: int = 500
+    """Held-out pairs the student and the teacher are evaluated on (spread over the test split)."""
     student: MMStudentConfig = field(default_factory=MMStudentConfig)
     """The student's blocks."""
     data: MMDataConfig = field(default_factory=MMDataConfig)
     """The image-text pairs (train: training; test: the evaluation)."""
     train: TrainConfig = field(default_factory=_default_train)
     """Optimisation of the student; ``train.out_dir`` is the run folder."""
-    temperature: float = 2.0
-    """Softening T of the next-token term."""
-    label_weight: float = 0.5
-    """Share of the caption cross-entropy, in [0, 1]; 1: no teacher (the baseline distillation must beat)."""
-    eval_examples: int = 500
-    """Held-out pairs the student and the teacher are evaluated on (spread over the test split)."""
 
     def __post_init__(self) -> None:
-        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        check(0.0 <= self.label_weight <= 1.0, "label_weight", f"must be in [0, 1], got {self.label_weight}")
+        super().__post_init__()
         check(self.eval_examples >= 1, "eval_examples", f"must be >= 1, got {self.eval_examples}")
 
 
