@@ -51,7 +51,7 @@ def test_flavors_and_families() -> None:
     assert isinstance(load_model("minilm"), TextEncoder)
     with torch.device("meta"):
         assert isinstance(load_model("base"), MultimodalModel)
-    with pytest.raises(FileNotFoundError, match="model folder not found"):
+    with pytest.raises(FileNotFoundError, match="checkpoint folder not found"):
         load_model("no-such-flavor")
 
 

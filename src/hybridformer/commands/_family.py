@@ -1,8 +1,8 @@
 """Which recipe family a ``pretrain`` / ``finetune`` / ``evaluate`` command line runs, from the registry.
 
 The family is the registry's answer for ``--model`` (a flavor name or a folder: its architecture's
-family); without ``--model``, the family whose tasks hold ``--task`` or whose objectives hold every
-``--objectives`` entry; else the text family. The values come from the parsed overrides or the
+family); without ``--model``, the family whose tasks hold ``--task``, else the first (text, then
+multimodal) whose objectives hold every known ``--objectives`` entry. The values come from the parsed overrides or the
 ``--config`` file, never from the raw argv. ``--model REF`` of a text family command is that family's
 own field (``model.init_from`` or ``model_dir``).
 """
@@ -72,10 +72,10 @@ def family_name(overrides: list[str], config_file: str | None = None) -> str:
         return family_of(str(values["model"])).name
     if values.get("task") is not None:
         return next((f.name for f in FAMILIES.values() if values["task"] in f.tasks), "multimodal")
-    objectives = {o for o in str(values.get("objectives") or "").split(",") if o}
-    if objectives:
-        return next((f.name for f in FAMILIES.values() if objectives <= set(f.objectives)), "multimodal")
-    return "text"
+    # unknown objectives are left to the chosen recipe's check, which names them
+    known = {o for f in FAMILIES.values() for o in f.objectives}
+    objectives = {o for o in str(values.get("objectives") or "").split(",") if o} & known
+    return next(f.name for f in FAMILIES.values() if objectives <= set(f.objectives))
 
 
 def select_family(command: str, args: argparse.Namespace) -> str:

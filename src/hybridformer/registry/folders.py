@@ -51,8 +51,8 @@ def architecture_at(ref: str | Path) -> Architecture:
         return ARCHITECTURES[FLAVORS[str(ref)].architecture]
     folder = Path(ref)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{ref}: model folder not found (a folder with hybridformer.json, or a flavor: "
-                                f"{', '.join(FLAVORS)})")
+        raise FileNotFoundError(f"checkpoint folder not found: {ref} (a model folder holds hybridformer.json; "
+                                f"flavors: {', '.join(FLAVORS)})")
     if not is_model_folder(folder):
         if (folder / "config.json").is_file():
             return ARCHITECTURES["TextEncoder"]  # a Hugging Face BERT/RoBERTa folder
