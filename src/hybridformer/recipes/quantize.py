@@ -3,8 +3,9 @@
 The model's architecture (from the registry) picks the transform: a classifier goes through
 :func:`~hybridformer.compression.quantize` (optionally smoothed on calibration batches), a multimodal
 model through :func:`~hybridformer.compression.quantize_multimodal`. The float folder's other files
-(tokenizer, generation config, training data record) are copied into the int8 folder unchanged; a
-folder without a tokenizer gets MiniLM's, the one loading it falls back to.
+(tokenizer, chat template, generation config, training data record) are copied into the int8 folder
+unchanged; a folder without a tokenizer gets MiniLM's, and a multimodal one without a prompt format
+the decoder's default (what loading the float folder falls back to).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hybridformer.compression import DEFAULT_BACKENDS, QuantizationSpec, quantiz
 from hybridformer.compression.int8_backends import Backend, Mode, backend_for
 from hybridformer.data import TextCollator, iterate_batches
 from hybridformer.data.tokenizer import has_tokenizer, resolve_tokenizer
+from hybridformer.models.prompt_format import decoder_prompt_format, read_prompt_format, save_prompt_format
 from hybridformer.model_folder import WEIGHTS_FILE, copy_extras, read_meta
 from hybridformer.recipes.task_data import load_task_data
 from hybridformer.registry import architecture_at, load_model, save_model
@@ -89,6 +91,10 @@ def quantize_folder(
     copy_extras(model_dir, out)
     if not has_tokenizer(out):  # what loading the float folder falls back to: MiniLM's
         resolve_tokenizer(None).save_pretrained(str(out))
+    if arch.family == "multimodal":  # asked and decoded as the float model was (its template, else the default)
+        decoder = model.config.decoder
+        default = decoder_prompt_format(resolve_tokenizer(None, model_dir), decoder)
+        save_prompt_format(out, read_prompt_format(model_dir, default), decoder)
     return QuantizeFolderReport(
         quantization_of(quantized), (Path(model_dir) / WEIGHTS_FILE).stat().st_size,
         (out / WEIGHTS_FILE).stat().st_size, out, arch.name,
