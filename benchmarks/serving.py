@@ -87,10 +87,10 @@ def build_classifier(folder: Path) -> Path:
     from hybridformer.data import minilm_path, minilm_tokenizer
     from hybridformer.encoders import TextEncoder
     from hybridformer.models import TextClassifier
+    from hybridformer.registry import save_model
 
     torch.manual_seed(0)
-    TextClassifier(TextEncoder.from_pretrained(minilm_path()), 3).save_pretrained(folder)
-    minilm_tokenizer().save_pretrained(str(folder))
+    save_model(TextClassifier(TextEncoder.from_pretrained(minilm_path()), 3), folder, tokenizer=minilm_tokenizer())
     return folder
 
 
@@ -159,10 +159,10 @@ def measure_classify(model_dir: Path, count: int, seconds: float, rounds: int, t
                      cases: tuple[int, ...] = CONCURRENCY, server_flags: tuple[str, ...] = (),
                      other_policies: tuple[str, ...] = OTHER_POLICIES) -> list[dict]:
     from hybridformer.serve.engine import pad_right
-    from hybridformer.models import TextClassifier
-    from hybridformer.recipes.model import resolve_tokenizer
+    from hybridformer.data.tokenizer import resolve_tokenizer
+    from hybridformer.registry import load_model
 
-    model, tok = TextClassifier.from_pretrained(model_dir).eval(), resolve_tokenizer(None, model_dir)
+    model, tok = load_model(model_dir).eval(), resolve_tokenizer(None, model_dir)
     ids = tok(texts(2 * MAX_BATCH, seed=1))["input_ids"]
 
     def offline(c: int) -> dict[str, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import sys
 
@@ -16,12 +17,17 @@ from hybridformer.config import ConfigError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "finetune": ("hybridformer.commands.finetune", "fine-tune a text encoder on a classification task"),
-    "evaluate": ("hybridformer.commands.evaluate", "evaluate a fine-tuned model on a task's test split"),
-    "pretrain": ("hybridformer.commands.pretrain", "pretrain with self-supervised objectives (MLM)"),
+    "finetune": ("hybridformer.commands.finetune", "fine-tune a text classifier (--data.task), or the multimodal "
+                 "model (--model tiny|DIR) on --task vqa|caption|image-classification|video-classification"),
+    "evaluate": ("hybridformer.commands.evaluate", "evaluate a classifier (--model-dir), or the multimodal model on "
+                 "--task vqa|vqa-zeroshot|retrieval|zeroshot-classification|caption|image-classification|..."),
+    "pretrain": ("hybridformer.commands.pretrain", "pretrain a text encoder (--objectives mlm) or the multimodal "
+                 "model (--model tiny|DIR --objectives mlm,itc,itm,caption)"),
     "train-tokenizer": ("hybridformer.commands.train_tokenizer", "train a byte-level BPE tokenizer"),
-    "distill": ("hybridformer.commands.distill", "distill a classifier into a student with half its layers"),
-    "quantize": ("hybridformer.commands.quantize", "int8-quantize a saved classifier (weight-only or dynamic)"),
+    "distill": ("hybridformer.commands.distill", "distill a classifier or a multimodal model into a student with half "
+                "its layers"),
+    "quantize": ("hybridformer.commands.quantize", "int8-quantize a saved classifier or multimodal model (weight-only "
+                 "or dynamic)"),
     "train": ("hybridformer.commands.train", "fine-tune in parallel under torchrun (--parallel.tp/pp/dp_shard)"),
     "plan": ("hybridformer.commands.plan", "memory, communication and step time of a parallel layout (on paper)"),
     "serve": ("hybridformer.commands.serve", "serve models over HTTP (OpenAI-compatible, dynamic batching)"),
@@ -41,7 +47,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         # No prefix matching: `--model tiny` must stay a config override, not become `--model-dir`.
         p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if name == wanted:
-            importlib.import_module(module).add_arguments(p)
+            add_arguments = importlib.import_module(module).add_arguments
+            # the family commands pick the config fields --help lists from the registry's family
+            if "argv" in inspect.signature(add_arguments).parameters:
+                add_arguments(p, argv=argv)
+            else:
+                add_arguments(p)
     return parser
 
 

@@ -242,6 +242,15 @@ def _read_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML, TOML or JSON config file (before any dataclass reads it).
+
+    Raises:
+        ConfigError: no such file, invalid syntax or an unsupported suffix (names the file).
+    """
+    return _read_file(path)
+
+
 def parse_overrides(args: list[str]) -> dict[str, str]:
     """Parse ``["--a.b", "1", "--c=2"]`` into ``{"a.b": "1", "c": "2"}``."""
     out: dict[str, str] = {}

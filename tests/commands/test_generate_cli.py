@@ -14,6 +14,7 @@ from hybridformer.commands.generate import TINY_NOTICE
 from hybridformer.data.multimodal_collate import PixelSpec, stack_pixels
 from hybridformer.data.tokenizer import minilm_tokenizer
 from hybridformer.models import multimodal_tiny
+from hybridformer.registry import save_model
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_a_saved_model_generates_what_it_generates_in_python(files, tmp_path, ca
     model = multimodal_tiny(video=False).eval()
     for block in model.decoder.blocks:
         torch.nn.init.constant_(block.cross_attention.gate, 1.0)
-    model.save_pretrained(tmp_path / "m", tokenizer=minilm_tokenizer())
+    save_model(model, tmp_path / "m", tokenizer=minilm_tokenizer())
     code = main(["generate", "--model", str(tmp_path / "m"), "--image", str(files["image"]), "--prompt", "the",
                  "--strategy", "beam", "--num-beams", "2", "--max-new-tokens", "4"])
     out, err = capsys.readouterr()

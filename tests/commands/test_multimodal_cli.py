@@ -55,3 +55,22 @@ def test_pretrain_then_evaluate_end_to_end(tmp_path, capsys):
                  "--out", str(tmp_path / "r.json")]) == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert 0 <= metrics["r1"] <= metrics["r5"] <= 1
+
+
+def test_help_lists_the_fields_of_the_family_the_flags_select(capsys):
+    import pytest
+
+    for argv, present, absent in (
+        (["pretrain", "--model", "tiny", "--help"], ["--objectives", "itc", "--data.task", "mnist5k"], ["--corpus."]),
+        (["pretrain", "--help"], ["--corpus."], ["mnist5k"]),
+        (["finetune", "--task", "vqa", "--help"], ["--task", "--data.train_fraction"], ["--model.init_from"]),
+        (["evaluate", "--help"], ["--model-dir", "--data.test_file"], ["--eval_limit"]),
+        (["evaluate", "--task", "retrieval", "--help"], ["--eval_limit"], ["--data.test_file"]),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert all(p in out for p in present) and not any(a in out for a in absent), argv
+    main([])
+    top = capsys.readouterr().out
+    assert all(task in top for task in ("vqa", "caption", "retrieval", "itc"))

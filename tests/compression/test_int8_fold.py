@@ -11,11 +11,12 @@ import torch
 
 import hybridformer.compression.quantize  # noqa: F401  (the module, for monkeypatching its fold step)
 from hybridformer.attention import AttentionConfig
-from hybridformer.compression import quantize, save_quantized
+from hybridformer.compression import quantize
 from hybridformer.compression.int8_backends import backend_for
 from hybridformer.compression.int8_smooth import input_scale_of
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
+from hybridformer.registry import load_model, save_model
 
 QUANTIZE_MODULE = sys.modules["hybridformer.compression.quantize"]
 
@@ -90,7 +91,7 @@ def test_folded_model_saves_and_loads_exactly(tmp_path: Path) -> None:
     batch = {"input_ids": torch.randint(1, 500, (3, 24)), "attention_mask": torch.ones(3, 24, dtype=torch.bool)}
     quantized = quantize(model, "dynamic", smooth=0.8, calibration=[batch])
     assert input_scale_of(quantized.encoder.blocks[0].attention.o_proj) is None  # hybrid (scorer) folds
-    loaded = TextClassifier.from_pretrained(save_quantized(quantized, tmp_path / "int8"))
+    loaded = load_model(save_model(quantized, tmp_path / "int8"))
     assert input_scale_of(loaded.encoder.blocks[0].attention.o_proj) is None
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, quantized(**batch).logits)

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from hybridformer.attention import AttentionConfig
-from hybridformer.compression import quantization_of, quantize, save_quantized
+from hybridformer.compression import quantization_of, quantize
 from hybridformer.compression.int8_backends import backend_for
 from hybridformer.compression.int8_fuse import fuse_qkv
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
 from hybridformer.sparsity import SparsityConfig
+from hybridformer.registry import load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_save_load_gives_identical_outputs(gated_hybrid_classifier, tmp_path: Pa
     batch = {"input_ids": torch.randint(1, 500, (3, 20)), "attention_mask": torch.ones(3, 20, dtype=torch.bool)}
     batch["attention_mask"][2, 12:] = False
     quantized = quantize(gated_hybrid_classifier, "dynamic", smooth=0.8, calibration=[batch], fuse_qkv=fuse)
-    loaded = TextClassifier.from_pretrained(save_quantized(quantized, tmp_path / "int8"))
+    loaded = load_model(save_model(quantized, tmp_path / "int8"))
     assert quantization_of(loaded) == quantization_of(quantized)
     assert hasattr(loaded.encoder.blocks[0].attention, "q_proj") is not fuse
     with torch.no_grad():

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from hybridformer.cli import main
-from hybridformer.compression import quantization_of, save_quantized
+from hybridformer.compression import quantization_of
 from hybridformer.compression.int8_multimodal import quantize_multimodal, stored_int8
 from hybridformer.models import MultimodalModel, multimodal_tiny
+from hybridformer.registry import load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +75,19 @@ def test_int8_cached_generation_matches_its_own_full_forward(tiny, inputs):
 
 def test_saved_int8_multimodal_loads_bit_identical_and_is_a_quarter_of_fp32(tiny, inputs, tmp_path: Path):
     q = quantize_multimodal(tiny)
-    tiny.save_pretrained(tmp_path / "fp32")
-    save_quantized(q, tmp_path / "int8")
-    loaded = MultimodalModel.from_pretrained(tmp_path / "int8")
+    save_model(tiny, tmp_path / "fp32")
+    save_model(q, tmp_path / "int8")
+    loaded = load_model(tmp_path / "int8")
     with torch.no_grad():
         assert torch.equal(loaded(**inputs).logits, q(**inputs).logits)
     prompt = {"input_ids": inputs["input_ids"][:, :3], "images": inputs["images"], "videos": inputs["videos"]}
     assert torch.equal(loaded.generate(**prompt, max_new_tokens=6).sequences, q.generate(**prompt, max_new_tokens=6).sequences)
-    size = (tmp_path / "int8" / "model.int8.safetensors").stat().st_size
+    size = (tmp_path / "int8" / "model.safetensors").stat().st_size
     assert size <= 0.28 * (tmp_path / "fp32" / "model.safetensors").stat().st_size  # measured 27.1%
-    for bad in ("model.int8.safetensors",):
+    for bad in ("model.safetensors",):
         (tmp_path / "int8" / bad).unlink()
-    with pytest.raises(FileNotFoundError, match="model.int8.safetensors"):
-        MultimodalModel.from_pretrained(tmp_path / "int8")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_model(tmp_path / "int8")
 
 
 def test_quantize_command_on_a_multimodal_folder_then_generate(tiny, tmp_path: Path, capsys):
@@ -94,7 +95,7 @@ def test_quantize_command_on_a_multimodal_folder_then_generate(tiny, tmp_path: P
 
     from hybridformer.data import minilm_tokenizer
 
-    tiny.save_pretrained(tmp_path / "mm", tokenizer=minilm_tokenizer())
+    save_model(tiny, tmp_path / "mm", tokenizer=minilm_tokenizer())
     assert main(["quantize", "--model", str(tmp_path / "mm"), "--out", str(tmp_path / "q")]) == 0
     out = capsys.readouterr().out
     assert "45 Linear layers and the word embeddings" in out and "stored int8" in out

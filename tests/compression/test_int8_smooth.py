@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from hybridformer.cli import main
-from hybridformer.compression import quantization_of, quantize, save_quantized
+from hybridformer.compression import quantization_of, quantize
 from hybridformer.compression.int8_smooth import attach_input_scales, input_maxima, input_scale_of, smooth_weights
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
 from hybridformer.sparsity import GatedFFN, SparsityConfig, masked_ffn
+from hybridformer.registry import load_model, save_model
 
 def _linears(model: torch.nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]
@@ -78,8 +79,8 @@ def test_save_load_keeps_the_input_scales(tmp_path: Path) -> None:
     torch.manual_seed(1)
     calibrate = [{"input_ids": torch.randint(1, 500, (4, 24)), "attention_mask": torch.ones(4, 24, dtype=torch.bool)}]
     quantized = quantize(model, "dynamic", smooth=0.5, calibration=calibrate)
-    folder = save_quantized(quantized, tmp_path / "int8")
-    loaded = TextClassifier.from_pretrained(folder)
+    folder = save_model(quantized, tmp_path / "int8")
+    loaded = load_model(folder)
     assert quantization_of(loaded) == quantization_of(quantized)
     layer = "encoder.blocks.0.ffn.fc_in"
     assert torch.equal(input_scale_of(dict(loaded.named_modules())[layer]),
@@ -131,11 +132,11 @@ def test_smoothing_needs_calibration_and_a_valid_alpha(minilm_classifier, minilm
 
 
 def test_cli_smooths_on_task_batches(minilm_classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    minilm_classifier.save_pretrained(tmp_path / "fp32")
+    save_model(minilm_classifier, tmp_path / "fp32")
     code = main(["quantize", "--model", str(tmp_path / "fp32"), "--out", str(tmp_path / "int8"), "--smooth", "0.8",
                  "--data.task", "sentiment", "--data.max_length", "32", "--calibration-batches", "2"])
     assert code == 0
     assert "smoothed (alpha 0.8)" in capsys.readouterr().out
-    loaded = TextClassifier.from_pretrained(tmp_path / "int8")
+    loaded = load_model(tmp_path / "int8")
     assert quantization_of(loaded).smooth == 0.8
     assert input_scale_of(loaded.encoder.blocks[0].attention.qkv_proj) is not None  # q/k/v fused by default

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 
 from hybridformer.cli import main
 from hybridformer.config import ConfigError
-from hybridformer.compression import INT8_WEIGHTS_FILE, quantization_of, quantize, save_quantized
+from hybridformer.compression import pack_classifier, quantization_of, quantize
+from hybridformer.model_folder import WEIGHTS_FILE
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.sparsity import SparsityConfig
 from hybridformer.models import TextClassifier
+from hybridformer.registry import load_model, save_model
 
 torchao = pytest.importorskip("torchao")
 
@@ -81,11 +83,11 @@ def test_quantized_encoder_stays_close_to_fp32(minilm_classifier, minilm_batch, 
 @pytest.mark.parametrize(("mode", "backend"), CASES)
 def test_save_load_gives_identical_outputs(gated_classifier, small_batch, tmp_path: Path, mode, backend) -> None:
     quantized = quantize(gated_classifier, mode, backend)
-    folder = save_quantized(quantized, tmp_path / "int8")
-    assert sorted(p.name for p in folder.iterdir()) == ["hybridformer.json", INT8_WEIGHTS_FILE]
-    fp32 = gated_classifier.save_pretrained(tmp_path / "fp32")
-    assert (folder / INT8_WEIGHTS_FILE).stat().st_size <= 0.35 * (fp32 / "model.safetensors").stat().st_size
-    loaded = TextClassifier.from_pretrained(folder)
+    folder = save_model(quantized, tmp_path / "int8")
+    assert sorted(p.name for p in folder.iterdir()) == ["hybridformer.json", WEIGHTS_FILE]
+    fp32 = save_model(gated_classifier, tmp_path / "fp32")
+    assert (folder / WEIGHTS_FILE).stat().st_size <= 0.35 * (fp32 / "model.safetensors").stat().st_size
+    loaded = load_model(folder)
     assert quantization_of(loaded) == quantization_of(quantized)
     assert loaded.label_names == LABELS
     with torch.no_grad():
@@ -93,7 +95,7 @@ def test_save_load_gives_identical_outputs(gated_classifier, small_batch, tmp_pa
 
 
 def test_int8_folder_evaluates_unchanged(minilm_classifier, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    minilm_classifier.save_pretrained(tmp_path / "fp32")
+    save_model(minilm_classifier, tmp_path / "fp32")
     assert main(["quantize", "--model", str(tmp_path / "fp32"), "--out", str(tmp_path / "int8")]) == 0
     percent = float(capsys.readouterr().out.split("bytes (")[1].split("%")[0])
     assert 20.0 < percent <= 27.0  # int8 Linear layers and uint8 word embeddings, the rest float
@@ -117,7 +119,7 @@ def test_bad_modes_and_backends_fail_clearly(minilm_classifier, tmp_path: Path, 
     with pytest.raises(ValueError, match="already quantized"):
         quantize(quantize(minilm_classifier), "dynamic")
     with pytest.raises(ValueError, match="not quantized"):
-        save_quantized(minilm_classifier, tmp_path / "x")
+        pack_classifier(minilm_classifier)
     assert main(["quantize", "--model", "m", "--out", "o", "--mode", "int4"]) == 2
     assert "--mode" in capsys.readouterr().err
     assert main(["quantize", "--out", "o"]) == 2

@@ -26,6 +26,7 @@ from hybridformer.distributed import ParallelDims  # noqa: E402
 from hybridformer.distributed.checkpoint import export_pretrained, load_distributed  # noqa: E402
 from hybridformer.distributed.plan import PlanConfig, PlanModel, memory  # noqa: E402
 from hybridformer.models import TextClassifier  # noqa: E402
+from hybridformer.registry import save_model  # noqa: E402
 from hybridformer.training.checkpoint import MODEL_FILE  # noqa: E402
 
 WORKER = Path(__file__).parent / "worker.py"
@@ -111,7 +112,7 @@ def test_checkpoint_two_ranks_to_one_process_and_export(launches, tmp_path):
     losses, _ = toy.reference_run(case, model, range(extra["step"], case.steps), optimizer)
     assert extra["losses"] + losses == pytest.approx(result["uninterrupted"], rel=1e-5)
 
-    exported = TextClassifier.from_pretrained(export_pretrained(result["path"], toy.build_model(case, 7), tmp_path / "m"))
+    exported = TextClassifier.from_pretrained(export_pretrained(result["path"], toy.build_model(case, 7), tmp_path / "m", save_model))
     loaded = toy.build_model(case, seed=8)
     load_distributed(result["path"], loaded)
     batch = toy.global_batch(case, 0)

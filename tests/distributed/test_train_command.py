@@ -15,9 +15,10 @@ import torch
 from hybridformer.config import load_config
 from hybridformer.encoders.text import TextEncoder
 from hybridformer.encoders.text_config import TextEncoderConfig
-from hybridformer.recipes.model import resolve_tokenizer
+from hybridformer.data.tokenizer import resolve_tokenizer
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.train_parallel import TrainParallelConfig, train_parallel
+from hybridformer.registry import save_model
 
 from test_parallel import LAUNCH_TIMEOUT_S, SRC, free_port
 
@@ -34,7 +35,7 @@ def tiny_pretrained(folder: Path) -> Path:
     """A 2-block encoder with MiniLM's vocabulary and tokenizer, saved as a pretrained folder."""
     torch.manual_seed(0)
     config = TextEncoderConfig(vocab_size=30522, d_model=64, n_layers=2, n_heads=4, d_ff=128, max_positions=64)
-    TextEncoder(config).save_pretrained(folder)
+    save_model(TextEncoder(config), folder)
     resolve_tokenizer(None).save_pretrained(str(folder))
     return folder
 

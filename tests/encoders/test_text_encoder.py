@@ -15,6 +15,7 @@ from hybridformer.config import ConfigError
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.encoders.text_embeddings import extend_position_table
 from hybridformer.sparsity import prune
+from hybridformer.registry import save_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
@@ -161,7 +162,7 @@ def test_hybrid_padding_does_not_change_real_tokens(tmp_path: Path) -> None:
 def test_save_and_reload_roundtrip(tmp_path: Path) -> None:
     _, folder = tiny_hf("bert", tmp_path)
     model = TextEncoder.from_pretrained(folder, max_positions=64, attention=HYBRID).eval()
-    saved = model.save_pretrained(tmp_path / "saved")
+    saved = save_model(model, tmp_path / "saved")
     assert sorted(p.name for p in saved.iterdir()) == ["hybridformer.json", "model.safetensors"]
     again = TextEncoder.from_pretrained(saved).eval()
     assert again.config == model.config
@@ -176,7 +177,7 @@ def test_from_scratch_pre_ln_roundtrip(tmp_path: Path) -> None:
     )
     model = TextEncoder(config).eval()
     assert model.final_norm is not None and model.pooler is None
-    model.save_pretrained(tmp_path)
+    save_model(model, tmp_path)
     again = TextEncoder.from_pretrained(tmp_path).eval()
     ids = torch.randint(0, 50, (2, 24))
     with torch.no_grad():
@@ -255,7 +256,7 @@ def test_pruned_encoder_saves_fewer_parameters_and_reloads(tmp_path: Path) -> No
     assert report.ffn_params_after < report.ffn_params_before
     kept = [block.ffn.n_groups for block in model.blocks]
     assert min(kept) < 8
-    model.save_pretrained(tmp_path / "pruned")
+    save_model(model, tmp_path / "pruned")
     stored = load_file(tmp_path / "pruned" / "model.safetensors")
     assert [stored[f"blocks.{i}.ffn.fc_in.weight"].shape[0] for i in range(2)] == [k * 8 for k in kept]
     again = TextEncoder.from_pretrained(tmp_path / "pruned").eval()

@@ -12,6 +12,7 @@ from hybridformer.models.multimodal import MultimodalModel
 from hybridformer.models.multimodal_checkpoint import build_multimodal
 from hybridformer.models.multimodal_config import HeadsConfig
 from hybridformer.models.multimodal_flavors import base_config, multimodal_base, multimodal_tiny, tiny_config
+from hybridformer.registry import save_model
 
 HEADS = HeadsConfig(num_text_labels=3, num_image_labels=4, num_answers=5, answers=list("abcde"), embed_dim=32)
 
@@ -76,7 +77,7 @@ def test_tiny_is_small_and_its_trunks_are_torchvisions_one_block_resnets():
 def test_save_and_load_round_trip_exactly(tiny, tmp_path):
     from hybridformer.data.tokenizer import minilm_tokenizer
 
-    tiny.save_pretrained(tmp_path / "m", tokenizer=minilm_tokenizer())
+    save_model(tiny, tmp_path / "m", tokenizer=minilm_tokenizer())
     assert (tmp_path / "m" / "tokenizer.json").is_file()
     loaded = MultimodalModel.from_pretrained(tmp_path / "m").eval()
     assert loaded.config == tiny.config
@@ -91,7 +92,7 @@ def test_save_and_load_round_trip_exactly(tiny, tmp_path):
 def test_loading_a_folder_that_is_not_a_model_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="hybridformer.json"):
         MultimodalModel.from_pretrained(tmp_path)
-    (tmp_path / "hybridformer.json").write_text('{"architecture": "TextClassifier"}')
+    (tmp_path / "hybridformer.json").write_text('{"architecture": "TextClassifier", "format_version": 2, "config": {}}')
     with pytest.raises(ValueError, match="not a MultimodalModel"):
         MultimodalModel.from_pretrained(tmp_path)
 

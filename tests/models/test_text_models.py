@@ -16,6 +16,7 @@ from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.losses import ClassificationObjective, MLMObjective
 from hybridformer.models import TextClassifier, TextForMaskedLM
 from hybridformer.sparsity import SparsityConfig
+from hybridformer.registry import save_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
@@ -120,7 +121,7 @@ def test_classifier_rejects_bad_labels() -> None:
 
 def test_classifier_save_and_reload(tmp_path: Path) -> None:
     model = TextClassifier(tiny_encoder(), num_labels=3, pooling="mean", label_names=["a", "b", "c"]).eval()
-    model.save_pretrained(tmp_path)
+    save_model(model, tmp_path)
     again = TextClassifier.from_pretrained(tmp_path).eval()
     assert again.label_names == ["a", "b", "c"] and again.head.pooling == "mean"
     with torch.no_grad():
@@ -130,7 +131,7 @@ def test_classifier_save_and_reload(tmp_path: Path) -> None:
     with torch.no_grad():
         ids = batch()["input_ids"]
         assert torch.equal(encoder(ids).last_hidden_state, model.encoder(ids).last_hidden_state)
-    tiny_encoder().save_pretrained(tmp_path / "encoder")
+    save_model(tiny_encoder(), tmp_path / "encoder")
     with pytest.raises(ValueError, match="holds a TextEncoder model, not a TextClassifier"):
         TextClassifier.from_pretrained(tmp_path / "encoder")
 
@@ -181,7 +182,7 @@ def test_masked_lm_is_tied_and_reloads(tmp_path: Path) -> None:
     labels[:, 3] = 5
     MLMObjective()(model, batch(labels)).loss.backward()
     assert model.encoder.embeddings.word_embeddings.weight.grad[5].abs().sum() > 0
-    model.save_pretrained(tmp_path)
+    save_model(model, tmp_path)
     again = TextForMaskedLM.from_pretrained(tmp_path)
     model.eval(), again.eval()
     with torch.no_grad():

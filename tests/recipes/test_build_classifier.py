@@ -10,6 +10,7 @@ from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.models import TextClassifier
 from hybridformer.recipes import ModelConfig, build_classifier
 from hybridformer.sparsity import full_width
+from hybridformer.registry import save_model
 
 
 def _saved_classifier(path: Path) -> TextClassifier:
@@ -18,7 +19,7 @@ def _saved_classifier(path: Path) -> TextClassifier:
                                             max_positions=16))
     model = TextClassifier(encoder, 3, label_names=["a", "b", "c"])
     torch.nn.init.normal_(model.head.out_proj.weight)  # not the initialisation a fresh head would get
-    model.save_pretrained(path)
+    save_model(model, path)
     return model.eval()
 
 

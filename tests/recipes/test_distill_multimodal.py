@@ -18,6 +18,7 @@ from hybridformer.recipes.distill_multimodal import multimodal_student
 from hybridformer.losses import CaptionDistillationObjective
 from hybridformer.models import MultimodalModel
 from hybridformer.models.multimodal_flavors import build_initialised, tiny_config
+from hybridformer.registry import save_model
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_caption_distillation_loss_equals_the_hand_computed_value(teacher):
 
 
 def test_distill_command_on_mnist_captions(teacher, tmp_path: Path, capsys):
-    teacher.save_pretrained(tmp_path / "teacher", tokenizer=minilm_tokenizer())
+    save_model(teacher, tmp_path / "teacher", tokenizer=minilm_tokenizer())
     code = main(["distill", "--teacher", str(tmp_path / "teacher"), "--data.task", "mnist5k",
                  "--train.max_steps", "3", "--train.batch_size", "8", "--train.progress_bar", "false",
                  "--train.tensorboard", "false", "--eval_examples", "32", "--out-dir", str(tmp_path / "run")])

@@ -18,6 +18,7 @@ from hybridformer.recipes.distill import StudentConfig, every_other_layer, stude
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
 from hybridformer.losses.layer_distill import LayerDistillationObjective, default_layer_map
 from hybridformer.models import TextClassifier
+from hybridformer.registry import save_model
 
 LABELS = ["rotten", "fresh"]
 
@@ -33,7 +34,7 @@ def _tiny_teacher(n_layers: int = 4, seed: int = 0, vocab_size: int = 300) -> Te
 
 @pytest.fixture
 def teacher_dir(tmp_path: Path) -> Path:
-    return _tiny_teacher().save_pretrained(tmp_path / "teacher")
+    return save_model(_tiny_teacher(), tmp_path / "teacher")
 
 
 def _batch(seed: int = 3) -> dict[str, torch.Tensor]:
@@ -155,7 +156,7 @@ def test_bad_students_fail_clearly(teacher_dir: Path, tmp_path: Path, capsys) ->
 
 def test_distill_command_on_real_reviews(tmp_path: Path, capsys) -> None:
     """A small untrained teacher over MiniLM's vocabulary (this checks the run, not the accuracy)."""
-    _tiny_teacher(n_layers=2, vocab_size=30522).save_pretrained(tmp_path / "t")
+    save_model(_tiny_teacher(n_layers=2, vocab_size=30522), tmp_path / "t")
     code = main(["distill", "--teacher", str(tmp_path / "t"), "--data.task", "sentiment",
                  "--data.train_subset", "16", "--data.eval_subset", "16", "--data.max_length", "24",
                  "--train.max_steps", "2", "--train.batch_size", "8", "--train.tensorboard", "false",

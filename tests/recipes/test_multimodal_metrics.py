@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hybridformer.recipes.multimodal_metrics import recall_at_k
+from hybridformer.evaluation.retrieval import recall_at_k
 
 
 def test_recall_at_k_by_hand():
@@ -42,14 +42,15 @@ def test_spread_covers_a_class_ordered_split():
     ("", ""),
 ])
 def test_extract_answer_stops_at_punctuation_and_normalises(text, answer):
-    from hybridformer.recipes.multimodal_metrics import extract_answer
+    from hybridformer.evaluation.vqa import extract_answer
 
     assert extract_answer(text) == answer
 
 
 def test_generated_answers_cut_at_eos_with_the_real_tokenizer():
     from hybridformer.data import minilm_tokenizer
-    from hybridformer.recipes.multimodal_metrics import extract_answer, generated_answers
+    from hybridformer.evaluation.vqa import extract_answer
+    from hybridformer.recipes.multimodal_metrics import generated_answers
 
     tok = minilm_tokenizer()
     sep, pad = tok.sep_token_id, tok.pad_token_id
@@ -63,7 +64,7 @@ def test_generated_answers_cut_at_eos_with_the_real_tokenizer():
 
 
 def test_chance_recall_is_the_mean_recall_of_random_rankings():
-    from hybridformer.recipes.multimodal_metrics import chance_recall_at_k
+    from hybridformer.evaluation.retrieval import chance_recall_at_k
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 6, (40,), generator=g)  # repeated captions: several correct columns per row

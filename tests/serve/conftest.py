@@ -15,6 +15,7 @@ from hybridformer.serve import ServeConfig
 from hybridformer.serve.models import ServedModel, load_served_model
 from hybridformer.encoders import TextEncoder
 from hybridformer.models import TextClassifier
+from hybridformer.registry import save_model
 from serve_helpers import start_server
 
 LABELS = ["negative", "neutral", "positive"]
@@ -25,7 +26,7 @@ def classifier_dir(tmp_path_factory) -> Path:
     """A folder as `hybridformer finetune` writes it: TextClassifier + tokenizer."""
     folder = tmp_path_factory.mktemp("clf")
     torch.manual_seed(0)
-    TextClassifier(TextEncoder.from_pretrained(minilm_path()), 3, label_names=LABELS).save_pretrained(folder)
+    save_model(TextClassifier(TextEncoder.from_pretrained(minilm_path()), 3, label_names=LABELS), folder)
     minilm_tokenizer().save_pretrained(str(folder))
     return folder
 

@@ -11,13 +11,13 @@ import httpx
 import torch
 
 from hybridformer.data import minilm_tokenizer
-from hybridformer.compression import quantize_folder
-from hybridformer.compression.int8_multimodal import quantize_multimodal_folder
+from hybridformer.recipes.quantize import quantize_folder
 from hybridformer.serve import ServeConfig
 from hybridformer.serve.models import load_served_model
 from hybridformer.serve.sampling import SamplingParams
 from hybridformer.models import multimodal_tiny
 from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format, save_prompt_format
+from hybridformer.registry import save_model
 from serve_helpers import decode_alone, greedy_alone, start_server
 
 
@@ -42,8 +42,8 @@ def test_an_int8_classifier_folder_serves_classify_and_embeddings(classifier_dir
 
 def test_multimodal_folders_float_and_int8_serve_chat(tmp_path: Path):
     torch.manual_seed(0)
-    multimodal_tiny(video=False).save_pretrained(tmp_path / "mm", tokenizer=minilm_tokenizer())
-    quantize_multimodal_folder(tmp_path / "mm", tmp_path / "mm-int8")
+    save_model(multimodal_tiny(video=False), tmp_path / "mm", tokenizer=minilm_tokenizer())
+    quantize_folder(tmp_path / "mm", tmp_path / "mm-int8")
     assert {"chat_template.jinja", "generation_config.json"} <= {p.name for p in (tmp_path / "mm-int8").iterdir()}
     body = {"max_tokens": 5, "temperature": 0, "messages": [{"role": "user", "content": "hello there"}]}
     for name in ("mm", "mm-int8"):
@@ -58,8 +58,8 @@ def test_multimodal_folders_float_and_int8_serve_chat(tmp_path: Path):
 def test_a_folders_generation_config_sets_the_default_temperature_and_a_request_overrides_it(tmp_path: Path):
     torch.manual_seed(0)
     model, tok = multimodal_tiny(video=False), minilm_tokenizer()
-    model.save_pretrained(tmp_path / "old", tokenizer=tok)  # no prompt format: the training format, greedy
-    model.save_pretrained(tmp_path / "hot", tokenizer=tok)
+    save_model(model, tmp_path / "old", tokenizer=tok)  # no prompt format: the training format, greedy
+    save_model(model, tmp_path / "hot", tokenizer=tok)
     sampling = PromptFormat(decoder_prompt_format(tok, model.config.decoder).chat_template, do_sample=True,
                             temperature=1.3, top_p=0.8, max_new_tokens=6)
     save_prompt_format(tmp_path / "hot", sampling, model.config.decoder)

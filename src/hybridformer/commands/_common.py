@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Mapping
 
-__all__ = ["add_config_arguments", "overrides_of", "flag_aliases"]
+__all__ = ["add_config_arguments", "overrides_of", "flag_aliases", "print_outputs", "print_pretraining"]
 
 _EPILOG = (
     "Every config field{below} can be set on the command line as --section.field VALUE (after the\n"
@@ -74,3 +74,15 @@ def overrides_of(args: argparse.Namespace, out_dir_field: str | None = None) -> 
         if value is not None:
             first += [f"--{field}", value]
     return [*first, *extra]
+
+
+def print_outputs(result: Any) -> None:
+    """The two closing lines of a training command: where the model and the metrics went."""
+    print(f"model saved to {result.model_dir}")
+    print(f"metrics written to {result.metrics_path}")
+
+
+def print_pretraining(objectives: list[str], train: Any, where: str = "", rate: str = "") -> None:
+    """``mlm+itc: 200 steps{where}, loss 9.1 -> 4.2{rate}``: a pretraining run's losses, first to last."""
+    losses = train.losses
+    print(f"{'+'.join(objectives)}: {train.final_step} steps{where}, loss {losses[0]:.3f} -> {losses[-1]:.3f}{rate}")

@@ -13,6 +13,7 @@ A multimodal teacher (a ``MultimodalModel`` folder) takes the multimodal recipe'
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hybridformer.commands._common import add_config_arguments, overrides_of
 from hybridformer.config import load_config
@@ -29,29 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:
     """The ``teacher`` field from the command line (the last wins), else from the --config file."""
-    from hybridformer.config import parse_overrides
+    from hybridformer.config import parse_overrides, read_config_file
 
     teacher = parse_overrides(overrides).get("teacher")
     if teacher is None and args.config is not None:
-        from hybridformer.config import ConfigError
-        from hybridformer.recipes.distill import DistillConfig
-        from hybridformer.recipes.distill_multimodal import MMDistillConfig
-
-        for cls in (DistillConfig, MMDistillConfig):
-            try:
-                return load_config(cls, args.config).teacher
-            except ConfigError:  # the other kind of config
-                continue
-    return teacher
+        teacher = read_config_file(args.config).get("teacher")
+    return None if teacher is None else str(teacher)
 
 
 def run(args: argparse.Namespace) -> int:
     from hybridformer.recipes.distill import DistillConfig, distill
-    from hybridformer.compression.int8_multimodal import is_multimodal_folder
+    from hybridformer.registry import family_of
 
     overrides = overrides_of(args, OUT_DIR_FIELD)
     teacher = _teacher(args, overrides)
-    if teacher is not None and is_multimodal_folder(teacher):
+    if teacher is not None and Path(teacher).is_dir() and family_of(teacher).name == "multimodal":
         return _run_multimodal(args, overrides)
     config = load_config(DistillConfig, args.config, overrides)
     result = distill(config)

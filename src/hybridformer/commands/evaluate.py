@@ -1,4 +1,5 @@
-"""``hybridformer evaluate``: accuracy, macro-F1, per-class scores, confusion matrix and predictions of a saved classifier.
+"""``hybridformer evaluate``: accuracy, macro-F1, per-class scores, confusion matrix and predictions of a saved
+classifier; a multimodal model (``--task ... --model DIR``) is evaluated by :mod:`.multimodal`.
 
     hybridformer evaluate --model-dir runs/sentiment/model                  # on the data it was trained with
     hybridformer evaluate --model-dir runs/bbc/model --max_positions 2048 --data.max_length 2048
@@ -9,25 +10,21 @@ from __future__ import annotations
 
 import argparse
 
-from hybridformer.commands._common import add_config_arguments, overrides_of
+from hybridformer.commands import multimodal
+from hybridformer.commands._common import overrides_of
+from hybridformer.commands._family import add_family_arguments, select_family
 from hybridformer.config import load_config
 
 OUT_DIR_FIELD = "out_dir"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridformer.recipes import EvaluateConfig
-
-    add_config_arguments(
-        parser, "an evaluate.yaml with model_dir, data, split", OUT_DIR_FIELD, EvaluateConfig,
-        flags={"model-dir": ("model_dir", "the saved classifier's folder (a finetune run's model/); required")},
-    )
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    add_family_arguments("evaluate", parser, argv, OUT_DIR_FIELD,
+                         flags={"model-dir": ("model_dir", "the saved classifier's folder (a finetune run's model/); required")})
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridformer.commands import multimodal
-
-    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
+    if select_family("evaluate", args) == "multimodal":  # the registry's answer for --model, --task, --objectives
         return multimodal.run_evaluate(args)
     from hybridformer.recipes import EvaluateConfig, evaluate
 

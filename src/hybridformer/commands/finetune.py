@@ -1,4 +1,6 @@
-"""``hybridformer finetune``: fine-tune a pretrained text encoder on a classification task.
+"""``hybridformer finetune``: fine-tune a pretrained text encoder on a classification task, or the
+multimodal model on ``--task vqa|caption|image-classification|video-classification`` (:mod:`.multimodal`;
+the registry's family of ``--model`` decides, :mod:`._family`).
 
     hybridformer finetune --config configs/finetune_sentiment.yaml --out-dir runs/sentiment
     hybridformer finetune --data.task bbc --model.attention.kind hybrid --model.attention.window 64
@@ -8,22 +10,20 @@ from __future__ import annotations
 
 import argparse
 
-from hybridformer.commands._common import add_config_arguments, overrides_of
+from hybridformer.commands import multimodal
+from hybridformer.commands._common import overrides_of
+from hybridformer.commands._family import add_family_arguments, select_family
 from hybridformer.config import load_config
 
 OUT_DIR_FIELD = "train.out_dir"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridformer.recipes import FinetuneConfig
-
-    add_config_arguments(parser, "configs/finetune_sentiment.yaml", OUT_DIR_FIELD, FinetuneConfig)
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
+    add_family_arguments("finetune", parser, argv, OUT_DIR_FIELD)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridformer.commands import multimodal
-
-    if multimodal.is_multimodal(args):  # --model tiny|DIR, --task, --objectives itc,...
+    if select_family("finetune", args) == "multimodal":  # the registry's answer for --model, --task, --objectives
         return multimodal.run_finetune(args)
     from hybridformer.recipes import FinetuneConfig, finetune
 

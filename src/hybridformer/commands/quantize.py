@@ -1,4 +1,5 @@
-"""``hybridformer quantize``: int8 copy of a saved classifier (weights, word embeddings, dynamic activations).
+"""``hybridformer quantize``: int8 copy of a saved classifier or multimodal model (weights, word embeddings,
+dynamic activations); the folder's architecture (:mod:`hybridformer.registry`) picks the transform.
 
     hybridformer quantize --model runs/sentiment/model --out runs/sentiment/int8
     hybridformer quantize --model runs/sentiment/model --mode weight --out runs/sentiment/int8-weight
@@ -10,8 +11,8 @@ calibrated on a few training batches of the task given by ``--data.*`` (the same
 ``finetune``'s data) or, without them, of the task recorded in the model folder (``training_data.json``);
 with neither it quantizes unsmoothed and says so. ``--smooth none`` turns smoothing off.
 
-The output folder loads with ``TextClassifier.from_pretrained`` (so ``evaluate`` reads it unchanged)
-and carries the model's tokenizer.
+The output folder loads with ``hybridformer.registry.load_model`` (so ``evaluate``, ``generate`` and
+``serve`` read it unchanged) and carries the float folder's other files (tokenizer, generation config).
 """
 
 from __future__ import annotations
@@ -89,15 +90,15 @@ def _smoothing(args: argparse.Namespace) -> tuple[float | None, object, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hybridformer.compression.int8_multimodal import is_multimodal_folder
+    from hybridformer.registry import family_of
 
-    if args.model is not None and is_multimodal_folder(args.model):
+    if args.model is not None and Path(args.model).is_dir() and family_of(args.model).name == "multimodal":
         return _run_multimodal(args)
     alpha, calibration, note = _smoothing(args)
     if args.calibration_batches < 1:
         raise ConfigError(f"--calibration-batches: must be >= 1, got {args.calibration_batches}")
     _check_flags(args)
-    from hybridformer.compression import quantize_folder
+    from hybridformer.recipes.quantize import quantize_folder
 
     if note:
         print(note)
@@ -120,14 +121,13 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _run_multimodal(args: argparse.Namespace) -> int:
     """A multimodal model: int8 Linears and word table, int8-stored convolutions and token table."""
-    from hybridformer.compression.int8_multimodal import quantize_multimodal_folder
+    from hybridformer.recipes.quantize import quantize_folder
 
     _check_flags(args)
     if args.smooth not in ("auto", "none") or args.overrides:
         raise ConfigError("--smooth/--data.*: smoothing is calibrated on text-classification batches and covers "
                           "classifiers; a multimodal model is quantized without it (leave --smooth at auto or none)")
-    report = quantize_multimodal_folder(args.model, args.out, args.mode, args.backend,
-                                        embeddings=not args.float_embeddings)
+    report = quantize_folder(args.model, args.out, args.mode, args.backend, embeddings=not args.float_embeddings)
     print("multimodal model: convolution kernels and the decoder's token table are stored int8, computed in float")
     _print_report(report)
     return 0

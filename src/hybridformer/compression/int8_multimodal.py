@@ -9,31 +9,28 @@ convolution kernels and the decoder's token table, which is also its output proj
 rounded to symmetric per-row int8 (one scale per output channel or token) in place, so the model in
 memory computes exactly what it computes after saving and loading.
 
-A folder holds ``hybridformer.json`` (the multimodal config, a ``quantization`` entry and the
-``int8_storage`` names) and ``model.int8.safetensors``:
+A folder (:mod:`hybridformer.model_folder`) holds ``hybridformer.json`` (the multimodal config, a
+``quantization`` entry and the ``int8_storage`` names) and ``model.safetensors``:
 
 - per int8 Linear ``<name>.weight.int8``, ``<name>.weight.scale`` and ``<name>.bias``;
 - the word table ``<table>.weight.uint8``, ``.weight.scale``, ``.weight.zero_point``;
 - per stored tensor ``<name>.int8`` (rows, ...) and ``<name>.scale`` (rows,);
 - every other tensor as float under its usual name.
 
-``MultimodalModel.from_pretrained`` recognises the folder, so ``generate``, ``serve`` and the
-multimodal evaluation read it unchanged. Loading never unpickles: the model is built from its config,
-quantized the same way, and the stored int8 values are written into it exactly.
+``hybridformer.registry`` saves and loads it (:func:`pack_multimodal`, :func:`load_multimodal_int8`),
+so ``generate``, ``serve`` and the multimodal evaluation read it unchanged. Loading never unpickles:
+the model is built from its config, quantized the same way, and the stored int8 values are written
+into it exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from hybridformer.config import to_dict
 from hybridformer.compression.int8_backends import (
     Backend,
     Int8Weight,
@@ -42,22 +39,14 @@ from hybridformer.compression.int8_backends import (
     quantize_embedding,
     quiet_quantization_warnings,
 )
-from hybridformer.compression.int8_tensors import WEIGHTS_FILE, pack_int8, unpack_int8, write_int8
+from hybridformer.compression.int8_tensors import pack_int8, unpack_int8, write_int8
 from hybridformer.compression.quantize import SPEC_ATTRIBUTE, QuantizationSpec, quantization_of, quantize
-from hybridformer.io import atomic_write, write_json
+from hybridformer.model_folder import FolderMeta
 
 if TYPE_CHECKING:
     from hybridformer.models.multimodal import MultimodalModel
 
-__all__ = [
-    "is_multimodal_folder",
-    "is_stored_int8",
-    "load_quantized_multimodal",
-    "quantize_multimodal",
-    "quantize_multimodal_folder",
-    "save_quantized_multimodal",
-    "stored_int8",
-]
+__all__ = ["is_stored_int8", "load_multimodal_int8", "pack_multimodal", "quantize_multimodal", "stored_int8"]
 
 TABLE = "text_encoder.embeddings.word_embeddings"
 """The text encoder's word table (looked up, never multiplied): per-row uint8."""
@@ -135,14 +124,12 @@ def stored_int8(model: nn.Module) -> dict[str, Int8Weight]:
     return getattr(model, STORED_ATTRIBUTE, {})
 
 
-def save_quantized_multimodal(model: MultimodalModel, path: str | Path, tokenizer: Any = None) -> Path:
-    """Write an int8 multimodal model (and optionally its tokenizer) into the folder ``path``.
+def pack_multimodal(model: MultimodalModel) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(the tensors to save, extra ``hybridformer.json`` entries: ``int8_storage``) of an int8 multimodal model.
 
     Raises:
-        ValueError: the model is not quantized.
+        ValueError: the model is not quantized, or its q/k/v were fused.
     """
-    from hybridformer.models.multimodal_checkpoint import ARCHITECTURE, CONFIG_FILE, FORMAT_VERSION
-
     spec = quantization_of(model)
     if spec is None:
         raise ValueError("model: not quantized; call hybridformer.compression.quantize_multimodal(model) first")
@@ -153,39 +140,38 @@ def save_quantized_multimodal(model: MultimodalModel, path: str | Path, tokenize
     tensors = pack_int8(model, spec, TABLE, skip=stored)
     for name, value in stored.items():
         tensors[f"{name}.int8"], tensors[f"{name}.scale"] = value.qweight.contiguous(), value.scale.contiguous()
-    meta = {"architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, "config": to_dict(model.config),
-            "quantization": spec.to_dict(), "int8_storage": sorted(stored)}
-    folder = Path(path)
-    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    write_json(folder / CONFIG_FILE, meta)  # last: a folder with a config has its weights
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(folder))
-    return folder
+    return tensors, {"int8_storage": sorted(stored)}
 
 
-def load_quantized_multimodal(path: str | Path) -> MultimodalModel:
-    """Rebuild the int8 multimodal model saved in ``path`` (the same outputs, bit for bit).
+def load_multimodal_int8(meta: FolderMeta, state: dict[str, Tensor], source: str) -> MultimodalModel:
+    """Rebuild the int8 multimodal model of a folder (the same outputs, bit for bit).
+
+    Args:
+        meta: the folder's ``hybridformer.json`` (with its ``quantization`` and ``int8_storage``).
+        state: the folder's tensors.
+        source: the weights file, for messages.
 
     Raises:
-        FileNotFoundError: files missing; ValueError: the files do not describe the model they claim to.
+        ValueError: the files do not describe the model they claim to.
     """
-    from hybridformer.models.multimodal_checkpoint import CONFIG_FILE, model_from_state, read_config, read_weights
+    from hybridformer.config import ConfigError, from_dict
+    from hybridformer.models.multimodal_checkpoint import model_from_state
+    from hybridformer.models.multimodal_config import MultimodalConfig
 
-    folder = Path(path)
-    config = read_config(folder)
-    meta = json.loads((folder / CONFIG_FILE).read_text())
-    source = str(folder / CONFIG_FILE)
-    spec = QuantizationSpec.from_dict(meta["quantization"], source)
-    weights = folder / WEIGHTS_FILE
-    linears, table, state, _ = unpack_int8(read_weights(weights), spec, str(weights), TABLE)
+    try:
+        config = from_dict(MultimodalConfig, meta.config)
+    except ConfigError as err:
+        raise ValueError(f"{source}: bad config: {err}") from None
+    spec = QuantizationSpec.from_dict(meta.quantization, source)
+    linears, table, state, _ = unpack_int8(state, spec, source, TABLE)
     stored: dict[str, Int8Weight] = {}
     try:
-        for name in meta.get("int8_storage", []):
+        for name in meta.extra.get("int8_storage", []):
             stored[name] = Int8Weight(state.pop(f"{name}.int8"), state.pop(f"{name}.scale"), None)
             state[name] = _restored(stored[name])
     except KeyError as err:
-        raise ValueError(f"{weights}: lacks {err}") from None
-    model = model_from_state(config, state, str(weights))
+        raise ValueError(f"{source}: lacks {err}") from None
+    model = model_from_state(config, state, source)
     model = quantize_multimodal(model, spec.mode, spec.backend, embeddings=spec.embeddings, inplace=True, _round=False)
     rebuilt = quantization_of(model)
     expected = {name for name, param in model.named_parameters() if is_stored_int8(name, param)}
@@ -195,48 +181,3 @@ def load_quantized_multimodal(path: str | Path) -> MultimodalModel:
     setattr(model, SPEC_ATTRIBUTE, spec)
     setattr(model, STORED_ATTRIBUTE, stored)
     return model
-
-
-def is_multimodal_folder(path: str | Path) -> bool:
-    """Whether ``path`` holds a saved multimodal model (float or int8)."""
-    from hybridformer.models.multimodal_checkpoint import ARCHITECTURE, CONFIG_FILE
-
-    file = Path(path) / CONFIG_FILE
-    try:
-        return file.is_file() and json.loads(file.read_text()).get("architecture") == ARCHITECTURE
-    except (json.JSONDecodeError, AttributeError):
-        return False
-
-
-def quantize_multimodal_folder(
-    model_dir: str | Path, out_dir: str | Path, mode: Mode = "dynamic", backend: Backend | None = None,
-    *, embeddings: bool = True,
-):
-    """Load the float multimodal model of ``model_dir``, quantize it, save it with its tokenizer to
-    ``out_dir``; a :class:`~hybridformer.compression.QuantizeFolderReport`.
-
-    Raises:
-        FileNotFoundError: no model folder; ValueError: already int8, a bad mode or backend.
-    """
-    from hybridformer.compression.int8_format import QuantizeFolderReport
-    from hybridformer.compression.quantize import DEFAULT_BACKENDS
-    from hybridformer.models.multimodal import MultimodalModel
-    from hybridformer.models.multimodal_checkpoint import CONFIG_FILE
-    from hybridformer.models.multimodal_checkpoint import WEIGHTS_FILE as FLOAT_WEIGHTS
-    from hybridformer.models.prompt_format import decoder_prompt_format, read_prompt_format, save_prompt_format
-
-    backend_for(backend or DEFAULT_BACKENDS.get(mode, "ao"), mode)  # bad flags fail before any loading
-    if "quantization" in json.loads((Path(model_dir) / CONFIG_FILE).read_text()):
-        raise ValueError(f"--model: {model_dir} is already int8; quantize the float model")
-    from hybridformer.recipes.model import resolve_tokenizer
-
-    model = MultimodalModel.from_pretrained(model_dir)
-    tokenizer = resolve_tokenizer(None, model_dir)  # the folder's, else MiniLM's (what loading it falls back to)
-    quantized = quantize_multimodal(model, mode, backend, embeddings=embeddings, inplace=True)
-    out = save_quantized_multimodal(quantized, out_dir, tokenizer)
-    decoder = model.config.decoder  # the int8 model is asked and decoded as the float one was
-    save_prompt_format(out, read_prompt_format(model_dir, decoder_prompt_format(tokenizer, decoder)), decoder)
-    return QuantizeFolderReport(
-        quantization_of(quantized), (Path(model_dir) / FLOAT_WEIGHTS).stat().st_size,
-        (out / WEIGHTS_FILE).stat().st_size, out,
-    )

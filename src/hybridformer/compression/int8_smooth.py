@@ -165,29 +165,3 @@ def drop_input_scale(layer: nn.Module) -> None:
         delattr(layer, _HOOK)
     if hasattr(layer, INPUT_SCALE):
         delattr(layer, INPUT_SCALE)
-
-
-def calibration_batches(
-    data: Any, tokenizer: Any, n_batches: int = 8, batch_size: int = 16, seed: int = 0
-) -> list[Mapping[str, Tensor]]:
-    """``n_batches`` collated batches of a task's training split (a seeded pick), for :func:`input_maxima`.
-
-    Args:
-        data: a :class:`~hybridformer.recipes.task_data.TaskDataConfig` (task, files, ``max_length``).
-        tokenizer: the model's tokenizer.
-        n_batches: batches to calibrate on (8 x 16 examples: the maxima settle within a few).
-        batch_size: examples per batch.
-        seed: which training examples are picked.
-
-    Raises:
-        ValueError: ``n_batches`` < 1.
-    """
-    from hybridformer.data import TextCollator, iterate_batches
-    from hybridformer.recipes.task_data import load_task_data
-
-    if n_batches < 1:
-        raise ValueError(f"calibration_batches: must be >= 1, got {n_batches}")
-    train = load_task_data(data).train
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[: n_batches * batch_size]
-    picks = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-    return list(iterate_batches(train, TextCollator(tokenizer, max_length=data.max_length), picks))

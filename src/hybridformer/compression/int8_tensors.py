@@ -28,8 +28,6 @@ from hybridformer.compression.quantize import QuantizationSpec
 
 __all__ = ["pack_int8", "unpack_int8", "write_int8"]
 
-WEIGHTS_FILE = "model.int8.safetensors"
-
 
 def pack_int8(model: nn.Module, spec: QuantizationSpec, table: str, skip: Collection[str] = ()) -> dict[str, Tensor]:
     """The tensors to save of ``model``, quantized as ``spec`` says, with its word table at ``table``.
@@ -74,7 +72,7 @@ def unpack_int8(state: dict[str, Tensor], spec: QuantizationSpec, source: str, t
     linears: dict[str, Int8Weight] = {}
     scales = {k[: -len(".input_scale")]: float_state.pop(k) for k in list(float_state) if k.endswith(".input_scale")}
     if scales and spec.smooth is None:
-        raise ValueError(f"{source}: {WEIGHTS_FILE} has input scales but the config records no smoothing")
+        raise ValueError(f"{source}: has input scales but the config records no smoothing")
     unknown = set(scales) - set(spec.linears)
     if unknown:
         raise ValueError(f"{source}: input scales for layers that are not quantized: {sorted(unknown)[:3]}")
@@ -90,7 +88,7 @@ def unpack_int8(state: dict[str, Tensor], spec: QuantizationSpec, source: str, t
             rows = Int8Embedding(*(float_state.pop(f"{table}.weight.{k}") for k in ("uint8", "scale", "zero_point")))
             float_state[f"{table}.weight"] = rows.dequantize()
     except KeyError as err:
-        raise ValueError(f"{source}: {WEIGHTS_FILE} lacks {err}") from None
+        raise ValueError(f"{source}: lacks {err}") from None
     return linears, rows, float_state, scales
 
 

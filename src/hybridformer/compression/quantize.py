@@ -1,10 +1,11 @@
 """int8 post-training quantization of a trained model, as an external transform (SPEC §8).
 
-    from hybridformer.compression import quantize, save_quantized
+    from hybridformer.compression import quantize
+    from hybridformer.registry import load_model, save_model
 
-    model = TextClassifier.from_pretrained("runs/sentiment/model")
+    model = load_model("runs/sentiment/model")
     q = quantize(model, mode="dynamic")        # int8 weights, activations quantized per call
-    save_quantized(q, "runs/sentiment/int8")   # loads again with TextClassifier.from_pretrained
+    save_model(q, "runs/sentiment/int8")       # loads again with load_model
 
 Which layers: every plain ``nn.Linear`` (attention projections, FFN, head, pooler) except those of
 the FFN gates and of the attention's token scorer, which decide which groups and tokens are computed

@@ -50,7 +50,7 @@ from .text_datasets import (
     load_sentiment,
     sentiment_splits,
 )
-from .tokenizer import load_tokenizer, minilm_tokenizer, train_bpe_tokenizer
+from .tokenizer import load_tokenizer, minilm_tokenizer, resolve_tokenizer, train_bpe_tokenizer
 from .vqa import VQADataset, VQAExample, answer_vocabulary, coco_image_lookup, read_vqa, write_vqa
 from .vqa_generate import VQA_SETS, easy_vqa_splits, vqa_splits
 
@@ -106,6 +106,7 @@ __all__ = [
     "load_video",
     "minilm_path",
     "minilm_tokenizer",
+    "resolve_tokenizer",
     "mnist_image_text_splits",
     "moving_mnist_splits",
     "openclipart_splits",

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["iterate_batches"]
+__all__ = ["count_batch", "iterate_batches"]
 
 
 def iterate_batches(
@@ -40,3 +41,14 @@ def iterate_batches(
         generator=generator,
     )
     yield from loader
+
+
+def count_batch(batch: Mapping[str, Any]) -> tuple[int, int]:
+    """(real tokens, examples) in a CPU batch: the attention mask's ones, else every input id."""
+    mask = batch.get("attention_mask")
+    ids = batch.get("input_ids")
+    first = next((v for v in batch.values() if isinstance(v, Tensor)), None)
+    examples = int(first.shape[0]) if first is not None and first.dim() > 0 else 0
+    if isinstance(mask, Tensor):
+        return int(mask.sum()), examples
+    return (int(ids.numel()) if isinstance(ids, Tensor) else 0), examples

@@ -16,7 +16,7 @@ from .sources import minilm_path
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["load_tokenizer", "minilm_tokenizer", "train_bpe_tokenizer", "BPE_SPECIAL_TOKENS"]
+__all__ = ["has_tokenizer", "load_tokenizer", "minilm_tokenizer", "resolve_tokenizer", "train_bpe_tokenizer", "BPE_SPECIAL_TOKENS"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -139,3 +139,24 @@ def train_bpe_tokenizer(
     out.mkdir(parents=True, exist_ok=True)
     wrapped.save_pretrained(str(out))
     return load_tokenizer(out)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+
+
+def has_tokenizer(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a saved tokenizer (``tokenizer.json``, ``vocab.txt`` or ``vocab.json``)."""
+    return any((Path(folder) / name).is_file() for name in _TOKENIZER_FILES)
+
+
+def resolve_tokenizer(tokenizer: str | None, model_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
+    """Load ``tokenizer`` if given, else the one saved in ``model_dir``, else MiniLM's.
+
+    Raises:
+        ValueError: the folder holds no tokenizer files.
+    """
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    if model_dir is not None and has_tokenizer(model_dir):
+        return load_tokenizer(model_dir)
+    return load_tokenizer(minilm_path())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -95,12 +96,12 @@ def load_distributed(
     return json.loads(extra.read_text()) if extra.is_file() else {}
 
 
-def export_pretrained(path: str | Path, model: nn.Module, out_dir: str | Path) -> Path:
+def export_pretrained(
+    path: str | Path, model: nn.Module, out_dir: str | Path, save: Callable[[nn.Module, Path], Path]
+) -> Path:
     """Load the DCP checkpoint ``path`` into ``model`` (a freshly built, unparallelised model of the
-    same config) in this process alone and write it with its ``save_pretrained`` (one safetensors
-    file). In a distributed job, one rank calls it.
+    same config) in this process alone and write it with ``save`` (``hybridformer.registry.save_model``:
+    one safetensors file). In a distributed job, one rank calls it.
     """
-    if not hasattr(model, "save_pretrained"):
-        raise ValueError(f"model: {type(model).__name__} has no save_pretrained to export to")
     load_distributed(path, model, alone=True)
-    return model.save_pretrained(out_dir)
+    return save(model, Path(out_dir))

@@ -17,7 +17,6 @@ from hybridformer.encoders.text_checkpoint import (
     load_weights,
     read_text_checkpoint,
     resolve_overrides,
-    write_text_checkpoint,
 )
 from hybridformer.encoders.text_config import TextEncoderConfig
 from hybridformer.encoders.text_embeddings import TextEmbeddings, extend_position_table
@@ -60,7 +59,7 @@ class TextEncoder(nn.Module):
     """Embeddings, a stack of :class:`~hybridformer.blocks.TransformerBlock`, an optional pooler.
 
     Built from a config for training from scratch, or loaded with :meth:`from_pretrained` from a
-    Hugging Face BERT/RoBERTa folder or a folder written by :meth:`save_pretrained`.
+    Hugging Face BERT/RoBERTa folder or a folder written by ``hybridformer.registry.save_model``.
 
     Args:
         config: the encoder's shape, attention and FFN-gate settings.
@@ -190,7 +189,7 @@ class TextEncoder(nn.Module):
 
         The folder is either a Hugging Face BERT/RoBERTa checkpoint (``config.json`` and
         ``model.safetensors`` or ``pytorch_model.bin``; ``bert.``/``roberta.`` prefixes and task heads
-        are handled) or one written by ``save_pretrained`` of any hybridformer text model (its encoder
+        are handled) or one written by ``save_model`` for any hybridformer text model (its encoder
         is taken). A Hugging Face checkpoint loads with full attention and gates off, reproducing its
         outputs.
 
@@ -223,13 +222,3 @@ class TextEncoder(nn.Module):
         if config.max_positions != stored.max_positions:
             encoder.resize_position_embeddings(config.max_positions)
         return encoder
-
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``hybridformer.json`` (config) and ``model.safetensors`` into the folder ``path``.
-
-        Returns:
-            The folder; :meth:`from_pretrained` reloads it.
-        """
-        return write_text_checkpoint(
-            self, path, architecture="TextEncoder", config=self.config, encoder_prefix="", extra={}
-        )

@@ -1,8 +1,9 @@
-"""Reading and writing text-model folders: Hugging Face BERT/RoBERTa checkpoints and our own format.
+"""Reading text-model folders: Hugging Face BERT/RoBERTa checkpoints and our own format.
 
-Our format is a folder with ``hybridformer.json`` (which model, its encoder config, its head settings)
-and ``model.safetensors`` (all weights). Every text model (encoder alone, classifier, masked LM) writes
-it, and :func:`read_text_checkpoint` can take the encoder out of any of them.
+Our folders (:mod:`hybridformer.model_folder`, written by ``hybridformer.registry.save_model``) hold
+every text model (encoder alone, classifier, masked LM); :func:`read_text_checkpoint` can take the
+encoder out of any of them. The encoder's config is the folder's ``config`` for a ``TextEncoder`` and
+its ``config["encoder"]`` otherwise; the encoder's weights sit under ``encoder.`` in the latter.
 """
 
 from __future__ import annotations
@@ -18,27 +19,23 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from hybridformer.config import ConfigError, apply_overrides, from_dict, to_dict
+from hybridformer.config import ConfigError, apply_overrides, from_dict
 from hybridformer.encoders.hf_bert import config_from_hf, convert_hf_state_dict, hf_encoder_keys
 from hybridformer.encoders.text_config import TextEncoderConfig
-from hybridformer.io import atomic_write, write_json
+from hybridformer.model_folder import CONFIG_FILE, FolderMeta, read_meta, read_tensors
 
 __all__ = [
-    "CONFIG_FILE",
-    "WEIGHTS_FILE",
     "TextCheckpoint",
+    "checkpoint_of",
     "read_text_checkpoint",
     "base_encoder_keys",
     "resolve_overrides",
     "load_weights",
-    "write_text_checkpoint",
+    "encoder_prefix",
 ]
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "hybridformer.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
 _HF_WEIGHTS = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -75,7 +72,8 @@ class TextCheckpoint:
     others: dict[str, Tensor]
     """Weights outside the encoder: HF names for an HF folder, our names (prefix removed) otherwise."""
     meta: dict[str, Any]
-    """Our ``hybridformer.json`` (architecture, head settings); empty for an HF folder."""
+    """Our folder's ``architecture`` and head settings (``config`` less the encoder, e.g. ``num_labels``)
+    and ``quantization`` when int8; empty for an HF folder."""
     source: str
     """The folder, for messages."""
 
@@ -117,6 +115,26 @@ def _load_hf_weights(path: Path) -> dict[str, Tensor]:
     raise FileNotFoundError(f"{path}: no weights found; expected one of {', '.join(_HF_WEIGHTS)}")
 
 
+def checkpoint_of(folder: FolderMeta, state: dict[str, Tensor], source: str) -> TextCheckpoint:
+    """Split the tensors of one of our text-model folders into the encoder's and the rest.
+
+    Raises:
+        ValueError: the folder holds no text model.
+    """
+    prefix = encoder_prefix(folder.architecture)
+    encoder = folder.config if not prefix else folder.config.get("encoder")
+    if not isinstance(encoder, dict):
+        raise ValueError(f"{source}: holds a {folder.architecture}, not a text model")
+    config = from_dict(TextEncoderConfig, encoder, prefix="encoder.")
+    encoder_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    others = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    head = {k: v for k, v in folder.config.items() if k != "encoder"} if prefix else {}
+    meta = {"architecture": folder.architecture, **head}
+    if folder.quantization is not None:
+        meta["quantization"] = folder.quantization
+    return TextCheckpoint(config, encoder_state, others, meta, source)
+
+
 def read_text_checkpoint(path: str | Path) -> TextCheckpoint:
     """Read a Hugging Face BERT/RoBERTa folder or a folder saved by a hybridformer text model.
 
@@ -128,24 +146,19 @@ def read_text_checkpoint(path: str | Path) -> TextCheckpoint:
     _check_folder(path)
     source = str(path)
     if (path / CONFIG_FILE).is_file():
-        meta = _read_json(path / CONFIG_FILE)
-        if meta.get("format") != "hybridformer" or "encoder" not in meta:
-            raise ValueError(f"{path / CONFIG_FILE}: not a hybridformer text-model config")
-        config = from_dict(TextEncoderConfig, meta["encoder"], prefix="encoder.")
-        weights = path / WEIGHTS_FILE
-        if not weights.is_file():
-            raise FileNotFoundError(f"{path}: missing {WEIGHTS_FILE}")
-        state = load_file(weights)
-        prefix = meta.get("encoder_prefix", "")
-        encoder_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        others = {k: v for k, v in state.items() if not k.startswith(prefix)}
-        return TextCheckpoint(config, encoder_state, others, meta, source)
+        state, _ = read_tensors(path)
+        return checkpoint_of(read_meta(path), state, source)
     hf = _read_json(path / "config.json")
     config = config_from_hf(hf, f"{path / 'config.json'}")
     converted = convert_hf_state_dict(_load_hf_weights(path), config.n_layers, source)
     if not converted.has_pooler:
         config = dataclasses.replace(config, pooler=False)
     return TextCheckpoint(config, converted.encoder, converted.others, {}, source)
+
+
+def encoder_prefix(architecture: str) -> str:
+    """Where a text model's encoder weights sit in its state dict: ``""`` for an encoder alone."""
+    return "" if architecture == "TextEncoder" else "encoder."
 
 
 def _flatten(overrides: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -227,39 +240,3 @@ def base_encoder_keys(config: TextEncoderConfig) -> set[str]:
     if config.norm == "pre":
         keys |= {"final_norm.weight", "final_norm.bias"}
     return keys
-
-
-def write_text_checkpoint(
-    module: nn.Module, path: str | Path, *, architecture: str, config: TextEncoderConfig,
-    encoder_prefix: str, extra: dict[str, Any],
-) -> Path:
-    """Write ``hybridformer.json`` and ``model.safetensors`` into the folder ``path``.
-
-    Each file is written to a temporary name and renamed, so an interrupted save never leaves a
-    half-written file under the final name.
-
-    Args:
-        module: the model whose ``state_dict`` is saved (no shared tensors).
-        path: the folder, created if needed.
-        architecture: the model class name (``TextEncoder``, ``TextClassifier``, ...).
-        config: the encoder's config.
-        encoder_prefix: where the encoder's weights sit in ``module``'s names (``""`` or ``"encoder."``).
-        extra: the head's settings, stored beside the encoder config.
-
-    Returns:
-        The folder.
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "format": "hybridformer",
-        "format_version": FORMAT_VERSION,
-        "architecture": architecture,
-        "encoder_prefix": encoder_prefix,
-        "encoder": to_dict(config),
-        **extra,
-    }
-    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    write_json(path / CONFIG_FILE, meta)
-    return path

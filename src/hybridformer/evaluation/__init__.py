@@ -1,4 +1,5 @@
-"""Evaluation metrics: classification reports (per-class scores, confusion) and VQA-v2 accuracy."""
+"""Evaluation metrics as pure functions: classification reports (per-class scores, confusion), VQA-v2
+accuracy and answer extraction, retrieval recall@k. Recipes run the models and call these."""
 
 from hybridformer.evaluation.classification import (
     ClassificationReport,
@@ -7,9 +8,13 @@ from hybridformer.evaluation.classification import (
     confusion_matrix,
     plot_confusion,
 )
-from hybridformer.evaluation.vqa import VQAAccuracy, normalize_answer, vqa_accuracy, vqa_question_accuracy
+from hybridformer.evaluation.retrieval import chance_recall_at_k, recall_at_k
+from hybridformer.evaluation.vqa import VQAAccuracy, extract_answer, normalize_answer, vqa_accuracy, vqa_question_accuracy
 
 __all__ = [
+    "chance_recall_at_k",
+    "extract_answer",
+    "recall_at_k",
     "ClassScores",
     "ClassificationReport",
     "VQAAccuracy",

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Mapping, Sequence
 
-__all__ = ["normalize_answer", "vqa_question_accuracy", "vqa_accuracy", "VQAAccuracy"]
+__all__ = ["extract_answer", "normalize_answer", "vqa_question_accuracy", "vqa_accuracy", "VQAAccuracy"]
 
 _CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
@@ -152,3 +152,16 @@ def vqa_accuracy(
         per_answer_type={t: sum(v) / len(v) for t, v in sorted(by_type.items())},
         per_question=per_question,
     )
+
+
+_ANSWER_END = re.compile(r"[?!;:\n]|[.,](?!\d)")
+"""Where a generated answer ends: sentence punctuation (a period or comma only when no digit follows: "3.5", "1,000")."""
+
+
+def extract_answer(text: str, max_words: int | None = None) -> str:
+    """The answer in a decoded continuation: the text before the first sentence punctuation, VQA-v2
+    normalised (:func:`normalize_answer`: lower case, number words to
+    digits, articles and punctuation dropped), then at most ``max_words`` words."""
+    head = _ANSWER_END.split(text, maxsplit=1)[0]
+    words = normalize_answer(head).split()
+    return " ".join(words if max_words is None else words[:max_words])

@@ -5,15 +5,14 @@
     MLMObjective              BERT's masked language modelling          (mlm.py)
     DistillationObjective     a student on a frozen teacher's logits    (distill.py)
     GateDistillObjective      gated FFNs on the full-width network      (gate_distill.py)
-    target_rate_loss          the FFN gates' rate term                  (gate_rate.py)
     ContrastiveObjective      image-text InfoNCE, learnable temperature (contrastive.py)
     MatchingObjective         image-text matching, hard negatives       (matching.py)
     CaptionObjective          the decoder's next-token loss             (captioning.py)
     FusedMLMObjective         MLM on the decoder's fused text           (captioning.py)
     MultiTaskObjective        a weighted sum logging every term         (multitask.py)
 
-Names are imported lazily: the gated FFN imports ``gate_rate`` while ``gate_distill`` imports the
-FFN, so an eager package ``__init__`` would make a cycle.
+The FFN gates' rate term is the gated FFN's own auxiliary term (``hybridformer.sparsity.gate_rate``).
+Names are imported lazily, so importing one objective does not import every other's dependencies.
 """
 
 from __future__ import annotations
@@ -65,8 +64,6 @@ _LAZY: dict[str, str] = {
     "VideoClassificationObjective": "multimodal_tasks",
     "vqa_loss": "multimodal_tasks",
     "GateDistillObjective": "gate_distill",
-    "expected_active_fraction": "gate_rate",
-    "target_rate_loss": "gate_rate",
 }
 
 __all__ = sorted(_LAZY)

@@ -8,10 +8,9 @@ from typing import Any, Protocol
 
 from torch import Tensor, nn
 
-__all__ = ["LABELS", "LossOutput", "Objective", "model_inputs", "require_labels"]
+from hybridformer.inputs import LABELS, model_inputs
 
-LABELS = "labels"
-"""The batch key of the targets; every other key is a model input."""
+__all__ = ["LABELS", "LossOutput", "Objective", "model_inputs", "require_labels"]
 
 
 @dataclass
@@ -33,11 +32,6 @@ class Objective(Protocol):
     """
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput: ...
-
-
-def model_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """The batch without its targets: what goes to ``model(**inputs)``."""
-    return {k: v for k, v in batch.items() if k != LABELS}
 
 
 def require_labels(batch: Mapping[str, Any], objective: str) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,21 @@ from torch import Tensor, nn
 
 from hybridformer.encoders.hf_bert import convert_hf_mlm_head
 from hybridformer.encoders.text import TextEncoder
-from hybridformer.encoders.text_checkpoint import load_weights, read_text_checkpoint, write_text_checkpoint
+from hybridformer.encoders.text_checkpoint import load_weights, read_text_checkpoint
+from hybridformer.encoders.text_config import TextEncoderConfig
 from hybridformer.initialization import allocating, init_children
 from hybridformer.models.outputs import MaskedLMOutput
 from hybridformer.sparsity import ACTIVATIONS
 
-__all__ = ["MLMHead", "TextForMaskedLM"]
+__all__ = ["MLMHead", "MaskedLMConfig", "TextForMaskedLM"]
+
+
+@dataclass
+class MaskedLMConfig:
+    """What a saved masked LM's folder records (its ``config``): the encoder (the head follows from it)."""
+
+    encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    """The text encoder."""
 
 
 class MLMHead(nn.Module):
@@ -115,12 +125,10 @@ class TextForMaskedLM(nn.Module):
         logits = self.head(hidden, self.encoder.embeddings.word_embeddings.weight)
         return MaskedLMOutput(logits=logits, aux_loss=enc.aux_loss, gate_stats=enc.gate_stats)
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the model (encoder and MLM head) to the folder ``path``."""
-        return write_text_checkpoint(
-            self, path, architecture="TextForMaskedLM", config=self.encoder.config,
-            encoder_prefix="encoder.", extra={},
-        )
+    @property
+    def config(self) -> MaskedLMConfig:
+        """The model's config (what its folder records)."""
+        return MaskedLMConfig(self.encoder.config)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides: Any) -> TextForMaskedLM:

@@ -306,17 +306,12 @@ class MultimodalModel(nn.Module):
             prompts = [bos] * batch
         return generate_tokens(self.decoder, prompts, rows, config)
 
-    # ----- saving -----------------------------------------------------------------------------
-
-    def save_pretrained(self, path: Any, tokenizer: Any = None) -> Any:
-        """Write ``hybridformer.json`` (the config) and ``model.safetensors`` (and the tokenizer if given)."""
-        from hybridformer.models.multimodal_checkpoint import save_multimodal
-
-        return save_multimodal(self, path, tokenizer)
+    # ----- loading ----------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, path: Any) -> MultimodalModel:
-        """Rebuild a model written by :meth:`save_pretrained` (the same weights, bit for bit)."""
+        """Rebuild a float model saved by ``hybridformer.registry.save_model`` (the same weights, bit for
+        bit); ``hybridformer.registry.load_model`` loads its int8 form too."""
         from hybridformer.models.multimodal_checkpoint import load_multimodal
 
         return load_multimodal(path)

@@ -1,32 +1,26 @@
-"""Saving and loading the multimodal model: ``hybridformer.json`` + ``model.safetensors``, no pickle.
+"""Building and loading the multimodal model from its folder (:mod:`hybridformer.model_folder`), no pickle.
 
-The JSON holds the architecture name, the format version and the full :class:`MultimodalConfig`;
-loading rebuilds every part from it and loads the tensors strictly, so a round trip gives the same
-parameters and buffers bit for bit. A tokenizer given to ``save_pretrained`` is saved beside them.
+The folder's ``config`` is the full :class:`MultimodalConfig`; loading rebuilds every part from it and
+loads the tensors strictly, so a round trip gives the same parameters and buffers bit for bit.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from hybridformer.config import ConfigError, from_dict, to_dict
-from hybridformer.io import atomic_write, write_json
+from hybridformer.model_folder import read_meta, read_tensors
 from hybridformer.models.multimodal_config import MultimodalConfig
 
 if TYPE_CHECKING:
     from hybridformer.models.multimodal import MultimodalModel
 
-__all__ = ["save_multimodal", "load_multimodal", "build_multimodal", "model_from_state", "read_config",
-           "read_weights", "CONFIG_FILE", "WEIGHTS_FILE"]
+__all__ = ["load_multimodal", "build_multimodal", "model_from_state", "read_config", "ARCHITECTURE"]
 
-CONFIG_FILE = "hybridformer.json"
-WEIGHTS_FILE = "model.safetensors"
 ARCHITECTURE = "MultimodalModel"
-FORMAT_VERSION = 1
 
 
 def build_multimodal(config: MultimodalConfig) -> MultimodalModel:
@@ -45,21 +39,6 @@ def build_multimodal(config: MultimodalConfig) -> MultimodalModel:
                            heads=config.heads)
 
 
-def save_multimodal(model: MultimodalModel, path: str | Path, tokenizer: Any = None) -> Path:
-    """Write the model (and optionally a Hugging Face tokenizer) into the folder ``path``."""
-    from safetensors.torch import save_file
-
-    folder = Path(path)
-    meta = {"architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, "config": to_dict(model.config)}
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    # Weights first, config last: a folder with a config always has the weights it describes.
-    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    write_json(folder / CONFIG_FILE, meta)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(folder))
-    return folder
-
-
 def read_config(path: str | Path) -> MultimodalConfig:
     """The :class:`MultimodalConfig` of a saved folder.
 
@@ -67,50 +46,27 @@ def read_config(path: str | Path) -> MultimodalConfig:
         FileNotFoundError: the folder or its config is missing.
         ValueError: the file is not a multimodal model's config (names the file).
     """
-    file = Path(path) / CONFIG_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{path}: not a saved multimodal model (no {CONFIG_FILE})")
+    meta = read_meta(path)
+    if meta.architecture != ARCHITECTURE:
+        raise ValueError(f"{path}: holds a {meta.architecture} model, not a {ARCHITECTURE}")
     try:
-        meta = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{file}: invalid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("architecture") != ARCHITECTURE:
-        got = meta.get("architecture") if isinstance(meta, dict) else None
-        raise ValueError(f"{file}: holds a {got or 'unknown'} model, not a {ARCHITECTURE}")
-    try:
-        return from_dict(MultimodalConfig, meta["config"])
-    except (ConfigError, KeyError) as err:
-        raise ValueError(f"{file}: bad config: {err}") from None
+        return from_dict(MultimodalConfig, meta.config)
+    except ConfigError as err:
+        raise ValueError(f"{path}: bad config: {err}") from None
 
 
 def load_multimodal(path: str | Path) -> MultimodalModel:
-    """Rebuild the model saved in ``path`` and load its weights strictly (see :func:`save_multimodal`).
-
-    A folder written by ``hybridformer.compression.save_quantized`` loads as that int8 model."""
-    config = read_config(path)
-    if "quantization" in json.loads((Path(path) / CONFIG_FILE).read_text()):
-        from hybridformer.compression.int8_multimodal import load_quantized_multimodal  # deploy builds on models
-
-        return load_quantized_multimodal(path)
-    weights = Path(path) / WEIGHTS_FILE
-    return model_from_state(config, read_weights(weights), str(weights))
-
-
-def read_weights(weights: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a saved weights file.
+    """Rebuild the float model saved in ``path`` and load its weights strictly.
 
     Raises:
-        FileNotFoundError: no such file; ValueError: not a readable safetensors file.
+        ValueError: an int8 folder (``hybridformer.registry.load_model`` reads those), or files that do
+            not describe the model.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights.parent}: no {weights.name}")
-    try:
-        return load_file(str(weights))
-    except SafetensorError as err:
-        raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
+    config = read_config(path)
+    if read_meta(path).quantization is not None:
+        raise ValueError(f"{path}: an int8 model; load it with hybridformer.registry.load_model")
+    state, source = read_tensors(path)
+    return model_from_state(config, state, source)
 
 
 def model_from_state(config: MultimodalConfig, state: dict[str, torch.Tensor], source: str) -> MultimodalModel:

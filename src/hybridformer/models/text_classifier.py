@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -9,16 +10,28 @@ import torch
 from torch import Tensor, nn
 
 from hybridformer.encoders.text import TextEncoder
-from hybridformer.encoders.text_checkpoint import (
-    TextCheckpoint,
-    load_weights,
-    read_text_checkpoint,
-    write_text_checkpoint,
-)
+from hybridformer.encoders.text_checkpoint import TextCheckpoint, load_weights, read_text_checkpoint
+from hybridformer.encoders.text_config import TextEncoderConfig
 from hybridformer.initialization import allocating, init_children
 from hybridformer.models.outputs import ClassifierOutput
 
-__all__ = ["SequenceClassificationHead", "TextClassifier"]
+__all__ = ["SequenceClassificationHead", "TextClassifier", "TextClassifierConfig"]
+
+
+@dataclass
+class TextClassifierConfig:
+    """What a saved classifier's folder records (its ``config``): the encoder and the head."""
+
+    encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    """The text encoder."""
+    num_labels: int = 2
+    """Number of classes."""
+    pooling: Literal["cls", "mean"] = "cls"
+    """Head input: the first token or the mean of the real tokens."""
+    dropout: float = 0.1
+    """Head dropout."""
+    label_names: list[str] | None = None
+    """Class names in label order."""
 
 
 class SequenceClassificationHead(nn.Module):
@@ -133,28 +146,16 @@ class TextClassifier(nn.Module):
         logits = self.head(enc.last_hidden_state, mask)
         return ClassifierOutput(logits=logits, aux_loss=enc.aux_loss, gate_stats=enc.gate_stats)
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the classifier (encoder, head, label names) to the folder ``path``."""
-        extra = {
-            "num_labels": self.num_labels,
-            "pooling": self.head.pooling,
-            "dropout": self.dropout,
-            "label_names": self.label_names,
-        }
-        return write_text_checkpoint(
-            self, path, architecture="TextClassifier", config=self.encoder.config,
-            encoder_prefix="encoder.", extra=extra,
-        )
+    @property
+    def config(self) -> TextClassifierConfig:
+        """The classifier's config (what its folder records)."""
+        return TextClassifierConfig(self.encoder.config, self.num_labels, self.head.pooling, self.dropout,
+                                    self.label_names)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides: Any) -> TextClassifier:
-        """Reload a classifier written by :meth:`save_pretrained`; overrides as in TextEncoder's.
-
-        A folder written by ``hybridformer.compression.save_quantized`` loads as that int8 classifier."""
-        from hybridformer.compression.int8_format import is_quantized_folder, load_quantized  # deploy builds on models
-
-        if is_quantized_folder(path):
-            return load_quantized(path, **overrides)
+        """Reload a float classifier saved by ``hybridformer.registry.save_model``; overrides as in
+        TextEncoder's. ``hybridformer.registry.load_model`` loads its int8 form too."""
         return cls.from_checkpoint(read_text_checkpoint(path), **overrides)
 
     @classmethod
@@ -166,6 +167,8 @@ class TextClassifier(nn.Module):
                 f"TextClassifier; build one with TextClassifier(TextEncoder.from_pretrained(path), num_labels)"
             )
         meta = checkpoint.meta
+        if "quantization" in meta:
+            raise ValueError(f"{checkpoint.source}: an int8 model; load it with hybridformer.registry.load_model")
         model = cls(
             TextEncoder.from_checkpoint(checkpoint, **overrides),
             meta["num_labels"],

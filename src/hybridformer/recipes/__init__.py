@@ -15,7 +15,7 @@ from hybridformer.recipes.finetune import FinetuneConfig, FinetuneResult, finetu
 from hybridformer.recipes.metrics import (
     ClassificationMetrics, Predictions, evaluate_classifier, predict_classifier, score_predictions,
 )
-from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
+from hybridformer.recipes.model import ModelConfig, build_classifier
 from hybridformer.recipes.pretrain import PretrainConfig, PretrainModelConfig, PretrainResult, pretrain
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data, read_data_record
@@ -49,7 +49,6 @@ __all__ = [
     "pretrain",
     "prune_classifier",
     "read_data_record",
-    "resolve_tokenizer",
     "score_predictions",
     "train_tokenizer",
 ]

@@ -28,12 +28,14 @@ from hybridformer.losses import ClassificationObjective
 from hybridformer.losses.layer_distill import LayerDistillationObjective
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
-from hybridformer.recipes.model import AttentionChanges, SparsityChanges, resolve_tokenizer
+from hybridformer.data.tokenizer import resolve_tokenizer
+from hybridformer.recipes.model import AttentionChanges, SparsityChanges
 from hybridformer.recipes.task_data import TaskDataConfig, load_task_data
 from hybridformer.sparsity import SparsityConfig
 from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.registry import save_model
 
-__all__ = ["DistillConfig", "DistillResult", "StudentConfig", "distill", "every_other_layer", "student_from_teacher"]
+__all__ = ["DistillConfig", "DistillResult", "StudentConfig", "TeacherRun", "distill", "every_other_layer", "student_from_teacher"]
 
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
@@ -122,22 +124,33 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
-class DistillConfig:
-    """A distillation run: teacher, student, data, the loss terms, training. Outputs go to ``train.out_dir``."""
+class TeacherRun:
+    """What every distillation run has: the teacher's folder and the logit term's temperature and share."""
 
     teacher: str | None = None
-    """Required: the folder of the trained (float) teacher classifier, e.g. ``runs/sentiment/model``."""
+    """Required: the folder of the trained (float) teacher: a classifier (e.g. ``runs/sentiment/model``) or
+    a multimodal model (e.g. ``runs/mm/model``); its architecture picks the recipe."""
+    temperature: float = 2.0
+    """Softening T of the teacher's logit (next-token) term (DistilBERT: 2)."""
+    label_weight: float = 0.5
+    """Share of the label (caption) cross-entropy beside the teacher's term, in [0, 1]; 1: no teacher at
+    all (the student trained on the labels alone, the baseline distillation must beat)."""
+
+    def __post_init__(self) -> None:
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        check(0.0 <= self.label_weight <= 1.0, "label_weight", f"must be in [0, 1], got {self.label_weight}")
+
+
+@dataclass
+class DistillConfig(TeacherRun):
+    """A distillation run: teacher, student, data, the loss terms, training. Outputs go to ``train.out_dir``."""
+
     student: StudentConfig = field(default_factory=StudentConfig)
     """The student's blocks, attention and gates."""
     data: TaskDataConfig = field(default_factory=TaskDataConfig)
     """The task (the teacher's labels) and the input length."""
     train: TrainConfig = field(default_factory=_default_train)
     """Optimisation of the student; ``train.out_dir`` is the run folder."""
-    temperature: float = 2.0
-    """Softening T of the logit term (DistilBERT: 2)."""
-    label_weight: float = 0.5
-    """Share of the label cross-entropy beside the logit term, in [0, 1]; 1: no teacher at all (the
-    student trained on the labels alone, the baseline distillation must beat)."""
     hidden_weight: float = 1.0
     """Weight of the hidden-state cosine term at mapped blocks (DistilBERT's); 0: off."""
     attention_weight: float = 0.0
@@ -150,8 +163,7 @@ class DistillConfig:
     """Also evaluate the teacher, to report the share of its accuracy the student keeps."""
 
     def __post_init__(self) -> None:
-        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        check(0.0 <= self.label_weight <= 1.0, "label_weight", f"must be in [0, 1], got {self.label_weight}")
+        super().__post_init__()
         check(self.hidden_weight >= 0, "hidden_weight", f"must be >= 0, got {self.hidden_weight}")
         check(self.attention_weight >= 0, "attention_weight", f"must be >= 0, got {self.attention_weight}")
         for split in self.eval_splits:
@@ -168,7 +180,7 @@ class DistillResult:
     """What :func:`distill` returns."""
 
     model_dir: Path
-    """The saved student (``TextClassifier.from_pretrained`` reloads it) with its tokenizer."""
+    """The saved student (``hybridformer.registry.load_model`` reloads it) with its tokenizer."""
     model: TextClassifier
     """The trained student, in eval mode."""
     metrics: dict[str, ClassificationMetrics]
@@ -223,8 +235,7 @@ def distill(config: DistillConfig) -> DistillResult:
     )
     out = Path(train_cfg.out_dir)
     model_dir = out / MODEL_DIR
-    student.save_pretrained(model_dir)
-    tokenizer.save_pretrained(str(model_dir))
+    save_model(student, model_dir, tokenizer=tokenizer)
     save_config(config, out / CONFIG_FILE)
     record = {
         "task": config.data.task,

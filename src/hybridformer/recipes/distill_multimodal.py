@@ -23,13 +23,14 @@ import torch
 from torch import nn
 
 from hybridformer.config import ConfigError, check, save_config, to_dict
-from hybridformer.recipes.distill import every_other_layer
+from hybridformer.recipes.distill import TeacherRun, every_other_layer
 from hybridformer.io import write_json
 from hybridformer.losses import CaptionObjective
 from hybridformer.losses.caption_distill import CaptionDistillationObjective
 from hybridformer.models.prompt_format import save_decoder_prompt_format
 from hybridformer.recipes.multimodal_common import MMDataConfig, task_data
 from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.registry import save_model
 
 __all__ = ["MMDistillConfig", "MMDistillResult", "caption_metrics", "mm_distill", "multimodal_student"]
 
@@ -88,27 +89,20 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
-class MMDistillConfig:
+class MMDistillConfig(TeacherRun):
     """A multimodal distillation run. Outputs go to ``train.out_dir``."""
 
-    teacher: str | None = None
-    """Required: the folder of the trained (float) multimodal teacher, e.g. ``runs/mm/model``."""
+    eval_examples: int = 500
+    """Held-out pairs the student and the teacher are evaluated on (spread over the test split)."""
     student: MMStudentConfig = field(default_factory=MMStudentConfig)
     """The student's blocks."""
     data: MMDataConfig = field(default_factory=MMDataConfig)
     """The image-text pairs (train: training; test: the evaluation)."""
     train: TrainConfig = field(default_factory=_default_train)
     """Optimisation of the student; ``train.out_dir`` is the run folder."""
-    temperature: float = 2.0
-    """Softening T of the next-token term."""
-    label_weight: float = 0.5
-    """Share of the caption cross-entropy, in [0, 1]; 1: no teacher (the baseline distillation must beat)."""
-    eval_examples: int = 500
-    """Held-out pairs the student and the teacher are evaluated on (spread over the test split)."""
 
     def __post_init__(self) -> None:
-        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        check(0.0 <= self.label_weight <= 1.0, "label_weight", f"must be in [0, 1], got {self.label_weight}")
+        super().__post_init__()
         check(self.eval_examples >= 1, "eval_examples", f"must be >= 1, got {self.eval_examples}")
 
 
@@ -117,7 +111,7 @@ class MMDistillResult:
     """What :func:`mm_distill` returns."""
 
     model_dir: Path
-    """The saved student (``MultimodalModel.from_pretrained``) with its tokenizer."""
+    """The saved student (``hybridformer.registry.load_model``) with its tokenizer."""
     model: nn.Module
     """The trained student, in eval mode."""
     metrics: dict[str, float]
@@ -160,7 +154,7 @@ def mm_distill(config: MMDistillConfig) -> MMDistillResult:
         ConfigError: no teacher or bad blocks; FileNotFoundError / ValueError: bad folders.
     """
     from hybridformer.models import MultimodalModel
-    from hybridformer.recipes.model import resolve_tokenizer
+    from hybridformer.data.tokenizer import resolve_tokenizer
 
     if config.teacher is None:
         raise ConfigError("teacher: is required: the folder of a trained multimodal model (--teacher DIR)")
@@ -177,7 +171,7 @@ def mm_distill(config: MMDistillConfig) -> MMDistillResult:
     teacher_metrics = caption_metrics(teacher, test, collate, config.eval_examples)
     out = Path(config.train.out_dir)
     model_dir = out / "model"
-    student.save_pretrained(model_dir, tokenizer=tokenizer)
+    save_model(student, model_dir, tokenizer=tokenizer)
     save_decoder_prompt_format(model_dir, tokenizer, student.config.decoder)  # captions read as "[CLS] caption"
     trainer.discard_checkpoints()
     save_config(config, out / "distill_config.yaml")

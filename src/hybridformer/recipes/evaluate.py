@@ -20,9 +20,10 @@ from hybridformer.evaluation import plot_confusion
 from hybridformer.io import write_json, write_text
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, Predictions, predict_classifier, score_predictions
-from hybridformer.recipes.model import resolve_tokenizer
+from hybridformer.data.tokenizer import resolve_tokenizer
 from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split, read_data_record
 from hybridformer.training import resolve_device
+from hybridformer.registry import architecture_at, load_model
 
 __all__ = ["EvaluateConfig", "EvaluateResult", "TaskDataChanges", "evaluate", "resolve_eval_data"]
 
@@ -128,8 +129,11 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     if config.model_dir is None:
         raise ConfigError("model_dir: is required: the folder of a saved classifier (--model-dir DIR)")
     overrides = {} if config.max_positions is None else {"max_positions": config.max_positions}
+    if architecture_at(config.model_dir).model_class is not TextClassifier:
+        raise ValueError(f"model_dir: {config.model_dir} holds a {architecture_at(config.model_dir).name}, not a "
+                         "TextClassifier (a multimodal model is evaluated with --task TASK --model DIR)")
     try:
-        model = TextClassifier.from_pretrained(config.model_dir, **overrides)
+        model = load_model(config.model_dir, **overrides)
     except ConfigError as err:
         raise ConfigError(f"max_positions: {err}") from None
     data = resolve_eval_data(config)

@@ -15,12 +15,14 @@ from hybridformer.losses import ClassificationObjective, Objective
 from hybridformer.losses.gate_distill import GateDistillConfig, GateDistillObjective
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
-from hybridformer.recipes.model import ModelConfig, build_classifier, resolve_tokenizer
+from hybridformer.data.tokenizer import resolve_tokenizer
+from hybridformer.recipes.model import ModelConfig, build_classifier
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
 from hybridformer.recipes.summary import announce, model_line, training_line
 from hybridformer.recipes.task_data import TaskDataConfig, describe_splits, load_task_data, write_data_record
 from hybridformer.sparsity import GatedFFN, PruneReport, rewire_by_importance
 from hybridformer.training import Trainer, TrainConfig, TrainResult, seed_everything, use_deterministic
+from hybridformer.registry import save_model
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "ffn_parameters"]
 
@@ -78,7 +80,7 @@ class FinetuneResult:
     """What :func:`finetune` returns."""
 
     model_dir: Path
-    """The saved classifier (``TextClassifier.from_pretrained`` reloads it) with its tokenizer."""
+    """The saved classifier (``hybridformer.registry.load_model`` reloads it) with its tokenizer."""
     model: TextClassifier
     """The trained (and pruned, when pruning) classifier itself, in eval mode."""
     metrics_path: Path
@@ -195,8 +197,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
 
     out = out_dir
     model_dir = out / MODEL_DIR
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(str(model_dir))
+    save_model(model, model_dir, tokenizer=tokenizer)
     write_data_record(config.data, names, model_dir)
     checkpoints = trainer.discard_checkpoints()
     save_config(config, out / CONFIG_FILE)

@@ -58,19 +58,20 @@ def load_generator(ref: str, seed: int = 0) -> tuple[Any, Any, PromptFormat, boo
     Raises:
         FileNotFoundError / ValueError: the folder is not a saved multimodal model (names it).
     """
-    from hybridformer.data.tokenizer import load_tokenizer, minilm_tokenizer
-    from hybridformer.models import MultimodalModel, multimodal_tiny
+    from hybridformer.data.tokenizer import resolve_tokenizer
+    from hybridformer.registry import FLAVORS, architecture_at, load_model
 
-    if ref == TINY:
+    if ref in FLAVORS:
         torch.manual_seed(seed)
-        model, tokenizer = multimodal_tiny().eval(), minilm_tokenizer()
-        return model, tokenizer, decoder_prompt_format(tokenizer, model.config.decoder), True
-    folder = Path(ref)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--model: {ref} is neither 'tiny' nor a model folder")
-    model = MultimodalModel.from_pretrained(folder).eval()
-    tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else minilm_tokenizer()
-    return model, tokenizer, read_prompt_format(folder, decoder_prompt_format(tokenizer, model.config.decoder)), False
+    elif not Path(ref).is_dir():
+        raise FileNotFoundError(f"--model: {ref} is neither 'tiny' nor a model folder (flavors: {', '.join(FLAVORS)})")
+    if architecture_at(ref).family != "multimodal":
+        raise ValueError(f"--model: {ref} holds a {architecture_at(ref).name}; generate needs a multimodal model")
+    model = load_model(ref).eval()
+    random = ref in FLAVORS
+    tokenizer = resolve_tokenizer(None, None if random else ref)
+    default = decoder_prompt_format(tokenizer, model.config.decoder)
+    return model, tokenizer, default if random else read_prompt_format(ref, default), random
 
 
 def generation_defaults(fmt: PromptFormat) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from hybridformer.attention import AttentionConfig
 from hybridformer.config import ConfigError, apply_overrides, as_partial, check, partial_config, set_fields
-from hybridformer.data import load_tokenizer, minilm_path
+from hybridformer.data import minilm_path
 from hybridformer.encoders import TextEncoder
 from hybridformer.encoders.text_checkpoint import TextCheckpoint, read_text_checkpoint
 from hybridformer.models import TextClassifier
@@ -17,9 +17,7 @@ from hybridformer.sparsity import SparsityConfig
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["AttentionChanges", "EncoderSource", "ModelConfig", "SparsityChanges", "build_classifier", "resolve_tokenizer"]
-
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
+__all__ = ["AttentionChanges", "EncoderSource", "ModelConfig", "SparsityChanges", "build_classifier"]
 
 
 AttentionChanges = partial_config(AttentionConfig)
@@ -154,16 +152,3 @@ def _continue_classifier(
             "leave pooling and head_dropout at their defaults"
         )
     return model
-
-
-def resolve_tokenizer(tokenizer: str | None, model_dir: str | Path | None = None) -> PreTrainedTokenizerBase:
-    """Load ``tokenizer`` if given, else the one saved in ``model_dir``, else MiniLM's.
-
-    Raises:
-        ValueError: the folder holds no tokenizer files.
-    """
-    if tokenizer is not None:
-        return load_tokenizer(tokenizer)
-    if model_dir is not None and any((Path(model_dir) / name).is_file() for name in _TOKENIZER_FILES):
-        return load_tokenizer(model_dir)
-    return load_tokenizer(minilm_path())

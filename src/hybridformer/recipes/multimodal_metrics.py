@@ -1,11 +1,11 @@
 """Evaluation of the multimodal model per task: retrieval R@k, zero-shot classification by text
 prompts, image / video classification accuracy, VQA accuracy (answer classifier or generated
 answers, scored by :func:`hybridformer.evaluation.vqa_accuracy`) and caption BLEU-4 (sacrebleu).
-Every figure is a fraction in [0, 1] (BLEU divided by 100)."""
+Every figure is a fraction in [0, 1] (BLEU divided by 100). This module runs the model; the metrics
+themselves are pure functions of :mod:`hybridformer.evaluation` (R@k, VQA answers and accuracy)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Sequence
 
 import torch
@@ -13,13 +13,14 @@ from torch import Tensor, nn
 
 from hybridformer.data.batches import iterate_batches
 from hybridformer.data.image_text import templated_caption
-from hybridformer.evaluation.vqa import normalize_answer, vqa_accuracy
+from hybridformer.evaluation.retrieval import chance_recall_at_k, recall_at_k
+from hybridformer.evaluation.vqa import extract_answer, vqa_accuracy
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
 from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format
 from hybridformer.recipes.progress import track
 
-__all__ = ["spread", "recall_at_k", "chance_recall_at_k", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
-           "vqa_classifier_accuracy", "extract_answer", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
+__all__ = ["spread", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
+           "vqa_classifier_accuracy", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
 
 
 def spread(n_total: int, limit: int | None) -> list[int]:
@@ -34,22 +35,6 @@ def _batches(dataset: Any, collate: Any, batch_size: int, limit: int | None = No
     chosen = spread(len(dataset), limit)
     order = [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
     return track(iterate_batches(dataset, collate, order), len(order), f"scoring {len(chosen):,} test examples")
-
-
-def recall_at_k(similarity: Tensor, correct: Tensor, k: int) -> float:
-    """Share of rows of ``similarity`` (Q, C) whose top-k columns include a ``correct`` (Q, C) one."""
-    top = similarity.topk(min(k, similarity.shape[1]), dim=1).indices  # (Q, k)
-    return correct.gather(1, top).any(1).float().mean().item()
-
-
-def chance_recall_at_k(correct: Tensor, k: int) -> float:
-    """The expected :func:`recall_at_k` of a uniformly random ranking: a row with ``c`` correct of ``C``
-    columns misses with probability ``C(C - c, k) / C(C, k)``."""
-    from math import comb
-
-    n = correct.shape[1]
-    k = min(k, n)
-    return sum(1 - comb(n - c, k) / comb(n, k) for c in correct.sum(1).tolist()) / correct.shape[0]
 
 
 @torch.no_grad()
@@ -147,19 +132,6 @@ def vqa_classifier_accuracy(model: nn.Module, dataset: Any, collate: Any, answer
             picked = [answers[i] for i in out.answer_logits.argmax(1).tolist()]
         predictions.update(zip(batch["question_ids"].tolist(), picked))
     return _vqa_score(dataset, predictions, limit)
-
-
-_ANSWER_END = re.compile(r"[?!;:\n]|[.,](?!\d)")
-"""Where a generated answer ends: sentence punctuation (a period or comma only when no digit follows: "3.5", "1,000")."""
-
-
-def extract_answer(text: str, max_words: int | None = None) -> str:
-    """The answer in a decoded continuation: the text before the first sentence punctuation, VQA-v2
-    normalised (:func:`~hybridformer.evaluation.vqa.normalize_answer`: lower case, number words to
-    digits, articles and punctuation dropped), then at most ``max_words`` words."""
-    head = _ANSWER_END.split(text, maxsplit=1)[0]
-    words = normalize_answer(head).split()
-    return " ".join(words if max_words is None else words[:max_words])
 
 
 def generated_answers(sequences: Tensor, eos_token_id: int, tokenizer: Any, max_words: int | None = None) -> list[str]:

@@ -20,6 +20,7 @@ from hybridformer.models.prompt_format import save_decoder_prompt_format
 from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
 from hybridformer.recipes.summary import announce, model_line, training_line
 from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.registry import save_model
 
 __all__ = ["MM_OBJECTIVES", "MMPretrainConfig", "MMPretrainResult", "build_pretrain_objective", "mm_pretrain"]
 
@@ -65,7 +66,7 @@ class MMPretrainResult:
     """What :func:`mm_pretrain` returns."""
 
     model_dir: Path
-    """The saved model (``MultimodalModel.from_pretrained``) with its tokenizer."""
+    """The saved model (``hybridformer.registry.load_model``) with its tokenizer."""
     metrics_path: Path
     """``metrics.json``: steps, losses, examples/s, the config."""
     train: TrainResult
@@ -110,7 +111,7 @@ def mm_pretrain(config: MMPretrainConfig) -> MMPretrainResult:
         f"then: the model (with its prompt format) to {model_dir}, metrics.json",
     ])
     result = trainer.fit()
-    model.save_pretrained(model_dir, tokenizer=tok)
+    save_model(model, model_dir, tokenizer=tok)
     save_decoder_prompt_format(model_dir, tok, model.config.decoder)  # the decoder read "[CLS] caption"
     trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run
     save_config(config, out / "pretrain_config.yaml")

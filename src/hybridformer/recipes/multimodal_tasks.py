@@ -28,6 +28,7 @@ from hybridformer.recipes import multimodal_metrics
 from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
 from hybridformer.recipes.summary import announce, model_line, training_line
 from hybridformer.training import Trainer, TrainConfig
+from hybridformer.registry import save_model
 
 __all__ = ["FINETUNE_TASKS", "EVAL_TASKS", "MMFinetuneConfig", "MMEvaluateConfig", "mm_finetune", "mm_evaluate"]
 
@@ -155,7 +156,7 @@ def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
         f"{'' if config.eval_limit is None else f' ({config.eval_limit} examples)'}",
     ])
     result = trainer.fit()
-    model.save_pretrained(model_dir, tokenizer=tok)
+    save_model(model, model_dir, tokenizer=tok)
     # Every task reads "[CLS] text" (a caption, a question, the video prompt) with the image as context.
     fmt = save_decoder_prompt_format(model_dir, tok, model.config.decoder)
     trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run

@@ -14,9 +14,11 @@ from hybridformer.io import write_json
 from hybridformer.losses import MLMObjective
 from hybridformer.models import TextForMaskedLM
 from hybridformer.recipes.corpus import CorpusConfig, load_corpus
-from hybridformer.recipes.model import EncoderSource, resolve_tokenizer
+from hybridformer.data.tokenizer import resolve_tokenizer
+from hybridformer.recipes.model import EncoderSource
 from hybridformer.recipes.summary import announce, model_line, training_line
 from hybridformer.training import Trainer, TrainConfig, TrainResult, seed_everything, use_deterministic
+from hybridformer.registry import save_model
 
 __all__ = ["OBJECTIVES", "PretrainConfig", "PretrainModelConfig", "PretrainResult", "pretrain"]
 
@@ -156,8 +158,7 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
 
     out = config.out_dir
     model_dir = out / MODEL_DIR
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(str(model_dir))
+    save_model(model, model_dir, tokenizer=tokenizer)
     checkpoints = trainer.discard_checkpoints()
     announce([checkpoints])
     save_config(config, out / CONFIG_FILE)

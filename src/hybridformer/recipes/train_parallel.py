@@ -23,7 +23,8 @@ from hybridformer.io import write_json
 from hybridformer.losses import ClassificationObjective
 from hybridformer.recipes.finetune import CONFIG_FILE, METRICS_FILE, MODEL_DIR, FinetuneConfig
 from hybridformer.recipes.metrics import evaluate_classifier
-from hybridformer.recipes.model import build_classifier, resolve_tokenizer
+from hybridformer.data.tokenizer import resolve_tokenizer
+from hybridformer.recipes.model import build_classifier
 from hybridformer.recipes.task_data import load_task_data
 
 __all__ = ["ParallelConfig", "TrainParallelConfig", "train_parallel"]
@@ -88,6 +89,7 @@ def train_parallel(config: TrainParallelConfig) -> dict | None:
     """Run ``config`` on this rank; rank 0 returns the metrics record, the other ranks None."""
     from hybridformer.distributed import init_distributed, parallelize
     from hybridformer.distributed.checkpoint import export_pretrained
+    from hybridformer.registry import save_model
     from hybridformer.distributed.pipeline import TextClassifierStage, build_schedule
     from hybridformer.distributed.trainer import ParallelTrainer
 
@@ -132,7 +134,7 @@ def train_parallel(config: TrainParallelConfig) -> dict | None:
         out = Path(train.out_dir)
         model_dir = out / MODEL_DIR
         exported = build_classifier(config.model, splits.train.label_names)  # weights loaded over it
-        export_pretrained(result.checkpoint_path, exported, model_dir)
+        export_pretrained(result.checkpoint_path, exported, model_dir, save_model)
         tokenizer.save_pretrained(str(model_dir))
         save_config(config, out / CONFIG_FILE)
         metrics = {s: evaluate_classifier(exported, splits[s], collate, config.data.eval_batch_size) for s in config.eval_splits}

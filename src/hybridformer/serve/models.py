@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridformer.serve.config import ServeConfig
+from hybridformer.encoders import TextEncoder
 from hybridformer.serve.engine import EncoderEngine, Generator
 
 __all__ = ["ServedModel", "load_served_model", "parse_model_spec", "tiny_generator"]
@@ -41,11 +42,11 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 
 
 def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
-    """Load what ``--model spec`` names.
+    """Load what ``--model spec`` names; a folder's architecture (:mod:`hybridformer.registry`) decides
+    the endpoints.
 
     - ``tiny``: a randomly initialised tiny generator, chat only (see :func:`tiny_generator`).
-    - a multimodal model's folder (``MultimodalModel.save_pretrained``, or its int8 form written by
-      ``hybridformer quantize``): chat.
+    - a multimodal model's folder (float, or its int8 form written by ``hybridformer quantize``): chat.
     - a folder written by ``hybridformer finetune`` or ``distill`` (a ``TextClassifier``), or its int8
       form: classify, and embeddings from its encoder; its tokenizer is read from the folder
       (MiniLM's when it has none).
@@ -55,37 +56,29 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
     Raises:
         FileNotFoundError / ValueError: the folder is missing or holds no text model.
     """
-    from hybridformer.data import minilm_tokenizer
+    from hybridformer.data.tokenizer import resolve_tokenizer
+    from hybridformer.registry import architecture_at, load_model
 
     name, path = parse_model_spec(spec)
     if path == "tiny":
-        return ServedModel(name, generator=tiny_generator(minilm_tokenizer()))
-
-    from hybridformer.encoders import TextEncoder
-    from hybridformer.encoders.text_checkpoint import read_text_checkpoint
-    from hybridformer.models import TextClassifier
-    from hybridformer.recipes.model import resolve_tokenizer
-
-    from hybridformer.compression.int8_format import is_quantized_folder
-    from hybridformer.compression.int8_multimodal import is_multimodal_folder
-
+        return ServedModel(name, generator=tiny_generator(resolve_tokenizer(None)))
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"--model: model folder not found: {folder} (or use --model tiny)")
+    arch = architecture_at(folder)
     tokenizer = resolve_tokenizer(None, folder)
-    if is_multimodal_folder(folder):
+    if arch.family == "multimodal":
         from hybridformer.serve.multimodal import MultimodalGenerator
-        from hybridformer.models import MultimodalModel
         from hybridformer.models.prompt_format import decoder_prompt_format, read_prompt_format
 
-        model = MultimodalModel.from_pretrained(folder)
+        model = load_model(folder)
         fmt = read_prompt_format(folder, decoder_prompt_format(tokenizer, model.config.decoder))
         return ServedModel(name, generator=MultimodalGenerator(model, tokenizer, fmt))
+    if arch.name not in ("TextClassifier", "TextEncoder", "TextForMaskedLM"):
+        raise ValueError(f"--model: {folder} holds a {arch.name}, which serve cannot serve")
     normalize = _normalizes(folder, config.normalize_embeddings)
-    int8 = is_quantized_folder(folder)  # an int8 classifier: loaded by TextClassifier.from_pretrained
-    checkpoint = None if int8 else read_text_checkpoint(folder)
-    if int8 or checkpoint.meta.get("architecture") == "TextClassifier":
-        classifier = (TextClassifier.from_pretrained(folder) if int8 else TextClassifier.from_checkpoint(checkpoint)).eval()
+    if arch.name == "TextClassifier":
+        classifier = load_model(folder).eval()
         limit = min(config.max_prompt_tokens, classifier.encoder.config.max_positions)
         return ServedModel(
             name,
@@ -93,7 +86,7 @@ def load_served_model(spec: str, config: ServeConfig) -> ServedModel:
                                      label_names=classifier.label_names),
             embedder=EncoderEngine(classifier.encoder, tokenizer, "embed", max_tokens=limit, normalize=normalize),
         )
-    encoder = TextEncoder.from_checkpoint(checkpoint).eval()
+    encoder = TextEncoder.from_pretrained(folder).eval()  # an encoder alone, or a masked LM's encoder
     limit = min(config.max_prompt_tokens, encoder.config.max_positions)
     return ServedModel(name, embedder=EncoderEngine(encoder, tokenizer, "embed", max_tokens=limit, normalize=normalize))
 
@@ -103,12 +96,12 @@ def tiny_generator(tokenizer: Any, seed: int = 0) -> Generator:
     joint decoder), seeded, behind :class:`MultimodalGenerator`."""
     import torch
 
+    from hybridformer.registry import load_model
     from hybridformer.serve.multimodal import MultimodalGenerator
-    from hybridformer.models import multimodal_tiny
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = multimodal_tiny(video=False)
+        model = load_model("tiny", video=False)
     return MultimodalGenerator(model, tokenizer)
 
 

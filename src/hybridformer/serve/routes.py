@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from hybridformer.serve.app import ServeState
+from hybridformer.serve.state import ServeState
 from hybridformer.serve.batcher import DynamicBatcher
 from hybridformer.serve.engine import EncoderEngine, Generator, Prompt
 from hybridformer.serve.errors import APIError, bad_request

@@ -1,4 +1,7 @@
-"""Pick each sequence's next token from the model's logits with that request's settings."""
+"""Pick each sequence's next token from the model's logits with that request's settings.
+
+The nucleus filter is the one ``generate`` uses (:func:`hybridformer.models.generate.top_p_filter`), so
+the server and the command line sample the same distribution."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from hybridformer.models.generate import top_p_filter
 
 __all__ = ["SamplingParams", "sample"]
 
@@ -36,11 +41,6 @@ def sample(logits: Tensor, params: list[SamplingParams]) -> Tensor:
     for i, p in enumerate(params):
         if p.temperature == 0.0:
             continue
-        probs = torch.softmax(logits[i].double() / p.temperature, dim=-1)  # (V,)
-        if p.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            # keep tokens until the mass before them reaches top_p (the first token always stays)
-            keep = (sorted_probs.cumsum(0) - sorted_probs) < p.top_p
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        probs = torch.softmax(top_p_filter(logits[i].double() / p.temperature, p.top_p), dim=-1)  # (V,)
         tokens[i] = torch.multinomial(probs, 1, generator=p.generator)[0]
     return tokens

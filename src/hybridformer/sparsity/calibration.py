@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hybridformer.losses.output import model_inputs
+from hybridformer.inputs import model_inputs
 from hybridformer.sparsity.sparse_ffn import FFNOutput, GatedFFN
 
 __all__ = ["GroupUsage", "call_model", "gated_ffns", "measure_group_usage", "run_calibration"]

@@ -34,7 +34,7 @@ from hybridformer.initialization import init_children
 from hybridformer.sparsity.config import SparsityConfig
 from hybridformer.sparsity.dispatch import grouped_ffn, masked_ffn
 from hybridformer.sparsity.gating import SparseGate
-from hybridformer.losses.gate_rate import expected_active_fraction, target_rate_loss
+from hybridformer.sparsity.gate_rate import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity.schedule import target_at, temperature_at
 from hybridformer.sparsity.stats import GateStats, gate_stats
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-__all__ = ["Callback", "StepOutput", "TrainResult", "TrainingDivergedError"]
+__all__ = ["Callback", "StepOutput", "TrainResult", "TrainingDivergedError", "check_finite"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -72,3 +73,22 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
         """After the last step and the final checkpoint."""
+
+
+def check_finite(step: int, micro_losses: Tensor, grad_norm: Tensor | None, losses: list[float]) -> None:
+    """Raise :class:`TrainingDivergedError` naming the step (and micro-batch) when a loss or the gradient
+    norm is not finite, before the optimizer updates the weights."""
+    last = f"; last finite loss {losses[-1]:.4g} at step {step - 1}" if losses else ""
+    hint = "lower the learning rate, use precision=fp32 or set clip_norm"
+    bad = (~torch.isfinite(micro_losses)).nonzero()
+    if len(bad):
+        k = int(bad[0])
+        raise TrainingDivergedError(
+            f"loss is {micro_losses[k].item()} at step {step} (micro-batch {k + 1} of {len(micro_losses)}){last}. "
+            f"Stopped before updating the weights; {hint}."
+        )
+    if grad_norm is not None and not torch.isfinite(grad_norm):
+        raise TrainingDivergedError(
+            f"gradient norm is {grad_norm.item()} at step {step} though the loss is finite{last}. "
+            f"Stopped before updating the weights; {hint}."
+        )

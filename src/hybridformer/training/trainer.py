@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..config import save_config
-from ..data.batches import iterate_batches
+from ..data.batches import count_batch, iterate_batches
 from ..data.samplers import ShuffledBatchSampler
 from ..losses.output import LossOutput, Objective
 from ..data.splits import stable_hash
@@ -40,23 +40,12 @@ from .config import TrainConfig
 from .device import autocast_dtype, peak_memory_mb, resolve_device
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
-from .results import Callback, StepOutput, TrainingDivergedError, TrainResult
+from .results import Callback, StepOutput, TrainingDivergedError, TrainResult, check_finite
 from .seeding import seed_everything, use_deterministic
 
 __all__ = ["TrainingDivergedError", "TrainResult", "StepOutput", "Callback", "Trainer"]
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-def _count(batch: Mapping[str, Any]) -> tuple[int, int]:
-    """(real tokens, examples) in a CPU batch."""
-    mask = batch.get("attention_mask")
-    ids = batch.get("input_ids")
-    first = next((v for v in batch.values() if isinstance(v, Tensor)), None)
-    examples = int(first.shape[0]) if first is not None and first.dim() > 0 else 0
-    if isinstance(mask, Tensor):
-        return int(mask.sum()), examples
-    return (int(ids.numel()) if isinstance(ids, Tensor) else 0), examples
 
 
 class Trainer:
@@ -343,14 +332,14 @@ class Trainer:
                     module.set_step(self.step)
                 optimizer.zero_grad(set_to_none=True)
                 batches = [next(stream) for _ in range(cfg.grad_accum)]
-                counts = [_count(batch) for batch in batches]
+                counts = [count_batch(batch) for batch in batches]
                 step_tokens = sum(c[0] for c in counts)
                 tokens, examples = tokens + step_tokens, examples + sum(c[1] for c in counts)
                 window_tokens += step_tokens
                 step_out = self.train_step(batches)
                 grad_norm = self.clip_gradients(params) if cfg.clip_norm else None
                 loss_value = step_out.loss.item()
-                self._check_finite(step_out.micro_losses, grad_norm, losses)
+                check_finite(self.step + 1, step_out.micro_losses, grad_norm, losses)
                 lr = scheduler.get_last_lr()[0]
                 optimizer.step()
                 scheduler.step()
@@ -400,20 +389,3 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self, result)
         return result
-
-    def _check_finite(self, micro_losses: Tensor, grad_norm: Tensor | None, losses: list[float]) -> None:
-        step = self.step + 1
-        last = f"; last finite loss {losses[-1]:.4g} at step {step - 1}" if losses else ""
-        hint = "lower the learning rate, use precision=fp32 or set clip_norm"
-        bad = (~torch.isfinite(micro_losses)).nonzero()
-        if len(bad):
-            k = int(bad[0])
-            raise TrainingDivergedError(
-                f"loss is {micro_losses[k].item()} at step {step} (micro-batch {k + 1} of {len(micro_losses)}){last}. "
-                f"Stopped before updating the weights; {hint}."
-            )
-        if grad_norm is not None and not torch.isfinite(grad_norm):
-            raise TrainingDivergedError(
-                f"gradient norm is {grad_norm.item()} at step {step} though the loss is finite{last}. "
-                f"Stopped before updating the weights; {hint}."
-            )

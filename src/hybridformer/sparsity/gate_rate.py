@@ -2,7 +2,8 @@
 
 The gated FFN computes it as its auxiliary term (``FFNOutput.aux_loss``) because only it sees the
 gates' probabilities; models sum it into their output's ``aux_loss`` and every objective adds that
-to its task loss. It lives here, with the other objectives, and depends on nothing but tensors.
+to its task loss. It lives with the gates (not with the objectives in ``losses/``, a layer above the
+kernels) and depends on nothing but tensors.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hybridformer.losses.gate_rate import expected_active_fraction, target_rate_loss
+from hybridformer.sparsity.gate_rate import expected_active_fraction, target_rate_loss
 from hybridformer.sparsity import GateDecision, GatedFFN, SparsityConfig
 
 
