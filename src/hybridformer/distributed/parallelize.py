@@ -50,7 +50,7 @@ from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.dims import ParallelDims
 
 __all__ = [
-    "Replicated", "apply_ac", "apply_fsdp", "apply_tp", "block_tp_plan", "find_blocks", "materialize", "parallelize",
+    "Replicated", "apply_ac", "apply_fsdp", "apply_fsdp_units", "apply_tp", "block_tp_plan", "find_blocks", "materialize", "parallelize",
 ]
 
 
@@ -159,14 +159,19 @@ def apply_fsdp(model: nn.Module, dp_mesh: DeviceMesh, *, reshard_after_forward: 
     across). On CUDA, parameters compute in bf16 and gradients reduce in fp32; on CPU everything
     stays fp32 (gloo has no bf16 reduction worth having, and the CPU tests compare against fp32).
     """
-    mp = None
+    apply_fsdp_units(model, [block for _, block in find_blocks(model)], dp_mesh, reshard_after_forward=reshard_after_forward)
+
+
+def apply_fsdp_units(
+    model: nn.Module, units: list[nn.Module], dp_mesh: DeviceMesh, *, reshard_after_forward: bool = True
+) -> None:
+    """``fully_shard`` each of ``units`` (submodules of ``model``), then ``model`` itself, as
+    :func:`apply_fsdp` does for blocks."""
+    kwargs: dict[str, Any] = {"mesh": dp_mesh, "reshard_after_forward": reshard_after_forward}
     if dp_mesh.device_type == "cuda":
-        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    kwargs = {"mesh": dp_mesh, "reshard_after_forward": reshard_after_forward}
-    if mp is not None:
-        kwargs["mp_policy"] = mp
-    for _, block in find_blocks(model):
-        fully_shard(block, **kwargs)
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for unit in units:
+        fully_shard(unit, **kwargs)
     fully_shard(model, **kwargs)
 
 

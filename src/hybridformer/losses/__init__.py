@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     "ContrastiveObjective": "contrastive",
     "contrastive_loss": "contrastive",
     "gather_with_grad": "contrastive",
+    "gather_rows": "contrastive",
     "MatchingObjective": "matching",
     "matching_batch": "matching",
     "negative_weights": "matching",

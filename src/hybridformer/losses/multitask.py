@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from hybridformer.losses.captioning import CaptionObjective, FusedMLMObjective
-from hybridformer.losses.contrastive import ContrastiveObjective, world_rank
+from hybridformer.losses.contrastive import ContrastiveObjective
 from hybridformer.losses.matching import MatchingObjective
 from hybridformer.losses.momentum import MomentumTeacher
 from hybridformer.losses.output import LossOutput
@@ -54,19 +54,18 @@ class MultiTaskObjective(nn.Module):
         total: Tensor | None = None
         metrics: dict[str, Tensor] = {}
         similarity: Tensor | None = None
+        offset: int | None = None
         teacher = self.momentum
         if teacher is not None and torch.is_grad_enabled():
             teacher.update(model)  # ALBEF's _momentum_update, before the teacher's targets
         for name, term in self.terms.items():
             if isinstance(term, ContrastiveObjective):
                 scored = term.score(model, batch, teacher)
-                # This process's images against its own texts (the local block of the gathered columns).
-                rows = scored.logits_per_image.shape[0]
-                start = world_rank() * rows
-                similarity = scored.logits_per_image[:, start:start + rows].detach()  # (B, B)
+                # The whole gathered batch's similarities: ITM draws its negatives from all of it.
+                similarity, offset = scored.global_logits, scored.offset  # (G, G)
                 out = LossOutput(loss=scored.loss, metrics=term.metrics(scored))
             elif isinstance(term, MatchingObjective):
-                out = term(model, batch, similarity=similarity)
+                out = term(model, batch, similarity=similarity, offset=offset)
             elif isinstance(term, (CaptionObjective, FusedMLMObjective)):
                 out = term(model, batch, teacher=teacher)
             else:

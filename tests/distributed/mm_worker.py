@@ -1,0 +1,130 @@
+"""torchrun worker of the multimodal parallel tests: each case trains the tiny multimodal model (ITC +
+ITM + captioning) under a mesh and, in the same process, the single-process reference; rank 0
+writes both runs' losses and the largest parameter difference as JSON.
+
+    python -m torch.distributed.run --nproc_per_node 2 tests/distributed/mm_worker.py OUT_DIR CASE [CASE ...]
+
+CASE is ``<name>:<dp_shard>:<tp>`` (e.g. ``dp2:2:1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor
+
+from hybridformer.distributed import ParallelDims, init_distributed
+from hybridformer.distributed.parallelize_multimodal import TrainingModule, data_parallel_group, parallelize_multimodal
+from hybridformer.losses import ContrastiveObjective, MatchingObjective
+from hybridformer.models.multimodal_flavors import build_initialised, tiny_config
+from hybridformer.recipes.mm_pretrain import build_pretrain_objective
+from hybridformer.training import TrainConfig
+from hybridformer.training.optim import build_optimizer
+
+STEPS, BATCH, SEQ, LR = 3, 4, 8, 1e-3
+
+
+def tiny_model(seed: int = 0):
+    """The tiny flavor without dropout or Gumbel selection noise: under data parallelism each rank
+    draws those for its slice, so their samples (not their distribution) differ from one process's."""
+    config = tiny_config(video=False)
+    quiet = lambda part: dataclasses.replace(  # noqa: E731
+        part, dropout=0.0, attention=dataclasses.replace(part.attention, selection_noise=0.0))
+    config = dataclasses.replace(config, text=quiet(config.text), decoder=quiet(config.decoder),
+                                 heads=dataclasses.replace(config.heads, dropout=0.0))
+    torch.manual_seed(seed)
+    return build_initialised(config)
+
+
+def global_batch(step: int) -> dict[str, torch.Tensor]:
+    """A fixed batch of BATCH image-caption pairs: [CLS] words [SEP] then padding, 32x32 images."""
+    g = torch.Generator().manual_seed(1000 + step)
+    ids = torch.randint(1000, 2000, (BATCH, SEQ), generator=g)
+    lengths = torch.tensor([SEQ, SEQ - 3, SEQ - 1, SEQ - 2])  # 12 caption targets in each half
+    mask = torch.arange(SEQ)[None, :] < lengths[:, None]  # (B, N)
+    ids[:, 0] = 101
+    ids[torch.arange(BATCH), lengths - 1] = 102
+    ids[~mask] = 0
+    return {"input_ids": ids, "attention_mask": mask.long(), "images": torch.rand(BATCH, 3, 32, 32, generator=g)}
+
+
+def make_module(seed: int = 0) -> TrainingModule:
+    return TrainingModule(tiny_model(seed), build_pretrain_objective(["itc", "itm", "caption"], tok=None))
+
+
+def set_group(module: TrainingModule, group) -> None:
+    for term in module.objective.modules():
+        if isinstance(term, (ContrastiveObjective, MatchingObjective)):
+            term.process_group = group
+
+
+def optimizer_of(module: TrainingModule) -> torch.optim.Optimizer:
+    return build_optimizer(module, TrainConfig(lr=LR, weight_decay=0.01, precision="fp32", device="cpu"))
+
+
+def train(module: TrainingModule, batches) -> list[float]:
+    """STEPS AdamW steps; each step's RNG (ITM's negatives) seeded alike on every rank."""
+    optimizer, losses = optimizer_of(module), []
+    for step in range(STEPS):
+        torch.manual_seed(step)
+        out = module(batches(step))
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(out.loss.detach())
+    return losses
+
+
+def full_params(module: TrainingModule) -> dict[str, torch.Tensor]:
+    return {n: (p.full_tensor() if isinstance(p, DTensor) else p).detach() for n, p in module.named_parameters()}
+
+
+def run_case(spec: str, alone) -> dict:
+    name, dp, tp = spec.split(":")
+    dims = ParallelDims(dp_shard=int(dp), tp=int(tp))
+    reference = make_module()
+    set_group(reference, alone)
+    want = [float(x) for x in train(reference, global_batch)]
+    mesh = dims.build_mesh("cpu")
+    module = parallelize_multimodal(make_module(), mesh)
+    group = data_parallel_group(mesh)
+    set_group(module, group)
+    dp_rank, dp_size = ParallelDims.dp_rank(mesh), dims.dp
+    shard = lambda step: {k: v.chunk(dp_size)[dp_rank] for k, v in global_batch(step).items()}  # noqa: E731
+    losses = []
+    for loss in train(module, shard):
+        dist.all_reduce(loss, group=group)  # the mean over data-parallel ranks = the global batch's loss
+        losses.append(float(loss) / dp_size)
+    got, ref = full_params(module), dict(reference.named_parameters())
+    moved = make_module()
+    diff = {n: float((got[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-12)) for n in ref}
+    moved_by = max(float((ref[n] - p).norm() / p.norm().clamp_min(1e-12)) for n, p in moved.named_parameters())
+    worst = max(diff, key=diff.get)
+    return {"losses": losses, "reference": want, "param_rel_diff": diff[worst], "worst": worst,
+            "reference_moved": moved_by, "rank": dist.get_rank()}
+
+
+def main() -> None:
+    out, specs = Path(sys.argv[1]), sys.argv[2:]
+    init_distributed(timeout_s=120)
+    torch.set_num_threads(1)
+    alone = [dist.new_group([r]) for r in range(dist.get_world_size())][dist.get_rank()]  # every rank creates all
+    results = {}
+    for spec in specs:
+        mine = run_case(spec, alone)
+        ranks = [None] * dist.get_world_size()
+        dist.all_gather_object(ranks, mine)
+        worst = max(ranks, key=lambda r: r["param_rel_diff"])
+        results[spec.split(":")[0]] = {**ranks[0], "param_rel_diff": worst["param_rel_diff"], "worst": worst["worst"]}
+    if dist.get_rank() == 0:
+        (out / f"mm_results_{dist.get_world_size()}.json").write_text(json.dumps(results))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
