@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "its layers"),
     "quantize": ("hybridformer.commands.quantize", "int8-quantize a saved classifier or multimodal model (weight-only "
                  "or dynamic)"),
-    "train": ("hybridformer.commands.train", "fine-tune in parallel under torchrun (--parallel.tp/pp/dp_shard)"),
+    "train": ("hybridformer.commands.train", "train in parallel under torchrun: a text classifier, or the multimodal "
+              "model (--model tiny|DIR --objectives itc,itm,caption) (--parallel.tp/pp/dp_shard)"),
     "plan": ("hybridformer.commands.plan", "memory, communication and step time of a parallel layout (on paper)"),
     "serve": ("hybridformer.commands.serve", "serve models over HTTP (OpenAI-compatible, dynamic batching)"),
     "generate": ("hybridformer.commands.generate", "generate text from an image (and clip) and a prompt"),

@@ -53,8 +53,21 @@ def global_batch(step: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask.long(), "images": torch.rand(BATCH, 3, 32, 32, generator=g)}
 
 
+FROZEN = ("attention.k_proj.bias", "attention.scorer.net.bias")
+"""Parameters whose gradient is zero in exact arithmetic, frozen: a key bias adds the same to every
+logit of a query's row and the scorer's output bias the same to every selected key's (all are
+selected at these lengths), and softmax cancels both. AdamW would step them by the sign of rounding
+noise, which differs between layouts (see cases.py)."""
+PARAM_RTOL, PARAM_RMS = 5e-5, 1e-6
+"""Weights agree within PARAM_RTOL of their norm, or, for tensors that started at zero (LayerNorm
+biases: a norm of ~1e-2 after 3 steps), within an RMS difference of PARAM_RMS (1/1000 of a step)."""
+
+
 def make_module(seed: int = 0) -> TrainingModule:
-    return TrainingModule(tiny_model(seed), build_pretrain_objective(["itc", "itm", "caption"], tok=None))
+    module = TrainingModule(tiny_model(seed), build_pretrain_objective(["itc", "itm", "caption"], tok=None))
+    for name, param in module.named_parameters():
+        param.requires_grad_(not name.endswith(FROZEN))
+    return module
 
 
 def set_group(module: TrainingModule, group) -> None:
@@ -100,13 +113,15 @@ def run_case(spec: str, alone) -> dict:
     for loss in train(module, shard):
         dist.all_reduce(loss, group=group)  # the mean over data-parallel ranks = the global batch's loss
         losses.append(float(loss) / dp_size)
-    got, ref = full_params(module), dict(reference.named_parameters())
-    moved = make_module()
-    diff = {n: float((got[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-12)) for n in ref}
-    moved_by = max(float((ref[n] - p).norm() / p.norm().clamp_min(1e-12)) for n, p in moved.named_parameters())
-    worst = max(diff, key=diff.get)
-    return {"losses": losses, "reference": want, "param_rel_diff": diff[worst], "worst": worst,
-            "reference_moved": moved_by, "rank": dist.get_rank()}
+    got, ref, start = full_params(module), dict(reference.named_parameters()), dict(make_module().named_parameters())
+    # each tensor's difference as a share of what it may differ by (<= 1 passes)
+    excess = {n: min(float((got[n] - r).norm() / (PARAM_RTOL * r.norm())),
+                     float((got[n] - r).square().mean().sqrt() / PARAM_RMS)) for n, r in ref.items()}
+    worst = max(excess, key=excess.get)
+    large = [n for n, r in ref.items() if r.norm() > 0.1]
+    return {"losses": losses, "reference": want, "param_excess": excess[worst], "worst": worst,
+            "param_rel_diff": max(float((got[n] - ref[n]).norm() / ref[n].norm()) for n in large),
+            "reference_moved": max(float((ref[n] - start[n]).norm()) for n in ref), "rank": dist.get_rank()}
 
 
 def main() -> None:
@@ -119,8 +134,9 @@ def main() -> None:
         mine = run_case(spec, alone)
         ranks = [None] * dist.get_world_size()
         dist.all_gather_object(ranks, mine)
-        worst = max(ranks, key=lambda r: r["param_rel_diff"])
-        results[spec.split(":")[0]] = {**ranks[0], "param_rel_diff": worst["param_rel_diff"], "worst": worst["worst"]}
+        worst = max(ranks, key=lambda r: r["param_excess"])
+        results[spec.split(":")[0]] = {**ranks[0], "param_excess": worst["param_excess"], "worst": worst["worst"],
+                                       "param_rel_diff": max(r["param_rel_diff"] for r in ranks)}
     if dist.get_rank() == 0:
         (out / f"mm_results_{dist.get_world_size()}.json").write_text(json.dumps(results))
     dist.destroy_process_group()

@@ -194,7 +194,8 @@ def apply_tp_multimodal(module: TrainingModule, tp_mesh: DeviceMesh) -> set[tupl
 
 def parallelize_multimodal(module: TrainingModule, mesh: DeviceMesh) -> TrainingModule:
     """Sync BatchNorms over data parallelism, tensor-parallelise, then shard ``module`` over ``mesh``
-    (in place; every rank must have built the same weights).
+    (in place; every rank must have built the same weights). The objective's terms that communicate
+    (``process_group``: ITC, ITM) get the data-parallel group.
 
     0-d parameters are lifted to (1,) (:func:`lift_scalars`) and, under TP, replicated parameters
     become ``Replicate`` DTensors; both are read through local views installed while their host (FSDP
@@ -206,8 +207,12 @@ def parallelize_multimodal(module: TrainingModule, mesh: DeviceMesh) -> Training
     if mesh["pp"].size() > 1:
         raise ValueError("parallel.pp: the multimodal model has no pipeline stages; use dp_shard, dp_replicate and tp")
     dp_mesh, tp_mesh = ParallelDims.dp_mesh(mesh), mesh["tp"]
+    group = data_parallel_group(mesh)
+    for term in module.objective.modules():  # ITC's all-gather and ITM's negatives span the dp ranks
+        if hasattr(term, "process_group"):
+            term.process_group = group
     if dp_mesh.size() > 1:
-        sync_batch_norms(module, data_parallel_group(mesh))
+        sync_batch_norms(module, group)
     lifted = {(id(m), name) for m, name in lift_scalars(module)}
     viewed = lifted | (apply_tp_multimodal(module, tp_mesh) if tp_mesh.size() > 1 else set())
     hosts = [*_units(module), module]
