@@ -18,7 +18,7 @@ from hybridformer.commands.train import model_family
 from hybridformer.config import load_config
 from hybridformer.models.multimodal import MultimodalModel
 from hybridformer.recipes.mm_common import load_model
-from hybridformer.recipes.train_parallel_mm import MMTrainParallelConfig, train_parallel_multimodal
+from hybridformer.recipes.train_parallel_multimodal import MMTrainParallelConfig, train_parallel_multimodal
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mm_worker import FROZEN  # noqa: E402

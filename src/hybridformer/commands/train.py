@@ -50,7 +50,7 @@ def _model_value(argv: list[str]) -> str | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hybridformer.recipes.train_parallel import TrainParallelConfig
-    from hybridformer.recipes.train_parallel_mm import MMTrainParallelConfig
+    from hybridformer.recipes.train_parallel_multimodal import MMTrainParallelConfig
 
     try:
         family = model_family(_model_value(sys.argv))
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from hybridformer.config import load_config
 
     if model_family(_model_value(list(getattr(args, "overrides", []) or []))) == "multimodal":
-        from hybridformer.recipes.train_parallel_mm import MMTrainParallelConfig, train_parallel_multimodal
+        from hybridformer.recipes.train_parallel_multimodal import MMTrainParallelConfig, train_parallel_multimodal
 
         config = load_config(MMTrainParallelConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
         record = train_parallel_multimodal(config)
