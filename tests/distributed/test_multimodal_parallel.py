@@ -1,5 +1,5 @@
 """The multimodal model (ITC + ITM + captioning) under data and tensor parallelism, on real torchrun
-processes (gloo, CPU), against the single-process run on the same global batches (``mm_worker.py``).
+processes (gloo, CPU), against the single-process run on the same global batches (``multimodal_worker.py``).
 
 The contrastive loss gathers its embeddings across the data-parallel ranks and ITM draws its hard
 negatives from the gathered batch, so the dp=2 losses are those of one process on the whole batch.
@@ -17,20 +17,20 @@ import torch
 from hybridformer.commands.train import model_family
 from hybridformer.config import load_config
 from hybridformer.models.multimodal import MultimodalModel
-from hybridformer.recipes.mm_common import load_model
+from hybridformer.recipes.multimodal_common import load_model
 from hybridformer.recipes.train_parallel_multimodal import MMTrainParallelConfig, train_parallel_multimodal
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mm_worker import FROZEN  # noqa: E402
+from multimodal_worker import FROZEN  # noqa: E402
 from test_parallel import free_port, torchrun  # noqa: E402
 
-WORKER = Path(__file__).parent / "mm_worker.py"
+WORKER = Path(__file__).parent / "multimodal_worker.py"
 LOSS_RTOL = 1e-5
 
 
 def _launch(tmp_path: Path, nproc: int, cases: list[str]) -> dict:
     proc, _ = torchrun(nproc, [str(WORKER), str(tmp_path), *cases])
-    results = tmp_path / f"mm_results_{nproc}.json"
+    results = tmp_path / f"multimodal_results_{nproc}.json"
     if not results.is_file():
         pytest.fail(f"torchrun x{nproc} wrote no results (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(results.read_text())

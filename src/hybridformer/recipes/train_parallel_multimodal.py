@@ -23,8 +23,8 @@ import torch.distributed as dist
 
 from hybridformer.config import check, save_config
 from hybridformer.io import write_json
-from hybridformer.recipes.mm_common import load_model, task_data, tokenizer
-from hybridformer.recipes.mm_pretrain import MMPretrainConfig, build_pretrain_objective
+from hybridformer.recipes.multimodal_common import load_model, task_data, tokenizer
+from hybridformer.recipes.multimodal_pretrain import MMPretrainConfig, build_pretrain_objective
 from hybridformer.recipes.train_parallel import ParallelConfig
 
 __all__ = ["MMTrainParallelConfig", "train_parallel_multimodal"]

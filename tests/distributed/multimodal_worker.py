@@ -2,7 +2,7 @@
 ITM + captioning) under a mesh and, in the same process, the single-process reference; rank 0
 writes both runs' losses and the largest parameter difference as JSON.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/distributed/mm_worker.py OUT_DIR CASE [CASE ...]
+    python -m torch.distributed.run --nproc_per_node 2 tests/distributed/multimodal_worker.py OUT_DIR CASE [CASE ...]
 
 CASE is ``<name>:<dp_shard>:<tp>`` (e.g. ``dp2:2:1``).
 """
@@ -22,7 +22,7 @@ from hybridformer.distributed import ParallelDims, init_distributed
 from hybridformer.distributed.parallelize_multimodal import TrainingModule, data_parallel_group, parallelize_multimodal
 from hybridformer.losses import ContrastiveObjective, MatchingObjective
 from hybridformer.models.multimodal_flavors import build_initialised, tiny_config
-from hybridformer.recipes.mm_pretrain import build_pretrain_objective
+from hybridformer.recipes.multimodal_pretrain import build_pretrain_objective
 from hybridformer.training import TrainConfig
 from hybridformer.training.optim import build_optimizer
 
@@ -138,7 +138,7 @@ def main() -> None:
         results[spec.split(":")[0]] = {**ranks[0], "param_excess": worst["param_excess"], "worst": worst["worst"],
                                        "param_rel_diff": max(r["param_rel_diff"] for r in ranks)}
     if dist.get_rank() == 0:
-        (out / f"mm_results_{dist.get_world_size()}.json").write_text(json.dumps(results))
+        (out / f"multimodal_results_{dist.get_world_size()}.json").write_text(json.dumps(results))
     dist.destroy_process_group()
 
 
