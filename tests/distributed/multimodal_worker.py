@@ -4,7 +4,7 @@ writes both runs' losses and the largest parameter difference as JSON.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/distributed/multimodal_worker.py OUT_DIR CASE [CASE ...]
 
-CASE is ``<name>:<dp_shard>:<tp>`` (e.g. ``dp2:2:1``).
+CASE is ``<name>:<dp_shard>:<tp>[:<dp_replicate>]`` (e.g. ``dp2:2:1``).
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def full_params(module: TrainingModule) -> dict[str, torch.Tensor]:
 
 
 def run_case(spec: str, alone) -> dict:
-    name, dp, tp = spec.split(":")
-    dims = ParallelDims(dp_shard=int(dp), tp=int(tp))
+    name, *degrees = spec.split(":")
+    dp, tp, replicate = (int(d) for d in [*degrees, 1][:3])
+    dims = ParallelDims(dp_shard=dp, tp=tp, dp_replicate=replicate)
     reference = make_module()
     set_group(reference, alone)
     want = [float(x) for x in train(reference, global_batch)]

@@ -50,7 +50,8 @@ from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.dims import ParallelDims
 
 __all__ = [
-    "Replicated", "apply_ac", "apply_fsdp", "apply_fsdp_units", "apply_tp", "block_tp_plan", "find_blocks", "materialize", "parallelize",
+    "Replicated", "apply_ac", "apply_fsdp", "apply_fsdp_units", "apply_tp", "block_tp_plan", "check_divisible",
+    "find_blocks", "materialize", "parallelize", "sum_grad_over",
 ]
 
 
@@ -106,7 +107,7 @@ def find_blocks(model: nn.Module) -> Iterator[tuple[str, TransformerBlock]]:
             yield name, module
 
 
-def _sum_grad_over(tp_mesh: DeviceMesh):
+def sum_grad_over(tp_mesh: DeviceMesh):
     """Forward hook: the output unchanged, its gradient all-reduced over ``tp_mesh`` (see module doc)."""
 
     def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -116,12 +117,12 @@ def _sum_grad_over(tp_mesh: DeviceMesh):
     return hook
 
 
-def _check_divisible(name: str, block: TransformerBlock, tp: int) -> None:
-    heads = block.attention.config.n_heads
-    if heads % tp:
-        raise ValueError(f"parallel.tp: must divide the attention heads ({name}: n_heads={heads}), got tp={tp}")
-    if block.ffn.gate is None and block.ffn.d_ff % tp:
-        raise ValueError(f"parallel.tp: must divide the FFN width ({name}: d_ff={block.ffn.d_ff}), got tp={tp}")
+def check_divisible(name: str, n_heads: int, ffn: nn.Module, tp: int) -> None:
+    """Raise a ValueError naming the block when ``tp`` does not divide its heads or dense FFN width."""
+    if n_heads % tp:
+        raise ValueError(f"parallel.tp: must divide the attention heads ({name}: n_heads={n_heads}), got tp={tp}")
+    if ffn.gate is None and ffn.d_ff % tp:
+        raise ValueError(f"parallel.tp: must divide the FFN width ({name}: d_ff={ffn.d_ff}), got tp={tp}")
 
 
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
@@ -131,12 +132,12 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     if not blocks:
         raise ValueError(f"parallel.tp: {type(model).__name__} has no TransformerBlock to split")
     for name, block in blocks:
-        _check_divisible(name, block, tp)
+        check_divisible(name, block.attention.config.n_heads, block.ffn, tp)
     for _, block in blocks:
         parallelize_module(block, tp_mesh, block_tp_plan(block))
         scorer = getattr(block.attention, "scorer", None)
         if scorer is not None:
-            scorer.register_forward_hook(_sum_grad_over(tp_mesh))
+            scorer.register_forward_hook(sum_grad_over(tp_mesh))
     # Norms, scorer, gated FFNs, embeddings, heads: replicated DTensors, so every parameter is one.
     parallelize_module(model, tp_mesh, _replicated_leaves(model))
 

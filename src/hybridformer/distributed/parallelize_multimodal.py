@@ -44,7 +44,7 @@ from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, Ro
 from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.batchnorm import sync_batch_norms
 from hybridformer.distributed.dims import ParallelDims
-from hybridformer.distributed.parallelize import _sum_grad_over, apply_fsdp_units, block_tp_plan
+from hybridformer.distributed.parallelize import sum_grad_over, apply_fsdp_units, block_tp_plan, check_divisible
 from hybridformer.fusion.decoder import DecoderBlock
 
 __all__ = [
@@ -96,20 +96,13 @@ def decoder_block_tp_plan(block: DecoderBlock) -> dict[str, ParallelStyle]:
 
 
 def _units(module: TrainingModule) -> list[nn.Module]:
-    """The FSDP units inside the root, innermost work first (see the module docstring)."""
+    """The FSDP units inside the root (see the module docstring); each also hosts local views."""
     model = module.model
     units: list[nn.Module] = [m for m in model.text_encoder.modules() if isinstance(m, TransformerBlock)]
     for block in model.decoder.blocks:
         units += [block.self_attention, block.ffn]
     units += [enc for enc in (model.image_encoder, model.video_encoder) if enc is not None]
     return units
-
-
-def _check_heads(name: str, heads: int, ffn: nn.Module, tp: int) -> None:
-    if heads % tp:
-        raise ValueError(f"parallel.tp: must divide the attention heads ({name}: n_heads={heads}), got tp={tp}")
-    if ffn.gate is None and ffn.d_ff % tp:
-        raise ValueError(f"parallel.tp: must divide the FFN width ({name}: d_ff={ffn.d_ff}), got tp={tp}")
 
 
 def _local_views(host: nn.Module, owned: list[tuple[nn.Module, str, torch.Size]]) -> None:
@@ -132,7 +125,7 @@ def _local_views(host: nn.Module, owned: list[tuple[nn.Module, str, torch.Size]]
 
 def lift_scalars(module: nn.Module) -> list[tuple[nn.Module, str]]:
     """Make every 0-d parameter (cross-attention gates, the temperature) a (1,) one, in place: FSDP2
-    shards dim 0 and refuses scalars. :func:`parallelize_multimodal` shows the modules the 0-d view."""
+    shards dim 0 and refuses scalars. :func:`parallelize_multimodal` shows the modules 0-d views of them."""
     lifted = []
     for module_ in module.modules():
         for name, param in list(module_._parameters.items()):
@@ -168,9 +161,9 @@ def apply_tp_multimodal(module: TrainingModule, tp_mesh: DeviceMesh) -> set[tupl
     model = module.model
     encoder_blocks = [(n, b) for n, b in model.text_encoder.named_modules() if isinstance(b, TransformerBlock)]
     for name, block in encoder_blocks:
-        _check_heads(f"text_encoder.{name}", block.attention.config.n_heads, block.ffn, tp)
+        check_divisible(f"text_encoder.{name}", block.attention.config.n_heads, block.ffn, tp)
     for i, block in enumerate(model.decoder.blocks):
-        _check_heads(f"decoder.blocks.{i}", block.config.n_heads, block.ffn, tp)
+        check_divisible(f"decoder.blocks.{i}", block.config.n_heads, block.ffn, tp)
     attentions = []
     for _, block in encoder_blocks:
         parallelize_module(block, tp_mesh, block_tp_plan(block))
@@ -181,7 +174,7 @@ def apply_tp_multimodal(module: TrainingModule, tp_mesh: DeviceMesh) -> set[tupl
     for attention in attentions:
         scorer = getattr(attention, "scorer", None)
         if scorer is not None:
-            scorer.register_forward_hook(_sum_grad_over(tp_mesh))
+            scorer.register_forward_hook(sum_grad_over(tp_mesh))
     replicated = set()
     for owner in module.modules():
         for name, param in list(owner._parameters.items()):
