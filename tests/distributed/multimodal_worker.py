@@ -4,7 +4,9 @@ writes both runs' losses and the largest parameter difference as JSON.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/distributed/multimodal_worker.py OUT_DIR CASE [CASE ...]
 
-CASE is ``<name>:<dp_shard>:<tp>[:<dp_replicate>]`` (e.g. ``dp2:2:1``).
+CASE is ``<name>:<dp_shard>:<tp>[:<dp_replicate>]`` (e.g. ``dp2:2:1``). Negative controls by name:
+``..._world_group`` gathers ITC / ITM over the whole world instead of the data-parallel group,
+``..._local_bn`` normalises each rank's slice with its own batch statistics.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
 from hybridformer.distributed import ParallelDims, init_distributed
+from hybridformer.distributed.batchnorm import GroupBatchNorm
 from hybridformer.distributed.parallelize_multimodal import TrainingModule, data_parallel_group, parallelize_multimodal
 from hybridformer.losses import ContrastiveObjective, MatchingObjective
 from hybridformer.models.multimodal_flavors import build_initialised, tiny_config
@@ -71,6 +74,7 @@ def make_module(seed: int = 0) -> TrainingModule:
 
 
 def set_group(module: TrainingModule, group) -> None:
+    """The process group ITC and ITM gather over (None: the default group)."""
     for term in module.objective.modules():
         if isinstance(term, (ContrastiveObjective, MatchingObjective)):
             term.process_group = group
@@ -107,7 +111,12 @@ def run_case(spec: str, alone) -> dict:
     mesh = dims.build_mesh("cpu")
     module = parallelize_multimodal(make_module(), mesh)
     group = data_parallel_group(mesh)
-    set_group(module, group)
+    if name.endswith("_world_group"):
+        set_group(module, None)
+    if name.endswith("_local_bn"):
+        for norm in module.modules():
+            if isinstance(norm, GroupBatchNorm):
+                norm.group = alone
     dp_rank, dp_size = ParallelDims.dp_rank(mesh), dims.dp
     shard = lambda step: {k: v.chunk(dp_size)[dp_rank] for k, v in global_batch(step).items()}  # noqa: E731
     losses = []

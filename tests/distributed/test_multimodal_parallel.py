@@ -58,6 +58,16 @@ def test_multimodal_dp2_tp2_matches_single_process(tmp_path):
     _assert_matches(_launch(tmp_path, 4, ["dp2_tp2:2:2"])["dp2_tp2"])
 
 
+@pytest.mark.slow
+def test_negative_controls_differ(tmp_path):
+    """Gathering ITC / ITM over every rank under TP (each row counted twice), or per-rank BatchNorm
+    statistics under dp, moves the loss away from one process's: the group and the sync matter."""
+    results = _launch(tmp_path, 2, ["tp2_world_group:1:2", "dp2_local_bn:2:1"])
+    for name in ("tp2_world_group", "dp2_local_bn"):
+        got, want = results[name]["losses"], results[name]["reference"]
+        assert got != pytest.approx(want, rel=1e-3), name
+
+
 CLI = ["--model", "tiny", "--objectives", "itc,itm,caption", "--data.train_fraction", "0.01",
        "--train.max_steps", "2", "--train.batch_size", "4", "--train.progress_bar", "false",
        "--train.tensorboard", "false"]
