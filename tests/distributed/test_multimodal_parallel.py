@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.distributed.tensor.parallel import RowwiseParallel
 
 from hybridformer.commands.train import model_family
 from hybridformer.config import load_config
+from hybridformer.distributed.parallelize_multimodal import decoder_block_tp_plan
 from hybridformer.models.multimodal import MultimodalModel
 from hybridformer.recipes.multimodal_common import load_model
 from hybridformer.recipes.train_parallel_multimodal import MMTrainParallelConfig, train_parallel_multimodal
@@ -96,6 +98,16 @@ def test_train_command_tensor_parallel_equals_one_process(tmp_path: Path, monkey
             continue
         diff = (got[name] - want).norm()
         assert diff <= 5e-5 * want.norm() or diff <= 1e-5 * want.numel() ** 0.5, name
+
+
+def test_decoder_plan_names_every_projection_of_the_block():
+    """Each key is a module path inside the block; every Linear of the attentions and the FFN is split."""
+    block = load_model("tiny").decoder.blocks[0]
+    plan = decoder_block_tp_plan(block)
+    linears = {n for n, m in block.named_modules() if isinstance(m, torch.nn.Linear) and "scorer" not in n}
+    assert set(plan) == linears
+    assert {n for n, style in plan.items() if isinstance(style, RowwiseParallel)} == {
+        "self_attention.o_proj", "cross_attention.o_proj", "ffn.fc_out"}
 
 
 def test_pipeline_parallelism_is_refused_for_the_multimodal_model():

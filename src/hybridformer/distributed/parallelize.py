@@ -50,8 +50,8 @@ from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.dims import ParallelDims
 
 __all__ = [
-    "Replicated", "apply_ac", "apply_fsdp", "apply_fsdp_units", "apply_tp", "block_tp_plan", "check_divisible",
-    "find_blocks", "materialize", "parallelize", "sum_grad_over",
+    "Replicated", "apply_ac", "apply_fsdp", "apply_fsdp_units", "apply_tp", "attention_tp_plan", "block_tp_plan",
+    "check_divisible", "ffn_tp_plan", "find_blocks", "materialize", "parallelize", "sum_grad_over",
 ]
 
 
@@ -74,21 +74,27 @@ class Replicated(ParallelStyle):
         return module
 
 
+def attention_tp_plan(prefix: str, attention: nn.Module) -> dict[str, ParallelStyle]:
+    """The plan of a :class:`~hybridformer.attention.HybridAttention` at module path ``prefix``:
+    q/k/v (and the gated combine's gate) column-wise, the output row-wise."""
+    plan: dict[str, ParallelStyle] = {f"{prefix}.{n}_proj": ColwiseParallel() for n in ("q", "k", "v")}
+    plan[f"{prefix}.o_proj"] = RowwiseParallel()
+    if hasattr(attention, "gate_proj"):
+        plan[f"{prefix}.gate_proj"] = ColwiseParallel()
+    return plan
+
+
+def ffn_tp_plan(prefix: str, ffn: nn.Module) -> dict[str, ParallelStyle]:
+    """The plan of a dense FFN at ``prefix`` (Megatron's MLP split); a gated FFN stays replicated."""
+    if ffn.gate is not None:
+        return {}
+    return {f"{prefix}.fc_in": ColwiseParallel(), f"{prefix}.fc_out": RowwiseParallel()}
+
+
 def block_tp_plan(block: TransformerBlock) -> dict[str, ParallelStyle]:
     """The tensor-parallel plan of one block, keyed by module path inside the block (the modules it
     leaves out are replicated, see :func:`apply_tp`)."""
-    plan: dict[str, ParallelStyle] = {
-        "attention.q_proj": ColwiseParallel(),
-        "attention.k_proj": ColwiseParallel(),
-        "attention.v_proj": ColwiseParallel(),
-        "attention.o_proj": RowwiseParallel(),
-    }
-    if hasattr(block.attention, "gate_proj"):
-        plan["attention.gate_proj"] = ColwiseParallel()
-    if block.ffn.gate is None:
-        plan["ffn.fc_in"] = ColwiseParallel()
-        plan["ffn.fc_out"] = RowwiseParallel()
-    return plan
+    return {**attention_tp_plan("attention", block.attention), **ffn_tp_plan("ffn", block.ffn)}
 
 
 def _replicated_leaves(model: nn.Module) -> dict[str, ParallelStyle]:

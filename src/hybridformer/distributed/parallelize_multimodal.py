@@ -44,7 +44,9 @@ from torch.distributed.tensor.parallel import ColwiseParallel, ParallelStyle, Ro
 from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.batchnorm import sync_batch_norms
 from hybridformer.distributed.dims import ParallelDims
-from hybridformer.distributed.parallelize import sum_grad_over, apply_fsdp_units, block_tp_plan, check_divisible
+from hybridformer.distributed.parallelize import (
+    apply_fsdp_units, attention_tp_plan, block_tp_plan, check_divisible, ffn_tp_plan, sum_grad_over,
+)
 from hybridformer.fusion.decoder import DecoderBlock
 
 __all__ = [
@@ -72,26 +74,15 @@ def run_training_module(module: TrainingModule, batch: Mapping[str, Any]) -> Any
     return module(batch)
 
 
-def _attention_plan(prefix: str, attention: nn.Module) -> dict[str, ParallelStyle]:
-    plan: dict[str, ParallelStyle] = {f"{prefix}.{n}_proj": ColwiseParallel() for n in ("q", "k", "v")}
-    plan[f"{prefix}.o_proj"] = RowwiseParallel()
-    if hasattr(attention, "gate_proj"):
-        plan[f"{prefix}.gate_proj"] = ColwiseParallel()
-    return plan
-
-
 def decoder_block_tp_plan(block: DecoderBlock) -> dict[str, ParallelStyle]:
     """The tensor-parallel plan of one decoder block, keyed by module path inside the block."""
-    plan = _attention_plan("self_attention", block.self_attention)
+    plan = {**attention_tp_plan("self_attention", block.self_attention), **ffn_tp_plan("ffn", block.ffn)}
     if block.cross_attention is not None:
         plan["cross_attention.q_proj"] = ColwiseParallel()
         for modality in block.cross_attention.k_proj:
             plan[f"cross_attention.k_proj.{modality}"] = ColwiseParallel()
             plan[f"cross_attention.v_proj.{modality}"] = ColwiseParallel()
         plan["cross_attention.o_proj"] = RowwiseParallel()
-    if block.ffn.gate is None:
-        plan["ffn.fc_in"] = ColwiseParallel()
-        plan["ffn.fc_out"] = RowwiseParallel()
     return plan
 
 
