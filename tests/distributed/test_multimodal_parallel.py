@@ -47,12 +47,17 @@ def _assert_matches(result: dict) -> None:
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> dict:
-    return _launch(tmp_path_factory.mktemp("mm2"), 2, ["dp2:2:1", "tp2:1:2", "hsdp2:1:1:2"])
+    return _launch(tmp_path_factory.mktemp("mm2"), 2, ["dp2:2:1", "tp2:1:2"])
 
 
-@pytest.mark.parametrize("name", ["dp2", "tp2", "hsdp2"])
+@pytest.mark.parametrize("name", ["dp2", "tp2"])
 def test_multimodal_matches_single_process(two_ranks, name):
     _assert_matches(two_ranks[name])
+
+
+@pytest.mark.slow
+def test_multimodal_hsdp2_matches_single_process(tmp_path):
+    _assert_matches(_launch(tmp_path, 2, ["hsdp2:1:1:2"])["hsdp2"])
 
 
 @pytest.mark.slow
