@@ -20,6 +20,7 @@ from hybridformer.config import load_config
 from hybridformer.distributed.parallelize_multimodal import decoder_block_tp_plan
 from hybridformer.models.multimodal import MultimodalModel
 from hybridformer.recipes.multimodal_common import load_model
+from hybridformer.registry import save_model
 from hybridformer.recipes.train_parallel_multimodal import MMTrainParallelConfig, train_parallel_multimodal
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -123,7 +124,9 @@ def test_pipeline_parallelism_is_refused_for_the_multimodal_model():
 def test_model_family_from_the_model_value(tmp_path: Path):
     assert model_family(None) == "text" and model_family("tiny") == "multimodal"
     torch.manual_seed(0)
-    load_model("tiny").save_pretrained(tmp_path / "mm")
+    save_model(load_model("tiny"), tmp_path / "mm")
     assert model_family(str(tmp_path / "mm")) == "multimodal"
-    with pytest.raises(ValueError, match="--model.init_from"):
+    with pytest.raises(FileNotFoundError, match="not found"):
         model_family(str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="--model.init_from"):
+        model_family("minilm")

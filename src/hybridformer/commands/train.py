@@ -13,9 +13,7 @@ tiny|DIR``, the multimodal pretraining recipe; dp and tp, no pp): :func:`model_f
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Literal
 
 from hybridformer.commands._common import add_config_arguments, overrides_of
@@ -24,23 +22,19 @@ OUT_DIR_FIELD = "train.out_dir"
 
 
 def model_family(model: str | None) -> Literal["text", "multimodal"]:
-    """The family a ``--model`` value names: ``tiny`` or a folder saved by ``MultimodalModel`` is
-    multimodal; no ``--model`` (the text recipe's ``--model.*`` fields) is the text classifier.
+    """The family a ``--model`` value names, from the registry (``tiny`` or a multimodal folder);
+    no ``--model`` (the text recipe's ``--model.*`` fields) is the text classifier.
 
     Raises:
-        ValueError: a folder that holds no multimodal model.
+        FileNotFoundError: neither a flavor nor a model folder; ValueError: a text model's folder.
     """
     if model is None:
         return "text"
-    if model == "tiny":
-        return "multimodal"
-    meta = Path(model) / "hybridformer.json"
-    architecture = json.loads(meta.read_text()).get("architecture") if meta.is_file() else None
-    if architecture != "MultimodalModel":
-        raise ValueError(
-            f"--model: expected 'tiny' or a folder saved by a multimodal run, got {model!r} (architecture "
-            f"{architecture!r}); a text classifier starts from --model.init_from"
-        )
+    from hybridformer.registry import family_of
+
+    family = family_of(model).name
+    if family != "multimodal":
+        raise ValueError(f"--model: {model!r} holds a {family} model; a text classifier starts from --model.init_from")
     return "multimodal"
 
 
@@ -54,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     try:
         family = model_family(_model_value(sys.argv))
-    except ValueError:
+    except (FileNotFoundError, ValueError):
         family = "multimodal"  # run() names the problem
     config_class = MMTrainParallelConfig if family == "multimodal" else TrainParallelConfig
     add_config_arguments(parser, "configs/finetune_bbc.yaml", OUT_DIR_FIELD, config_class)

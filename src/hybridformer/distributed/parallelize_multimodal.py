@@ -214,7 +214,7 @@ def parallelize_multimodal(module: TrainingModule, mesh: DeviceMesh) -> Training
 def export_training_module(path: Any, fresh: TrainingModule) -> nn.Module:
     """Load the DCP checkpoint ``path`` of a parallel run into ``fresh`` (a newly built, unparallelised
     :class:`TrainingModule` of the same config) in this process alone; return its model with the
-    original parameter shapes (for ``save_pretrained``). In a distributed job, one rank calls it."""
+    original parameter shapes (for ``registry.save_model``). In a distributed job, one rank calls it."""
     from hybridformer.distributed.checkpoint import load_distributed
 
     lifted = lift_scalars(fresh)

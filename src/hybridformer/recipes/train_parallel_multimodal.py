@@ -26,6 +26,7 @@ from hybridformer.io import write_json
 from hybridformer.recipes.multimodal_common import load_model, task_data, tokenizer
 from hybridformer.recipes.multimodal_pretrain import MMPretrainConfig, build_pretrain_objective
 from hybridformer.recipes.train_parallel import ParallelConfig
+from hybridformer.registry import save_model
 
 __all__ = ["MMTrainParallelConfig", "train_parallel_multimodal"]
 
@@ -73,7 +74,7 @@ def train_parallel_multimodal(config: MMTrainParallelConfig) -> dict | None:
     if dist.get_rank() == 0:
         out = Path(config.train.out_dir)
         model_dir = out / "model"
-        export_training_module(result.checkpoint_path, build()).save_pretrained(model_dir, tokenizer=tok)
+        save_model(export_training_module(result.checkpoint_path, build()), model_dir, tokenizer=tok)
         if not config.train.keep_checkpoints:
             shutil.rmtree(trainer.checkpoint_dir, ignore_errors=True)
         save_config(config, out / "train_config.yaml")
