@@ -48,13 +48,14 @@ from _common import machine_info, time_median  # noqa: E402
 from hybridformer.io import write_json, write_text  # noqa: E402
 from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, tokenizer  # noqa: E402
 from hybridformer.recipes.multimodal_pretrain import MMPretrainConfig, mm_pretrain  # noqa: E402
-from hybridformer.recipes.multimodal_tasks import MMFinetuneConfig, mm_finetune, score  # noqa: E402
+from hybridformer.recipes.multimodal_tasks import MMFinetuneConfig, VQAAnswerConfig, mm_finetune, score  # noqa: E402
 from hybridformer.training import TrainConfig  # noqa: E402
 
 SPEED_OBJECTIVES = ["itc", "itm", "caption", "mlm"]  # the speed rows time all four
 # case -> (metric task, metric key, variants); fine-tuned cases name their fine-tuning task.
 ZERO_SHOT = {
     "vqa-zeroshot": ("vqa-zeroshot", "vqa_accuracy", ["pretrained", "scratch", "chance"]),
+    "vqa-zeroshot-rank": ("vqa-zeroshot", "vqa_accuracy", ["pretrained", "scratch", "chance"]),
     "retrieval-r1": ("retrieval", "r1", ["pretrained", "scratch", "chance"]),
     "retrieval-r5": ("retrieval", "r5", ["pretrained", "scratch", "chance"]),
     "zeroshot-cls": ("zeroshot-classification", "accuracy", ["pretrained", "scratch", "chance"]),
@@ -66,7 +67,15 @@ FINETUNED = {
     "image-cls-transfer": ("image-classification", "accuracy", ["pretrained", "resnet-only"]),
     "video-cls": ("video-classification", "accuracy", ["pretrained", "scratch"]),
     "vqa-fewshot-long": ("vqa", "vqa_accuracy", ["pretrained", "scratch"]),  # --long-finetune-steps
+    "vqa-fewshot-rank": ("vqa", "vqa_accuracy", ["pretrained", "scratch"]),
+    "vqa-fewshot-rank-long": ("vqa", "vqa_accuracy", ["pretrained", "scratch"]),
 }
+
+
+def _vqa(case: str) -> VQAAnswerConfig:
+    """``*-rank*`` cases answer by ranking the answer vocabulary (fine-tuned: the decoder trained on the
+    answers); the others as before (generated answers zero-shot, the answer classifier fine-tuned)."""
+    return VQAAnswerConfig("rank" if "-rank" in case else "auto")
 
 
 def _train(args: argparse.Namespace, out: Path, steps: int, seed: int, lr: float | None = None) -> TrainConfig:
@@ -109,21 +118,26 @@ def phase_train(args: argparse.Namespace) -> None:
     for seed in args.only_seeds or range(args.seeds):
         model_dir = _pretrained(args, seed % args.pretrain_seeds)
         for case, (task, key, variants) in ZERO_SHOT.items():
+            if args.cases and case not in args.cases:
+                continue
             for variant in variants:
-                def fn(task=task, key=key, variant=variant):
+                def fn(task=task, key=key, variant=variant, case=case):
                     torch.manual_seed(seed)
                     model = {"pretrained": lambda: load_model(str(model_dir)), "scratch": lambda: load_model("tiny"),
                              "chance": lambda: None}[variant]()
                     limit = args.gen_limit if task in ("vqa-zeroshot", "caption") else args.eval_limit
-                    return {"score": score(task, model, MMDataConfig(seed=0), limit=limit, tok=tok)[key]}
+                    return {"score": score(task, model, MMDataConfig(seed=0), limit=limit, tok=tok, vqa=_vqa(case))[key]}
                 _run(args.runs_dir / case / variant / f"seed{seed}.json", fn)
         for case, (task, key, variants) in FINETUNED.items():
+            if args.cases and case not in args.cases:
+                continue
             for variant in variants:
                 def fn(task=task, key=key, variant=variant, case=case):
                     out = args.runs_dir / case / variant / f"seed{seed}"
                     config = MMFinetuneConfig(task=task, model=str(model_dir) if variant == "pretrained" else "tiny",
                                               data=_data(case, train_fraction=args.fewshot_fraction),
-                                              eval_limit=args.eval_limit, train=_train(args, out, _steps(args, case), seed))
+                                              eval_limit=args.eval_limit, vqa=_vqa(case),
+                                              train=_train(args, out, _steps(args, case), seed))
                     return {"score": mm_finetune(config).metrics[key]}
                 _run(args.runs_dir / case / variant / f"seed{seed}.json", fn)
     del data
@@ -248,6 +262,10 @@ TARGETS = [  # (case, variant, reference variant, factor, offset): met when vari
     ("vqa-zeroshot", "pretrained", "scratch", 1.18, 0.0),
     ("vqa-fewshot", "pretrained", "scratch", 1.18, 0.0),
     ("vqa-fewshot-long", "pretrained", "scratch", 1.18, 0.0),
+    ("vqa-zeroshot-rank", "pretrained", "scratch", 1.18, 0.0),
+    ("vqa-zeroshot-rank", "pretrained", "chance", 1.0, 0.0),
+    ("vqa-fewshot-rank", "pretrained", "scratch", 1.18, 0.0),
+    ("vqa-fewshot-rank-long", "pretrained", "scratch", 1.18, 0.0),
     ("retrieval-r1", "pretrained", "chance", 3.0, 0.0),
     ("zeroshot-cls", "pretrained", "chance", 3.0, 0.0),
     ("image-cls", "pretrained", "resnet-only", 1.0, 0.028),
@@ -307,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--phase", choices=["all", "train", "speed", "demo", "report"], default="all")
     p.add_argument("--quick", action="store_true", help="the quick grid (small budget; see results/multimodal.md)")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--cases", type=lambda s: s.split(","), default=None,
+                   help="train only these cases (comma-separated, e.g. vqa-zeroshot-rank,vqa-fewshot-rank)")
     p.add_argument("--only-seeds", type=lambda s: [int(k) for k in s.split(",")], default=None,
                    help="train only these seeds (e.g. 2 or 0,1: to run seeds in parallel processes)")
     p.add_argument("--pretrain-seeds", type=int, default=5, help="pretrained models (fine-tune seed k uses k mod this)")

@@ -74,3 +74,35 @@ def test_help_lists_the_fields_of_the_family_the_flags_select(capsys):
     main([])
     top = capsys.readouterr().out
     assert all(task in top for task in ("vqa", "caption", "retrieval", "itc"))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["finetune", "--task", "caption", "--model", "tiny", "--vqa.answer", "rank"], "vqa.answer"),
+    (["evaluate", "--task", "vqa-zeroshot", "--model", "tiny", "--vqa.answer", "classifier"], "vqa.answer"),
+    (["evaluate", "--task", "vqa", "--model", "tiny", "--vqa.answer", "vote"], "vqa.answer"),
+])
+def test_bad_vqa_answer_modes_are_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_vqa_by_answer_ranking_finetunes_the_decoder_and_evaluates(tmp_path, capsys):
+    """finetune --vqa.answer rank trains the decoder on the answers (no answer head) and scores by
+    ranking; evaluate ranks with it (auto resolves to rank for a model without an answer head)."""
+    from hybridformer.models.multimodal import MultimodalModel
+
+    run = tmp_path / "vqa"
+    assert main(["finetune", "--task", "vqa", "--vqa.answer", "rank", "--model", "tiny", "--out-dir", str(run),
+                 "--train.max_steps", "2", "--train.batch_size", "4", "--train.progress_bar", "false",
+                 "--eval_limit", "8"]) == 0
+    record = json.loads((run / "metrics.json").read_text())
+    assert 0 <= record["metrics"]["vqa_accuracy"] <= 1
+    assert MultimodalModel.from_pretrained(run / "model").answer_head is None
+    for mode in ("auto", "rank"):
+        assert main(["evaluate", "--task", "vqa", "--vqa.answer", mode, "--model", str(run / "model"),
+                     "--eval_limit", "8", "--out", str(tmp_path / f"{mode}.json")]) == 0
+    assert json.loads((tmp_path / "auto.json").read_text()) == json.loads((tmp_path / "rank.json").read_text())
+    assert main(["evaluate", "--task", "vqa", "--vqa.answer", "classifier", "--model", str(run / "model"),
+                 "--eval_limit", "8"]) == 1
+    assert "use --vqa.answer rank" in capsys.readouterr().err

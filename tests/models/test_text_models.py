@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from hybridformer.attention import AttentionConfig
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
-from hybridformer.losses import ClassificationObjective, MLMObjective
+from hybridformer.losses import ClassificationObjective, MLMObjective, RegressionObjective
 from hybridformer.models import TextClassifier, TextForMaskedLM
 from hybridformer.sparsity import SparsityConfig
 from hybridformer.registry import save_model
@@ -115,8 +115,22 @@ def test_classifier_rejects_bad_labels() -> None:
         objective(model, batch(torch.tensor([[0, 1, 1]])))
     with pytest.raises(ValueError, match=r"ClassificationObjective: the batch has no `labels` tensor"):
         objective(model, batch())
-    with pytest.raises(ValueError, match="num_labels: a classifier needs at least 2 classes, got 1"):
-        TextClassifier(tiny_encoder(), num_labels=1)
+    with pytest.raises(ValueError, match="num_labels: a head needs at least 1 output"):
+        TextClassifier(tiny_encoder(), num_labels=0)
+
+
+def test_one_output_head_is_a_regressor_trained_by_mse() -> None:
+    """STS-B's head: one real value per example; the loss is the mean squared error, by hand."""
+    model = TextClassifier(tiny_encoder(), num_labels=1).eval()
+    targets = torch.tensor([0.5, 3.0, 4.8])
+    out = RegressionObjective()(model, batch(targets))
+    values = model(**batch()).logits  # (3, 1)
+    assert values.shape == (3, 1)
+    assert torch.allclose(out.loss, ((values[:, 0] - targets) ** 2).mean() + out.metrics["aux_loss"])
+    with pytest.raises(ValueError, match="labels: expected float targets"):
+        RegressionObjective()(model, batch(torch.tensor([1, 2, 3])))
+    with pytest.raises(ValueError, match="regression needs a 1-output head"):
+        RegressionObjective()(TextClassifier(tiny_encoder(), num_labels=2), batch(targets))
 
 
 def test_classifier_save_and_reload(tmp_path: Path) -> None:

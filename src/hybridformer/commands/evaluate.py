@@ -4,6 +4,7 @@ classifier; a multimodal model (``--task ... --model DIR``) is evaluated by :mod
     hybridformer evaluate --model-dir runs/sentiment/model                  # on the data it was trained with
     hybridformer evaluate --model-dir runs/bbc/model --max_positions 2048 --data.max_length 2048
     hybridformer evaluate --model-dir runs/mine/model --data.test_file other.csv --out-dir runs/mine/eval_other
+    hybridformer evaluate --model-dir runs/rte/model     # GLUE: dev scores (scores.md) and the submission TSV
 """
 
 from __future__ import annotations
@@ -27,19 +28,24 @@ def run(args: argparse.Namespace) -> int:
     if select_family("evaluate", args) == "multimodal":  # the registry's answer for --model, --task, --objectives
         return multimodal.run_evaluate(args)
     from hybridformer.recipes import EvaluateConfig, evaluate
+    from hybridformer.recipes.finetune import metric_line
 
     config = load_config(EvaluateConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = evaluate(config)
     m = result.metrics
-    print(f"{result.data.task} {config.split}: accuracy {m.accuracy:.4f}, macro-F1 {m.macro_f1:.4f} "
-          f"({m.n_examples} examples, max_length {m.max_length})")
-    width = max(len(name) for name in m.per_class)
-    print(f"  {'class':<{width}}  precision  recall     f1  support")
-    for name, s in m.per_class.items():
-        print(f"  {name:<{width}}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['f1']:5.3f}  {s['support']:7d}")
+    split = "dev" if result.data.task == "glue" else config.split
+    print(f"{result.data.task} {split}: {metric_line(m)} ({m.n_examples} examples, max_length {m.max_length})")
+    if m.per_class:
+        width = max(len(name) for name in m.per_class)
+        print(f"  {'class':<{width}}  precision  recall     f1  support")
+        for name, s in m.per_class.items():
+            print(f"  {name:<{width}}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['f1']:5.3f}  {s['support']:7d}")
     print(f"inference: {m.tokens_per_s:,.0f} tokens/s at batch size {m.batch_size}, "
           f"peak memory {m.peak_memory_mb:,.0f} MB")
     print(f"metrics (confusion matrix included) written to {result.metrics_path}")
     print(f"predictions written to {result.predictions_path}")
-    print(f"confusion matrix drawn in {result.confusion_path}")
+    if result.confusion_path is not None:
+        print(f"confusion matrix drawn in {result.confusion_path}")
+    for path in result.submissions:
+        print(f"GLUE submission file written: {path}")
     return 0

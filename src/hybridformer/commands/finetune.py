@@ -4,6 +4,7 @@ the registry's family of ``--model`` decides, :mod:`._family`).
 
     hybridformer finetune --config configs/finetune_sentiment.yaml --out-dir runs/sentiment
     hybridformer finetune --data.task bbc --model.attention.kind hybrid --model.attention.window 64
+    hybridformer finetune --data.format glue --data.path glue_data/RTE --out-dir runs/rte
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if select_family("finetune", args) == "multimodal":  # the registry's answer for --model, --task, --objectives
         return multimodal.run_finetune(args)
     from hybridformer.recipes import FinetuneConfig, finetune
+    from hybridformer.recipes.finetune import metric_line
 
     config = load_config(FinetuneConfig, args.config, overrides_of(args, OUT_DIR_FIELD))
     result = finetune(config)
@@ -34,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if result.prune_report is not None:
         print(f"pruned {100 * result.prune_report.ffn_params_removed:.1f}% of the FFN parameters")
     for split, metrics in result.metrics.items():
-        print(f"{split} accuracy: {metrics.accuracy:.4f}, macro-F1 {metrics.macro_f1:.4f} "
-              f"({metrics.n_examples} examples, {metrics.tokens_per_s:,.0f} tokens/s)")
+        print(f"{split}: {metric_line(metrics)} ({metrics.n_examples} examples, {metrics.tokens_per_s:,.0f} tokens/s)")
     print(f"model saved to {result.model_dir} (with training_data.json: the data settings evaluate reuses)")
     print(f"metrics written to {result.metrics_path}")
     print(f"training logs in {config.out_dir} (log.jsonl{', tensorboard/' if config.train.tensorboard else ''})")

@@ -60,7 +60,8 @@ class TextCollator:
     """Tokenize and pad :class:`TextExample` s for classification.
 
     Returns ``{"input_ids", "attention_mask", "labels"}`` (plus ``"token_type_ids"`` when the
-    tokenizer produces them, as BERT's does), each (B, N) except ``labels`` (B,), all long tensors.
+    tokenizer produces them, as BERT's does), each (B, N) except ``labels`` (B,), all long tensors
+    but a regression set's ``labels``: its float targets.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -80,7 +81,10 @@ class TextCollator:
         texts, pairs = _split(examples)
         batch = _encode(self.tokenizer, texts, pairs, self.max_length, self.pad_to_multiple_of)
         if self.include_labels:
-            batch["labels"] = torch.tensor([e.label for e in examples], dtype=torch.long)
+            if examples[0].target is not None:  # regression: float targets (B,)
+                batch["labels"] = torch.tensor([e.target for e in examples], dtype=torch.float32)
+            else:
+                batch["labels"] = torch.tensor([e.label for e in examples], dtype=torch.long)
         return batch
 
 

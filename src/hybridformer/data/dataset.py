@@ -21,6 +21,8 @@ class TextExample:
     """Class index into the dataset's ``label_names``."""
     text_pair: str | None = None
     """Second text of a sentence-pair task, else None."""
+    target: float | None = None
+    """The real-valued target of a regression task (STS-B's similarity), else None."""
 
 
 @dataclass(eq=False)
@@ -43,12 +45,17 @@ class TextDataset(Dataset[TextExample]):
     """Optional stable identifier per example (e.g. the source file), else None."""
     name: str = "text"
     """Short name used in logs and result tables."""
+    targets: list[float] | None = None
+    """Regression target per example (STS-B's 0..5 similarity), else None; a regression set has one
+    label name (the predicted quantity) and every label 0."""
+    labelled: bool = True
+    """False for a part without answers (GLUE's test files): its labels are placeholders, never scored."""
 
     def __post_init__(self) -> None:
         n = len(self.texts)
         if len(self.labels) != n:
             raise ValueError(f"labels: expected {n} labels (one per text), got {len(self.labels)}")
-        for field in ("text_pairs", "ids"):
+        for field in ("text_pairs", "ids", "targets"):
             values = getattr(self, field)
             if values is not None and len(values) != n:
                 raise ValueError(f"{field}: expected {n} entries (one per text), got {len(values)}")
@@ -63,7 +70,8 @@ class TextDataset(Dataset[TextExample]):
 
     def __getitem__(self, index: int) -> TextExample:
         pair = self.text_pairs[index] if self.text_pairs is not None else None
-        return TextExample(text=self.texts[index], label=self.labels[index], text_pair=pair)
+        target = self.targets[index] if self.targets is not None else None
+        return TextExample(text=self.texts[index], label=self.labels[index], text_pair=pair, target=target)
 
     @property
     def num_labels(self) -> int:
@@ -72,6 +80,10 @@ class TextDataset(Dataset[TextExample]):
     @property
     def is_pair(self) -> bool:
         return self.text_pairs is not None
+
+    @property
+    def is_regression(self) -> bool:
+        return self.targets is not None
 
     def label_counts(self) -> dict[str, int]:
         """Examples per class name, in class order."""
@@ -88,6 +100,8 @@ class TextDataset(Dataset[TextExample]):
             text_pairs=None if self.text_pairs is None else [self.text_pairs[i] for i in idx],
             ids=None if self.ids is None else [self.ids[i] for i in idx],
             name=self.name if name is None else name,
+            targets=None if self.targets is None else [self.targets[i] for i in idx],
+            labelled=self.labelled,
         )
 
 

@@ -3,6 +3,10 @@
 - :class:`VQAObjective`: the answer head on the fused state of ``[CLS] question [SEP]`` reading the
   image, trained with binary cross-entropy against the soft VQA scores (each answer's VQA accuracy;
   ViLT / BUTD's target), scaled by the number of answers as in those recipes.
+- :class:`VQAAnswerLMObjective`: the decoder itself answers (BLIP's answer decoder): it reads
+  ``[CLS] question answer [SEP]`` with the image as context and is trained on the answer's tokens and
+  the closing [SEP] only, so that ranking (``models/answer_ranking.py``) or generation can read the
+  answer off its next-token distribution after ``[CLS] question``.
 - :class:`ImageClassificationObjective`: cross-entropy of ``model.classify_image(images)``.
 - :class:`VideoClassificationObjective`: the answer head, read as a classifier over ``num_answers``
   classes, on the fused state of a fixed prompt reading the clip (the model has no video head).
@@ -21,7 +25,7 @@ from hybridformer.losses._multimodal_batch import context_of, require
 from hybridformer.losses.classification import classification_loss
 from hybridformer.losses.output import LossOutput
 
-__all__ = ["vqa_loss", "VQAObjective", "ImageClassificationObjective", "VideoClassificationObjective"]
+__all__ = ["vqa_loss", "VQAObjective", "answer_sequences", "VQAAnswerLMObjective", "ImageClassificationObjective", "VideoClassificationObjective"]
 
 
 def vqa_loss(answer_logits: Tensor, answer_scores: Tensor) -> Tensor:
@@ -49,6 +53,51 @@ class VQAObjective(nn.Module):
         with torch.no_grad():
             score = scores.gather(1, out.answer_logits.argmax(1, keepdim=True)).mean()
         return LossOutput(loss=loss + out.aux_loss, metrics={"vqa_loss": loss.detach(), "vqa_score": score})
+
+
+def answer_sequences(input_ids: Tensor, attention_mask: Tensor, answer_ids: Tensor,
+                     answer_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``[CLS] question answer [SEP]`` per row, from ``[CLS] question [SEP]`` and ``[CLS] answer [SEP]``.
+
+    Args:
+        input_ids, attention_mask: (B, N) the questions, right-padded, each ending with [SEP].
+        answer_ids, answer_mask: (B, M) the answers, right-padded, each starting with [CLS].
+
+    Returns:
+        (ids (B, L), mask (B, L) bool, targets (B, L)): right-padded sequences and next-token targets
+        that are -100 except where the next token is an answer token or the closing [SEP].
+    """
+    q_len = attention_mask.sum(1).tolist()
+    a_len = answer_mask.sum(1).tolist()
+    rows = [torch.cat([input_ids[i, :q - 1], answer_ids[i, 1:a]]) for i, (q, a) in enumerate(zip(q_len, a_len))]
+    longest = max(r.numel() for r in rows)
+    ids = input_ids.new_zeros(len(rows), longest)  # (B, L)
+    mask = torch.zeros(len(rows), longest, dtype=torch.bool, device=input_ids.device)
+    targets = torch.full_like(ids, -100)
+    for i, (row, q) in enumerate(zip(rows, q_len)):
+        ids[i, :row.numel()], mask[i, :row.numel()] = row, True
+        # position t predicts token t+1: the answer starts at q-1 (the question's [SEP] was dropped)
+        targets[i, q - 2:row.numel() - 1] = row[q - 1:]
+    return ids, mask, targets
+
+
+class VQAAnswerLMObjective(nn.Module):
+    """The decoder's next-token loss on the answer (and its closing [SEP]) after ``[CLS] question``,
+    reading the image (see the module docstring). Metrics: ``answer_loss``, ``answer_token_accuracy``."""
+
+    def forward(self, model: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        name = "VQAAnswerLMObjective"
+        ids, mask, targets = answer_sequences(
+            require(batch, "input_ids", name), require(batch, "attention_mask", name),
+            require(batch, "answer_ids", name), require(batch, "answer_attention_mask", name),
+        )
+        out = model(ids, mask, **context_of(batch))
+        loss = F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+        with torch.no_grad():
+            real = targets != -100
+            accuracy = ((out.logits.argmax(-1) == targets) & real).sum() / real.sum().clamp(min=1)
+        return LossOutput(loss=loss + out.aux_loss, metrics={"answer_loss": loss.detach(),
+                                                             "answer_token_accuracy": accuracy})
 
 
 class ImageClassificationObjective(nn.Module):

@@ -39,7 +39,7 @@ class SequenceClassificationHead(nn.Module):
 
     Args:
         d_model: hidden size of the encoder.
-        num_labels: number of classes (>= 2).
+        num_labels: number of classes (>= 2), or 1 for a regression head (one real value, e.g. STS-B's score).
         dropout: dropout before the dense layer and before the output layer (training only).
         pooling: ``cls`` reads the first token; ``mean`` averages the real (non-padding) tokens.
     """
@@ -48,8 +48,8 @@ class SequenceClassificationHead(nn.Module):
         self, d_model: int, num_labels: int, dropout: float = 0.1, pooling: Literal["cls", "mean"] = "cls"
     ) -> None:
         super().__init__()
-        if num_labels < 2:
-            raise ValueError(f"num_labels: a classifier needs at least 2 classes, got {num_labels}")
+        if num_labels < 1:
+            raise ValueError(f"num_labels: a head needs at least 1 output (1: regression, 2+: classes), got {num_labels}")
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling: must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
@@ -87,7 +87,7 @@ class TextClassifier(nn.Module):
 
     Args:
         encoder: the text encoder (e.g. ``TextEncoder.from_pretrained(path)``).
-        num_labels: number of classes (>= 2).
+        num_labels: number of classes (>= 2), or 1 for a regression head (one real value, e.g. STS-B's score).
         dropout: head dropout; None = the encoder's dropout.
         pooling: ``cls`` (first token) or ``mean`` (average of real tokens).
         label_names: optional class names in label order, saved with the model for evaluation.

@@ -21,6 +21,7 @@ from hybridformer.io import write_json, write_text
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, Predictions, predict_classifier, score_predictions
 from hybridformer.data.tokenizer import resolve_tokenizer
+from hybridformer.recipes.glue_eval import evaluate_glue
 from hybridformer.recipes.task_data import TaskDataConfig, load_eval_split, read_data_record
 from hybridformer.training import resolve_device
 from hybridformer.registry import architecture_at, load_model
@@ -48,7 +49,8 @@ class EvaluateConfig:
     files, columns, max length); unset fields keep them, and a model without the record starts from
     the defaults (task ``sentiment``). A different ``task`` starts from that task's defaults."""
     split: Literal["validation", "test"] = "test"
-    """Which split to evaluate."""
+    """Which split to evaluate. A GLUE folder is evaluated whole: every dev part scored by the task's
+    official metric (``scores.md``), every test part predicted into its GLUE submission file."""
     max_positions: int | None = None
     """Read inputs up to this many tokens, extending the model's positions by copying (e.g. 2048 for
     long BBC articles); None: the model's own. Raise ``data.max_length`` with it."""
@@ -83,8 +85,10 @@ class EvaluateResult:
     """``metrics.json``: the metrics, the data settings used and the config."""
     predictions_path: Path
     """``predictions.jsonl``: one ``{"id", "label", "prediction", "probabilities"}`` per example."""
-    confusion_path: Path
-    """``confusion.png``: the confusion matrix drawn."""
+    confusion_path: Path | None
+    """``confusion.png``: the confusion matrix drawn (None for a regression task)."""
+    submissions: list[Path] = field(default_factory=list)
+    """GLUE: the submission file of each test part (``RTE.tsv``, ``MNLI-m.tsv``, ...)."""
 
 
 def resolve_eval_data(config: EvaluateConfig) -> TaskDataConfig:
@@ -110,6 +114,11 @@ def _with_ids(dataset: TextDataset) -> TextDataset:
 def _write_predictions(path: Path, dataset: TextDataset, predictions: Predictions) -> Path:
     names = dataset.label_names
     lines = []
+    if dataset.targets is not None:  # regression: the target and the predicted value
+        for i, (target, value) in enumerate(zip(dataset.targets, predictions.logits[:, 0].tolist())):
+            row = {"id": dataset.ids[i] if dataset.ids else str(i), "label": target, "prediction": round(value, 6)}
+            lines.append(json.dumps(row) + "\n")
+        return write_text(path, "".join(lines))
     for i, (probs, pred) in enumerate(zip(predictions.probabilities.tolist(), predictions.predicted.tolist())):
         row = {"id": dataset.ids[i] if dataset.ids else str(i), "label": names[dataset.labels[i]],
                "prediction": names[pred], "probabilities": {n: round(p, 6) for n, p in zip(names, probs)}}
@@ -144,25 +153,37 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
             f"set max_positions={data.max_length} to extend them"
         )
     label_names = model.label_names or [str(k) for k in range(model.num_labels)]
-    dataset = _with_ids(load_eval_split(data, config.split, label_names))
-    out = Path(config.out_dir) if config.out_dir else Path(config.model_dir).parent / f"eval_{data.task}_{config.split}"
-    _log.info(f"evaluating {config.model_dir} on {data.task} {config.split}: {len(dataset)} examples, "
-              f"max_length {data.max_length}; results to {out}")
+    split = "dev" if data.task == "glue" else config.split
+    out = Path(config.out_dir) if config.out_dir else Path(config.model_dir).parent / f"eval_{data.task}_{split}"
     tokenizer = resolve_tokenizer(config.tokenizer, config.model_dir)
     model.to(resolve_device(config.device))
     collate = TextCollator(tokenizer, max_length=data.max_length)
-    predictions = predict_classifier(model, dataset, collate, data.eval_batch_size)
-    metrics = score_predictions(dataset, predictions, data.max_length)
-    record = {"model_dir": config.model_dir, "task": data.task, "split": config.split, "label_names": label_names,
-              **metrics.to_dict(), "data": to_dict(data), "config": to_dict(config)}
+    extra: dict = {}
+    if data.task == "glue":  # every dev part scored, every test part predicted into its submission file
+        _log.info(f"evaluating {config.model_dir} on the GLUE folder {data.path}; results to {out}")
+        glue = evaluate_glue(model, collate, data, out)
+        first = next(iter(glue.dev))
+        dataset, predictions, metrics = glue.dev_data[first], glue.dev_predictions[first], glue.dev[first]
+        extra = {"glue": {part: m.official for part, m in glue.dev.items()},
+                 "submissions": [str(p) for p in glue.submissions], "scores_table": str(glue.table_path)}
+    else:
+        dataset = _with_ids(load_eval_split(data, config.split, label_names))
+        _log.info(f"evaluating {config.model_dir} on {data.task} {config.split}: {len(dataset)} examples, "
+                  f"max_length {data.max_length}; results to {out}")
+        predictions = predict_classifier(model, dataset, collate, data.eval_batch_size)
+        metrics = score_predictions(dataset, predictions, data.max_length)
+    record = {"model_dir": config.model_dir, "task": data.task, "split": split, "label_names": label_names,
+              **metrics.to_dict(), **extra, "data": to_dict(data), "config": to_dict(config)}
+    confusion = None if dataset.is_regression else plot_confusion(
+        metrics.confusion, label_names, out / CONFUSION_FILE,
+        f"{data.task} {split}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}",
+    )
     return EvaluateResult(
         metrics=metrics,
         data=data,
         out_dir=out,
         metrics_path=write_json(out / METRICS_FILE, record),
         predictions_path=_write_predictions(out / PREDICTIONS_FILE, dataset, predictions),
-        confusion_path=plot_confusion(
-            metrics.confusion, label_names, out / CONFUSION_FILE,
-            f"{data.task} {config.split}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}",
-        ),
+        confusion_path=confusion,
+        submissions=list(glue.submissions) if data.task == "glue" else [],
     )

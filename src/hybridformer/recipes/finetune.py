@@ -11,7 +11,7 @@ from torch import nn
 from hybridformer.config import check, save_config, to_dict
 from hybridformer.io import write_json
 from hybridformer.data import LengthBucketBatchSampler, TextCollator, token_lengths
-from hybridformer.losses import ClassificationObjective, Objective
+from hybridformer.losses import ClassificationObjective, Objective, RegressionObjective
 from hybridformer.losses.gate_distill import GateDistillConfig, GateDistillObjective
 from hybridformer.models import TextClassifier
 from hybridformer.recipes.metrics import ClassificationMetrics, evaluate_classifier
@@ -19,12 +19,14 @@ from hybridformer.data.tokenizer import resolve_tokenizer
 from hybridformer.recipes.model import ModelConfig, build_classifier
 from hybridformer.recipes.pruning import PruneConfig, calibration_batches, prune_classifier
 from hybridformer.recipes.summary import announce, model_line, training_line
-from hybridformer.recipes.task_data import TaskDataConfig, describe_splits, load_task_data, write_data_record
+from hybridformer.recipes.task_data import (
+    TaskDataConfig, describe_splits, glue_task_of_config, load_task_data, write_data_record,
+)
 from hybridformer.sparsity import GatedFFN, PruneReport, rewire_by_importance
 from hybridformer.training import Trainer, TrainConfig, TrainResult, seed_everything, use_deterministic
 from hybridformer.registry import save_model
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "ffn_parameters"]
+__all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "ffn_parameters", "metric_line"]
 
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
@@ -104,6 +106,14 @@ def ffn_parameters(model: nn.Module) -> int:
     return sum(p.numel() for m in model.modules() if isinstance(m, GatedFFN) for p in m.parameters())
 
 
+def metric_line(metrics: ClassificationMetrics) -> str:
+    """``accuracy 0.8123, macro-F1 0.8011`` (and the official metric(s) when the task has them)."""
+    official = ", ".join(f"{k} {v:.4f}" for k, v in metrics.official.items())
+    if metrics.official and not metrics.per_class:  # regression: only the official scores mean anything
+        return official
+    return f"accuracy {metrics.accuracy:.4f}, macro-F1 {metrics.macro_f1:.4f}" + (f"; {official}" if official else "")
+
+
 def _train_summary(result: TrainResult, n_examples: int) -> dict[str, Any]:
     return {
         "examples": n_examples,
@@ -116,10 +126,12 @@ def _train_summary(result: TrainResult, n_examples: int) -> dict[str, Any]:
     }
 
 
-def _objective(model: TextClassifier, config: GateDistillConfig) -> Objective:
-    """What the classifier is trained on: the labels, or gate distillation."""
+def _objective(model: TextClassifier, config: GateDistillConfig, regression: bool) -> Objective:
+    """What the classifier is trained on: the labels (a regression set's targets), or gate distillation."""
+    if regression and config.enabled:
+        raise ValueError("gate_distill.enabled: distillation into gated FFNs is for classifiers, not regression (STS-B)")
     if not config.enabled:
-        return ClassificationObjective()
+        return RegressionObjective() if regression else ClassificationObjective()
     teacher = TextClassifier.from_pretrained(config.teacher) if config.teacher is not None else None
     objective = GateDistillObjective(config, teacher)
     objective.check_model(model)
@@ -160,12 +172,18 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
     if rewire:
         rewire_by_importance(model, calibration)
 
+    official = glue_task_of_config(config.data).metric if config.data.task == "glue" else None
+
+    def evaluate_split(split: str) -> ClassificationMetrics:
+        return evaluate_classifier(model, splits[split], collate, eval_batch, official=official)
+
     def eval_fn(_: nn.Module) -> dict[str, float]:
-        return {"validation_accuracy": evaluate_classifier(model, splits.validation, collate, eval_batch).accuracy}
+        metrics = evaluate_split("validation")
+        return {f"validation_{k}": v for k, v in {"accuracy": metrics.accuracy, **metrics.official}.items()}
 
     trainer = Trainer(
         model,
-        _objective(model, config.gate_distill),
+        _objective(model, config.gate_distill, splits.train.is_regression),
         splits.train,
         train_cfg,
         collate,
@@ -186,7 +204,8 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
               f"{', pruning, evaluating again' if config.prune.enabled else ''}, then saving to {out_dir / MODEL_DIR}"])
 
     def evaluate_all() -> dict[str, ClassificationMetrics]:
-        return {s: evaluate_classifier(model, splits[s], collate, eval_batch) for s in config.eval_splits}
+        # a part without labels (GLUE's test files) is predicted by `evaluate`, not scored here
+        return {s: evaluate_split(s) for s in config.eval_splits if splits[s].labelled}
 
     metrics = evaluate_all()
     unpruned: dict[str, ClassificationMetrics] = {}
@@ -214,8 +233,7 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         "config": to_dict(config),
     }
     metrics_path = write_json(out / METRICS_FILE, record)
-    announce([f"{split}: accuracy {m.accuracy:.4f}, macro-F1 {m.macro_f1:.4f}" for split, m in metrics.items()]
-             + [checkpoints])
+    announce([f"{split}: {metric_line(m)}" for split, m in metrics.items()] + [checkpoints])
     return FinetuneResult(
         model_dir=model_dir,
         model=model.eval(),

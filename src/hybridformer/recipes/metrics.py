@@ -1,4 +1,5 @@
-"""Scores (accuracy, macro-F1, per class, confusion), throughput and memory of a text classifier on a labelled dataset."""
+"""Scores (accuracy, macro-F1, per class, confusion; a GLUE task's official metric), throughput and memory
+of a text classifier (or STS-B's 1-output regressor) on a labelled dataset."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import Tensor
 from hybridformer.data import LengthBucketBatchSampler, TextCollator, TextDataset, iterate_batches, token_lengths
 from hybridformer.evaluation import classification_report
 from hybridformer.recipes.progress import track
+from hybridformer.evaluation.glue import glue_scores
 from hybridformer.training import peak_memory_mb
 
 __all__ = ["ClassificationMetrics", "Predictions", "evaluate_classifier", "predict_classifier", "score_predictions"]
@@ -25,6 +27,8 @@ class Predictions:
 
     probabilities: Tensor
     """(N, num_labels) float32 softmax of the logits, row i for ``dataset[i]``."""
+    logits: Tensor
+    """(N, num_labels) float32 raw outputs (a regressor's predicted value in column 0)."""
     n_tokens: int
     """Real (non-padding) tokens read."""
     seconds: float
@@ -67,7 +71,9 @@ class ClassificationMetrics:
     """Per class name: ``precision``, ``recall``, ``f1``, ``support`` (zero_division=0)."""
     confusion: list[list[int]] = field(default_factory=list)
     """``confusion[i][j]``: examples of class i predicted as class j, in ``label_names`` order."""
-
+    official: dict[str, float] = field(default_factory=dict)
+    """The task's official metric(s) when it has one (GLUE: ``accuracy``, ``f1``, ``matthews``,
+    ``pearson``/``spearman``); a regression set has only these (its ``accuracy`` and ``macro_f1`` are 0)."""
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
@@ -104,7 +110,7 @@ def predict_classifier(
     model.eval()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    probabilities: Tensor | None = None
+    logits_all: Tensor | None = None
     tokens = 0
     seconds = 0.0
     try:
@@ -116,32 +122,38 @@ def predict_classifier(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds += time.perf_counter() - start
-            probs = logits.float().softmax(-1).cpu()  # (B, C)
-            if probabilities is None:
-                probabilities = torch.empty(len(dataset), probs.shape[-1])
-            probabilities[torch.tensor(indices)] = probs
+            if logits_all is None:
+                logits_all = torch.empty(len(dataset), logits.shape[-1])
+            logits_all[torch.tensor(indices)] = logits.float().cpu()  # (B, C) rows in dataset order
             tokens += int(batch["attention_mask"].sum())
     finally:
         model.train(was_training)
-    assert probabilities is not None
-    return Predictions(probabilities, tokens, seconds, batch_size, peak_memory_mb(device))
+    assert logits_all is not None
+    return Predictions(logits_all.softmax(-1), logits_all, tokens, seconds, batch_size, peak_memory_mb(device))
 
 
-def score_predictions(dataset: TextDataset, predictions: Predictions, max_length: int) -> ClassificationMetrics:
-    """Score :func:`predict_classifier`'s output against ``dataset``'s labels."""
+def score_predictions(dataset: TextDataset, predictions: Predictions, max_length: int,
+                      official: str | None = None) -> ClassificationMetrics:
+    """Score :func:`predict_classifier`'s output against ``dataset``'s labels (a regression set: against
+    its targets); ``official`` names a GLUE metric (:func:`~hybridformer.evaluation.glue.glue_scores`)."""
+    if not dataset.labelled:
+        raise ValueError(f"dataset: {dataset.name!r} has no labels to score (a test part: predict it instead)")
+    timing = dict(n_examples=len(dataset), n_tokens=predictions.n_tokens, seconds=predictions.seconds,
+                  tokens_per_s=predictions.n_tokens / max(predictions.seconds, 1e-9),
+                  batch_size=predictions.batch_size, max_length=max_length, peak_memory_mb=predictions.peak_memory_mb)
+    if dataset.targets is not None:
+        values = predictions.logits[:, 0].tolist()
+        return ClassificationMetrics(accuracy=0.0, **timing,
+                                     official=glue_scores(official or "pearson", dataset.targets, values))
     report = classification_report(dataset.labels, predictions.predicted, dataset.label_names)
+    task_scores = glue_scores(official, dataset.labels, predictions.predicted.tolist()) if official else {}
     return ClassificationMetrics(
         accuracy=report.accuracy,
-        n_examples=len(dataset),
-        n_tokens=predictions.n_tokens,
-        seconds=predictions.seconds,
-        tokens_per_s=predictions.n_tokens / max(predictions.seconds, 1e-9),
-        batch_size=predictions.batch_size,
-        max_length=max_length,
-        peak_memory_mb=predictions.peak_memory_mb,
+        **timing,
         macro_f1=report.macro_f1,
         per_class={name: asdict(scores) for name, scores in report.per_class.items()},
         confusion=report.confusion,
+        official=task_scores,
     )
 
 
@@ -151,8 +163,9 @@ def evaluate_classifier(
     collate: TextCollator,
     batch_size: int = 32,
     device: torch.device | str | None = None,
+    official: str | None = None,
 ) -> ClassificationMetrics:
     """Classify every example of ``dataset`` in eval mode and score the predictions
     (:func:`predict_classifier`, then :func:`score_predictions`; arguments as there)."""
     predictions = predict_classifier(model, dataset, collate, batch_size, device)
-    return score_predictions(dataset, predictions, collate.max_length)
+    return score_predictions(dataset, predictions, collate.max_length, official)

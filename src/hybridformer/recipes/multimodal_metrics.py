@@ -1,5 +1,5 @@
 """Evaluation of the multimodal model per task: retrieval R@k, zero-shot classification by text
-prompts, image / video classification accuracy, VQA accuracy (answer classifier or generated
+prompts, image / video classification accuracy, VQA accuracy (answer classifier, ranked or generated
 answers, scored by :func:`hybridformer.evaluation.vqa_accuracy`) and caption BLEU-4 (sacrebleu).
 Every figure is a fraction in [0, 1] (BLEU divided by 100). This module runs the model; the metrics
 themselves are pure functions of :mod:`hybridformer.evaluation` (R@k, VQA answers and accuracy)."""
@@ -16,11 +16,12 @@ from hybridformer.data.image_text import templated_caption
 from hybridformer.evaluation.retrieval import chance_recall_at_k, recall_at_k
 from hybridformer.evaluation.vqa import extract_answer, vqa_accuracy
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
+from hybridformer.models.answer_ranking import candidate_ids, candidate_log_likelihoods
 from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format
 from hybridformer.recipes.progress import track
 
 __all__ = ["spread", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
-           "vqa_classifier_accuracy", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
+           "vqa_classifier_accuracy", "vqa_ranked_accuracy", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
 
 
 def spread(n_total: int, limit: int | None) -> list[int]:
@@ -129,6 +130,9 @@ def vqa_classifier_accuracy(model: nn.Module, dataset: Any, collate: Any, answer
             picked = [answers[0]] * len(batch["question_ids"])  # answers are sorted by frequency
         else:
             out = model(batch["input_ids"], batch["attention_mask"], images=batch["images"])
+            if out.answer_logits is None:
+                raise ValueError("vqa.answer: classifier needs an answer head and this model has none "
+                                 "(fine-tuned to answer with its decoder); use --vqa.answer rank or generate")
             picked = [answers[i] for i in out.answer_logits.argmax(1).tolist()]
         predictions.update(zip(batch["question_ids"].tolist(), picked))
     return _vqa_score(dataset, predictions, limit)
@@ -170,6 +174,24 @@ def vqa_generated_accuracy(model: nn.Module, dataset: Any, collate: Any, tokeniz
         out = model.generate(batch["prompt_ids"], batch["prompt_mask"], images=batch["images"],
                              max_new_tokens=max_new_tokens)
         predictions.update(zip(batch["question_ids"].tolist(), generated_answers(out.sequences, eos, tokenizer, max_words)))
+    return _vqa_score(dataset, predictions, limit)
+
+
+@torch.no_grad()
+def vqa_ranked_accuracy(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, answers: Sequence[str],
+                        *, limit: int | None = None, batch_size: int = 64,
+                        prompt_format: PromptFormat | None = None) -> float:
+    """VQA by answer ranking: every answer of ``answers`` (the training split's vocabulary) is scored by
+    the decoder's log-likelihood of ``answer [SEP]`` after the question in the model's chat template
+    (``prompt_format``, else the decoder's training format ``[CLS] question``), reading the image
+    (:func:`~hybridformer.models.answer_ranking.candidate_log_likelihoods`); the best one is the answer."""
+    fmt = prompt_format or decoder_prompt_format(tokenizer, model.config.decoder)
+    candidates = candidate_ids(tokenizer, answers, model.config.decoder.eos_token_id)
+    predictions: dict[int, str] = {}
+    for batch in _batches(dataset, _prompted(collate, fmt, tokenizer, lambda e: e.question), batch_size, limit):
+        prompts = [row[m] for row, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
+        scores = candidate_log_likelihoods(model, prompts, candidates, images=batch["images"])  # (B, C)
+        predictions.update(zip(batch["question_ids"].tolist(), [answers[i] for i in scores.argmax(1).tolist()]))
     return _vqa_score(dataset, predictions, limit)
 
 

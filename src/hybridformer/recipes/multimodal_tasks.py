@@ -2,25 +2,34 @@
 
     hybridformer finetune --task vqa --model runs/mm/model --data.train_fraction 0.1 --out-dir runs/vqa
     hybridformer evaluate --task vqa --model runs/vqa/model
+    hybridformer evaluate --task vqa-zeroshot --vqa.answer rank --model runs/mm/model
+    hybridformer finetune --task vqa --vqa.answer rank --model runs/mm/model --data.train_fraction 0.1
 
 Tasks: ``vqa`` (answer classifier; VQA-v2 accuracy), ``image-classification`` (the image head),
 ``caption`` (the decoder's next-token loss; BLEU-4), ``video-classification`` (motion direction of
 moving digits through the answer head), and for ``evaluate`` also ``retrieval`` (R@1/R@5),
-``zeroshot-classification`` (text prompts) and ``vqa-zeroshot`` (generated answers).
+``zeroshot-classification`` (text prompts) and ``vqa-zeroshot`` (no VQA training).
+
+How a VQA model answers (``--vqa.answer``): ``classifier``, an answer head on the fused state; ``rank``,
+every answer of the training vocabulary scored by the decoder's log-likelihood and the best one taken;
+``generate``, the decoder's greedy continuation. With ``rank`` or ``generate``, ``finetune --task vqa``
+trains the decoder itself on the answers (:class:`~hybridformer.losses.VQAAnswerLMObjective`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from hybridformer.config import check, save_config, to_dict
 from hybridformer.data.image_text import load_image_text
 from hybridformer.io import write_json
-from hybridformer.losses import CaptionObjective, ImageClassificationObjective, VideoClassificationObjective, VQAObjective
+from hybridformer.losses import (
+    CaptionObjective, ImageClassificationObjective, VideoClassificationObjective, VQAAnswerLMObjective, VQAObjective,
+)
 from hybridformer.models.multimodal_config import HeadsConfig
 from hybridformer.models.prompt_format import (PromptFormat, decoder_prompt_format, read_prompt_format,
                                                save_decoder_prompt_format)
@@ -44,6 +53,27 @@ def _default_train() -> TrainConfig:
 
 
 @dataclass
+class VQAAnswerConfig:
+    """How a VQA model answers (tasks ``vqa`` and ``vqa-zeroshot``)."""
+
+    answer: Literal["auto", "classifier", "rank", "generate"] = "auto"
+    """``classifier``: the answer head (fine-tuned with soft VQA scores); ``rank``: each answer of the
+    training split's vocabulary scored by the decoder's log-likelihood of ``answer [SEP]`` after
+    ``[CLS] question``, with the image (prefilled once per question, candidates scored in a batch);
+    ``generate``: the greedy continuation, cut at punctuation. ``rank`` and ``generate`` fine-tune the
+    decoder on the answers. ``auto``: ``generate`` for ``vqa-zeroshot``; for ``vqa``, ``classifier``
+    (fine-tuning, or a model with an answer head) or ``rank`` (a model fine-tuned without one)."""
+
+    def mode(self, task: str, has_answer_head: bool = True) -> str:
+        """The answering mode of ``task`` (``auto`` resolved) for a model with or without an answer head."""
+        if self.answer != "auto":
+            return self.answer
+        if task == "vqa-zeroshot":
+            return "generate"
+        return "classifier" if has_answer_head else "rank"
+
+
+@dataclass
 class _TaskRun:
     """What fine-tuning and evaluation runs share."""
 
@@ -53,6 +83,8 @@ class _TaskRun:
     """The data (``data.train_fraction`` for few-shot fine-tuning)."""
     eval_limit: int | None = None
     """Score at most this many test examples (None: all)."""
+    vqa: VQAAnswerConfig = field(default_factory=VQAAnswerConfig)
+    """How a VQA model answers (``--vqa.answer classifier|rank|generate``)."""
 
 
 @dataclass
@@ -66,6 +98,7 @@ class MMFinetuneConfig(_TaskRun):
 
     def __post_init__(self) -> None:
         check(self.task in FINETUNE_TASKS, "task", f"must be one of {', '.join(FINETUNE_TASKS)}, got {self.task!r}")
+        check(self.task == "vqa" or self.vqa.answer == "auto", "vqa.answer", f"is for task vqa, not {self.task!r}")
 
 
 @dataclass
@@ -79,11 +112,17 @@ class MMEvaluateConfig(_TaskRun):
 
     def __post_init__(self) -> None:
         check(self.task in EVAL_TASKS, "task", f"must be one of {', '.join(EVAL_TASKS)}, got {self.task!r}")
+        check(self.task in ("vqa", "vqa-zeroshot") or self.vqa.answer == "auto", "vqa.answer",
+              f"is for tasks vqa and vqa-zeroshot, not {self.task!r}")
+        check(self.task != "vqa-zeroshot" or self.vqa.answer != "classifier", "vqa.answer",
+              "classifier needs a fine-tuned answer head; zero-shot VQA answers by rank or generate")
 
 
-def _heads(task: str, extra: dict[str, Any], num_labels: int) -> HeadsConfig | None:
-    if task == "vqa":
+def _heads(task: str, extra: dict[str, Any], num_labels: int, vqa_mode: str) -> HeadsConfig | None:
+    if task == "vqa" and vqa_mode == "classifier":
         return HeadsConfig(embed_dim=128, num_answers=len(extra["answers"]), answers=list(extra["answers"]))
+    if task == "vqa":
+        return HeadsConfig(embed_dim=128)  # the decoder answers: no answer head
     if task == "image-classification":
         return HeadsConfig(embed_dim=128, num_image_labels=num_labels)
     if task == "video-classification":
@@ -91,25 +130,28 @@ def _heads(task: str, extra: dict[str, Any], num_labels: int) -> HeadsConfig | N
     return None
 
 
-def _objective(task: str, extra: dict[str, Any]) -> Any:
-    return {"vqa": VQAObjective, "image-classification": ImageClassificationObjective, "caption": CaptionObjective,
+def _objective(task: str, extra: dict[str, Any], vqa_mode: str) -> Any:
+    return {"vqa": VQAObjective if vqa_mode == "classifier" else VQAAnswerLMObjective, "image-classification": ImageClassificationObjective, "caption": CaptionObjective,
             "video-classification": lambda: VideoClassificationObjective(extra["prompt_ids"])}[task]()
 
 
 def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None, tok: Any = None,
-          prompt_format: PromptFormat | None = None) -> dict[str, float]:
+          prompt_format: PromptFormat | None = None, vqa: VQAAnswerConfig | None = None) -> dict[str, float]:
     """The test metrics of ``task`` for ``model`` (None: the chance level where one is defined);
-    generated answers and captions are asked in ``prompt_format`` (None: the decoder's training format)."""
+    generated answers and captions are asked in ``prompt_format`` (None: the decoder's training format),
+    ranked answers after it; ``vqa`` says how a VQA model answers."""
     tok = tok or tokenizer()
     data_task = {"retrieval": "pretrain", "zeroshot-classification": "pretrain", "vqa-zeroshot": "vqa"}.get(task, task)
     _, test, collate, extra = task_data(data_task, data, tok)
     if model is not None:
         model.eval()
-    if task == "vqa":
-        return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit)}
-    if task == "vqa-zeroshot":
-        if model is None:
-            return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(None, test, collate, extra["answers"], limit=limit)}
+    if task in ("vqa", "vqa-zeroshot"):
+        mode = (vqa or VQAAnswerConfig()).mode(task, model is not None and model.answer_head is not None)
+        if model is None or mode == "classifier":  # None: the majority answer
+            return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit)}
+        if mode == "rank":
+            return {"vqa_accuracy": multimodal_metrics.vqa_ranked_accuracy(model, test, collate, tok, extra["answers"], limit=limit,
+                                                                          prompt_format=prompt_format)}
         return {"vqa_accuracy": multimodal_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit,
                                                                           prompt_format=prompt_format)}
     if task == "image-classification":
@@ -145,8 +187,9 @@ def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
     train, _, collate, extra = task_data(config.task, config.data, tok)
     n_labels = len(load_image_text(config.data.task, config.data.seed).train.label_names)
     torch.manual_seed(config.train.seed)
-    model = load_model(config.model, _heads(config.task, extra, n_labels), video=config.task == "video-classification")
-    trainer = Trainer(model, _objective(config.task, extra), train, config.train, collate)
+    mode = config.vqa.mode(config.task)
+    model = load_model(config.model, _heads(config.task, extra, n_labels, mode), video=config.task == "video-classification")
+    trainer = Trainer(model, _objective(config.task, extra, mode), train, config.train, collate)
     out = Path(config.train.out_dir)
     model_dir = out / "model"
     announce([
@@ -161,7 +204,7 @@ def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
     fmt = save_decoder_prompt_format(model_dir, tok, model.config.decoder)
     trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run
     save_config(config, out / "finetune_config.yaml")
-    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt)
+    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt, vqa=config.vqa)
     record = {"task": config.task, "metrics": metrics, "steps": result.final_step, "examples_per_s": result.examples_per_s,
               "final_loss": result.losses[-1] if result.losses else None, "config": to_dict(config)}
     return MMFinetuneResult(model_dir, metrics, write_json(out / "metrics.json", record))
@@ -175,7 +218,7 @@ def mm_evaluate(config: MMEvaluateConfig) -> dict[str, float]:
               f"{'' if config.eval_limit is None else f' ({config.eval_limit} examples)'}"])
     tok = tokenizer()
     fmt = None if config.model == "tiny" else read_prompt_format(config.model, decoder_prompt_format(tok, model.config.decoder))
-    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt)
+    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt, vqa=config.vqa)
     if config.out:
         write_json(Path(config.out), {"task": config.task, "model": config.model, "metrics": metrics})
     return metrics

@@ -11,28 +11,39 @@ from typing import Any, Literal, Sequence
 from hybridformer.config import ConfigError, check, from_dict
 from hybridformer.data import DatasetSplits, TextDataset, load_builtin, load_text_file, split_dataset
 from hybridformer.data.files import DataFileError
+from hybridformer.data.glue import GlueTask, glue_dataset, glue_task_of, read_glue_part
 from hybridformer.data.splits import take_subset
 from hybridformer.io import write_json
 
 __all__ = [
-    "DATA_RECORD", "TaskDataConfig", "describe_splits", "load_eval_split", "load_task_data", "read_data_record",
-    "write_data_record",
+    "DATA_RECORD", "TaskDataConfig", "describe_splits", "glue_parts", "glue_task_of_config", "load_eval_split",
+    "load_task_data", "read_data_record", "write_data_record",
 ]
 
 DATA_RECORD = "training_data.json"
 """The file in a saved classifier's folder recording the data settings it was trained with."""
 _RECORDED = ("task", "train_file", "validation_file", "test_file", "text_column", "text_pair_column",
-             "label_column", "max_length", "split_seed")
-_FILES = ("train_file", "validation_file", "test_file")
+             "label_column", "max_length", "split_seed", "path", "format", "glue_task")
+_FILES = ("train_file", "validation_file", "test_file", "path")
 
 
 @dataclass
 class TaskDataConfig:
     """Which labelled text to train and evaluate on, and how long its inputs may be."""
 
-    task: Literal["sentiment", "bbc", "bbc-pairs", "file"] = "sentiment"
+    task: Literal["sentiment", "bbc", "bbc-pairs", "file", "glue"] = "sentiment"
     """A built-in set (``sentiment``: movie reviews, ``bbc``: BBC News topics, ``bbc-pairs``: the
-    constructed "same topic?" pair task) with its fixed splits, or ``file``: the user's CSV/TSV/JSONL."""
+    constructed "same topic?" pair task) with its fixed splits, ``file``: the user's CSV/TSV/JSONL, or
+    ``glue``: a GLUE task folder (``data.path``; set for you when ``data.path`` or ``data.format`` is given)."""
+    path: str | None = None
+    """A folder in a known layout: a GLUE task folder as GLUE's download unpacks it
+    (``glue_data/RTE`` with train.tsv, dev.tsv, test.tsv; MNLI's dev/test matched and mismatched)."""
+    format: Literal["glue"] | None = None
+    """The layout of ``data.path``: ``glue``; None: detected (a folder named after a GLUE task, or
+    ``data.glue_task`` set, holding train.tsv or dev*.tsv)."""
+    glue_task: str | None = None
+    """The GLUE task of ``data.path`` (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI); None: the
+    folder's name. Each task is scored by its official metric and STS-B trained as regression."""
     train_file: str | None = None
     """``task=file``: the training file. A part with no file of its own (validation, test) is carved
     out of it, 10% each, by the same fixed stratified split as the built-in sets."""
@@ -74,6 +85,12 @@ class TaskDataConfig:
             f"must be >= 1 or None, got {self.eval_subset}",
         )
         check(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        if self.path is not None or self.format is not None or self.glue_task is not None:
+            check(self.task in ("sentiment", "glue"), "path", f"reads a folder's own data; leave data.task unset "
+                  f"(it is {self.task!r})")
+            self.task = "glue"  # the default task gives way to the folder
+        if self.task == "glue":
+            check(self.path is not None, "path", "task=glue needs the GLUE task folder (--data.path glue_data/RTE)")
         if self.task != "file":
             given = [f for f in ("train_file", "validation_file", "test_file") if getattr(self, f) is not None]
             check(not given, given[0] if given else "task", f"is only used with task=file (task is {self.task!r})")
@@ -106,7 +123,11 @@ def load_task_data(config: TaskDataConfig) -> DatasetSplits:
             file, line and column), or an unknown label in the validation/test file.
         FileNotFoundError: a data package is not installed (the message says which to install).
     """
-    if config.task != "file":
+    if config.task == "glue":
+        task = glue_task_of_config(config)
+        splits = DatasetSplits(train=_glue(config, task, "train"), validation=_glue(config, task, task.dev[0]),
+                               test=_glue(config, task, task.test[0][0]))
+    elif config.task != "file":
         splits = load_builtin(config.task, seed=config.split_seed)
     else:
         if config.train_file is None:
@@ -130,6 +151,35 @@ def load_task_data(config: TaskDataConfig) -> DatasetSplits:
         validation=_pick(splits.validation, config.eval_subset, config.subset_seed),
         test=_pick(splits.test, config.eval_subset, config.subset_seed),
     )
+
+
+def glue_task_of_config(config: TaskDataConfig) -> GlueTask:
+    """The GLUE task of ``config.path`` (``data.glue_task`` or the folder's name), its folder checked.
+
+    Raises:
+        DataFileError: the path is not a folder, or its task is not a GLUE task.
+    """
+    folder = Path(str(config.path))
+    if not folder.is_dir():
+        raise DataFileError(f"data.path: {folder} is not a folder (a GLUE task folder such as glue_data/RTE)")
+    try:
+        return glue_task_of(folder, config.glue_task)
+    except DataFileError as err:
+        raise DataFileError(f"data.{err}") from None
+
+
+def _glue(config: TaskDataConfig, task: GlueTask, stem: str) -> TextDataset:
+    """One GLUE file of ``config.path`` (a ``test*`` file unlabelled)."""
+    part = read_glue_part(str(config.path), task, stem, labelled=not stem.startswith("test"))
+    return glue_dataset(part, task, name=f"{task.name}/{stem}")
+
+
+def glue_parts(config: TaskDataConfig) -> tuple[GlueTask, dict[str, TextDataset], dict[str, TextDataset]]:
+    """The task, its dev parts and its test parts (by file stem) for ``evaluate``, picks applied to dev."""
+    task = glue_task_of_config(config)
+    dev = {stem: _pick(_glue(config, task, stem), config.eval_subset, config.subset_seed) for stem in task.dev}
+    test = {stem: _glue(config, task, stem) for stem, _ in task.test}
+    return task, dev, test
 
 
 def _pick(dataset: TextDataset, n: int | None, seed: int) -> TextDataset:
@@ -171,7 +221,10 @@ def _check_classes(config: TaskDataConfig, dataset: TextDataset, label_names: Se
 def describe_splits(config: TaskDataConfig, splits: DatasetSplits) -> list[str]:
     """Lines saying how many examples each split has and where the validation and test splits came from."""
     counts = f"{len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test examples"
-    if config.task != "file":
+    if config.task == "glue":
+        lines = [f"data: {counts}; the GLUE folder {config.path} (train.tsv, validation: its first dev file, "
+                 f"test: its first test file, unlabelled)"]
+    elif config.task != "file":
         origin = f"the built-in fixed stratified 80/10/10 split of {config.task!r} (data.split_seed {config.split_seed})"
         lines = [f"data: {counts}; {origin}"]
     else:
