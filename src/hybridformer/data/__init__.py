@@ -52,6 +52,7 @@ from .text_datasets import (
 )
 from .tokenizer import load_tokenizer, minilm_tokenizer, resolve_tokenizer, train_bpe_tokenizer
 from .vqa import VQADataset, VQAExample, answer_vocabulary, coco_image_lookup, read_vqa, write_vqa
+from .vqa_files import read_vqa_jsonl, read_vqa_v2
 from .vqa_generate import VQA_SETS, easy_vqa_splits, vqa_splits
 
 __all__ = [
@@ -111,6 +112,8 @@ __all__ = [
     "moving_mnist_splits",
     "openclipart_splits",
     "read_vqa",
+    "read_vqa_jsonl",
+    "read_vqa_v2",
     "sentiment_splits",
     "split_dataset",
     "stable_hash",
