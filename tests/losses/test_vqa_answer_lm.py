@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridformer.losses import VQAAnswerLMObjective, answer_sequences
-from mm_small import small_model
+from multimodal_small import small_model
 
 
 def test_answer_sequences_join_question_and_answer_and_target_only_the_answer():

@@ -14,7 +14,7 @@ from hybridformer.models.answer_ranking import candidate_ids, candidate_log_like
 from hybridformer.models.multimodal_flavors import build_initialised
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "losses"))
-from mm_small import VOCAB, small_model  # noqa: E402
+from multimodal_small import VOCAB, small_model  # noqa: E402
 
 
 def _model(kind: str):
