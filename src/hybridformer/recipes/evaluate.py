@@ -6,6 +6,7 @@ folder, written by ``hybridformer finetune``); ``--data.*`` changes them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -107,8 +108,7 @@ def _with_ids(dataset: TextDataset) -> TextDataset:
     """Examples without ids get their row number in the split (0-based; for a file, its data rows)."""
     if dataset.ids is not None:
         return dataset
-    return TextDataset(dataset.texts, dataset.labels, dataset.label_names, dataset.text_pairs,
-                       [str(i) for i in range(len(dataset))], dataset.name)
+    return dataclasses.replace(dataset, ids=[str(i) for i in range(len(dataset))])
 
 
 def _write_predictions(path: Path, dataset: TextDataset, predictions: Predictions) -> Path:
