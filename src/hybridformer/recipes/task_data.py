@@ -39,8 +39,8 @@ class TaskDataConfig:
     """A folder in a known layout: a GLUE task folder as GLUE's download unpacks it
     (``glue_data/RTE`` with train.tsv, dev.tsv, test.tsv; MNLI's dev/test matched and mismatched)."""
     format: Literal["glue"] | None = None
-    """The layout of ``data.path``: ``glue``; None: detected (a folder named after a GLUE task, or
-    ``data.glue_task`` set, holding train.tsv or dev*.tsv)."""
+    """The layout of ``data.path``: ``glue`` (the one folder layout of the text tasks; a CSV/TSV/JSONL
+    file is ``task=file`` with ``data.train_file``); None: the same."""
     glue_task: str | None = None
     """The GLUE task of ``data.path`` (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI); None: the
     folder's name. Each task is scored by its official metric and STS-B trained as regression."""
