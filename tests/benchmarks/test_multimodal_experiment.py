@@ -42,3 +42,20 @@ def test_report_of_a_partial_grid(tmp_path):
     assert lines["- image-cls"].endswith("**missed**") and lines["- zeroshot-cls"].endswith("**met**")
     assert lines["- vqa-fewshot"] == "- vqa-fewshot: not run"
     assert out.with_suffix(".png").is_file()
+
+
+def test_ranking_rows_are_judged_against_scratch_and_chance(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (p, s, c) in enumerate([(0.40, 0.30, 0.333), (0.40, 0.32, 0.333)]):
+        _write(runs, "vqa-zeroshot-rank", "pretrained", seed, p)
+        _write(runs, "vqa-zeroshot-rank", "scratch", seed, s)
+        _write(runs, "vqa-zeroshot-rank", "chance", seed, c)
+        _write(runs, "vqa-fewshot-rank", "pretrained", seed, 0.5)
+        _write(runs, "vqa-fewshot-rank", "scratch", seed, 0.5)
+    out = tmp_path / "rank.json"
+    mx.main(["--phase", "report", "--seeds", "2", "--runs-dir", str(runs), "--out", str(out)])
+    table = out.with_name("rank_table.md").read_text()
+    # 0.40 >= 1.18 x 0.31 = 0.366 (met) and >= chance 0.333 (met); few-shot 0.5 < 1.18 x 0.5 (missed)
+    assert "- vqa-zeroshot-rank: pretrained 0.400 ± 0.000 vs scratch 0.310 ± 0.014; target ≥ 1.18 × scratch = 0.366: **met**" in table
+    assert "vs chance 0.333 ± 0.000; target ≥ 1 × chance = 0.333: **met**" in table
+    assert "- vqa-fewshot-rank: pretrained 0.500 ± 0.000 vs scratch 0.500 ± 0.000; target ≥ 1.18 × scratch = 0.590: **missed**" in table
