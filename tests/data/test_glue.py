@@ -72,3 +72,13 @@ def test_submission_file_has_the_official_header_and_one_row_per_example(tmp_pat
     assert stsb.read_text().splitlines() == ["index\tprediction", "0\t1.235", "1\t4.000"]
     with pytest.raises(ValueError, match="predictions: 1 for 2"):
         write_glue_submission(tmp_path, GLUE_TASKS["RTE"], "", ["0", "1"], ["entailment"])
+
+
+def test_the_label_in_the_last_column_is_read_from_the_last_field(tmp_path):
+    """A stray tab inside a sentence shifts the fields; the score (the last column) is still the last field."""
+    folder = tmp_path / "STS-B"
+    folder.mkdir()
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    (folder / "dev.tsv").write_text(head + "0\tg\tf\t2012\t0\tn\tn\ta man\ta\twoman\t3.200\n")
+    part = read_glue_part(folder, GLUE_TASKS["STS-B"], "dev", labelled=True)
+    assert part.labels == ["3.200"] and part.texts == ["a man"]

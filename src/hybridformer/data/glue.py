@@ -149,7 +149,9 @@ def read_glue_part(folder: str | Path, task: GlueTask, stem: str, labelled: bool
         pair_at = _column(path, header, task.pair) if task.pair else None
         label_at = _column(path, header, task.label) if labelled else None
         id_at = None if labelled else _column(path, header, "id" if "id" in header else "index")
-    needed = max(i for i in (text_at, pair_at, label_at) if i is not None) + 1
+    needed = max(i for i in (text_at, pair_at, label_at, id_at) if i is not None) + 1
+    if labelled and task.header and label_at == len(rows[0]) - 1:
+        label_at = -1  # the last field, as the GLUE baselines read it (robust to a stray tab in a sentence)
     texts, pairs, labels, ids = [], [], [], []
     for line, row in enumerate(body, start=first):
         if len(row) < needed:
