@@ -125,7 +125,8 @@ def phase_train(args: argparse.Namespace) -> None:
                     torch.manual_seed(seed)
                     model = {"pretrained": lambda: load_model(str(model_dir)), "scratch": lambda: load_model("tiny"),
                              "chance": lambda: None}[variant]()
-                    limit = args.gen_limit if task in ("vqa-zeroshot", "caption") else args.eval_limit
+                    generated = task == "caption" or (task == "vqa-zeroshot" and "-rank" not in case)
+                    limit = args.gen_limit if generated else args.eval_limit  # ranking is cheap: eval_limit
                     return {"score": score(task, model, MMDataConfig(seed=0), limit=limit, tok=tok, vqa=_vqa(case))[key]}
                 _run(args.runs_dir / case / variant / f"seed{seed}.json", fn)
         for case, (task, key, variants) in FINETUNED.items():
