@@ -186,8 +186,14 @@ def phase_demo(args: argparse.Namespace) -> None:
     _run(args.runs_dir / "demo" / "seed0.json", fn)
 
 
+def _cases(args: argparse.Namespace) -> list[str]:
+    """The cases of the grid, or those ``--cases`` names."""
+    return [case for case in {**ZERO_SHOT, **FINETUNED} if not args.cases or case in args.cases]
+
+
 def _expected(args: argparse.Namespace) -> list[tuple[str, str]]:
-    return [(case, variant) for case, (_, _, variants) in {**ZERO_SHOT, **FINETUNED}.items() for variant in variants]
+    return [(case, variant) for case, (_, _, variants) in {**ZERO_SHOT, **FINETUNED}.items() for variant in variants
+            if case in _cases(args)]
 
 
 def _collect(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
@@ -209,7 +215,7 @@ def _collect(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
             rows.append({"case": "pretrain-speed", "variant": f"decoder-{kind}", "median_ms": r["median_ms"],
                          "examples_per_s": r["examples_per_s"], "batch_size": args.batch_size,
                          "objectives": SPEED_OBJECTIVES, "load_before": r["load_before"], "load_after": r["load_after"]})
-        else:
+        elif not args.cases:
             not_run.append(f"pretrain-speed/decoder-{kind}")
     demo = args.runs_dir / "demo" / "seed0.json"
     if demo.is_file():
@@ -217,7 +223,7 @@ def _collect(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
         rows.append({"case": "pretrain-demo-time", "variant": "pretrained", "median_ms": None, "wall_s": r["wall_s"],
                      "train_s": r["train_s"], "steps": r["steps"], "examples_per_s": r["examples_per_s"],
                      "objectives": args.objectives, "load_after": r["load_after"]})
-    else:
+    elif not args.cases:
         not_run.append("pretrain-demo-time")
     cli = args.runs_dir / "demo" / "cli.json"  # the CLI's default pretraining, timed by hand (see multimodal.md)
     if cli.is_file():
@@ -274,10 +280,12 @@ TARGETS = [  # (case, variant, reference variant, factor, offset): met when vari
 ]
 
 
-def _targets(rows: list[dict]) -> list[str]:
+def _targets(rows: list[dict], cases: list[str]) -> list[str]:
     score = {(r["case"], r["variant"]): r for r in rows if "score_mean" in r}
     lines = []
     for case, variant, ref, factor, offset in TARGETS:
+        if case not in cases:
+            continue
         a, b = score.get((case, variant)), score.get((case, ref))
         if a is None or b is None:
             lines.append(f"- {case}: not run")
@@ -303,12 +311,12 @@ def phase_report(args: argparse.Namespace) -> None:
             for r in rows if "score_mean" in r}
     lines = ["| case | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
     lines += [f"| {case} | " + " | ".join(cell.get((case, v), "") for v in variants) + " |"
-              for case in {**ZERO_SHOT, **FINETUNED}]
+              for case in _cases(args)]
     speed = [f"| {r['variant']} | {r['median_ms']:.0f} | {r['examples_per_s']:.2f} |" for r in rows if r["case"] == "pretrain-speed"]
     if speed:
         lines += ["", f"| pretraining step (all four objectives, batch {args.batch_size}) | median ms | examples/s |",
                   "|---|---|---|", *speed]
-    lines += ["", "Targets (the article's claims), computed from the rows:", "", *_targets(rows)]
+    lines += ["", "Targets (the article's claims), computed from the rows:", "", *_targets(rows, _cases(args))]
     if not_run:
         lines += ["", f"Not run: {', '.join(not_run)}"]
     table = "\n".join(lines) + "\n"
@@ -327,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="the quick grid (small budget; see results/multimodal.md)")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--cases", type=lambda s: s.split(","), default=None,
-                   help="train only these cases (comma-separated, e.g. vqa-zeroshot-rank,vqa-fewshot-rank)")
+                   help="train / report only these cases (comma-separated, e.g. vqa-zeroshot-rank,vqa-fewshot-rank)")
     p.add_argument("--only-seeds", type=lambda s: [int(k) for k in s.split(",")], default=None,
                    help="train only these seeds (e.g. 2 or 0,1: to run seeds in parallel processes)")
     p.add_argument("--pretrain-seeds", type=int, default=5, help="pretrained models (fine-tune seed k uses k mod this)")
