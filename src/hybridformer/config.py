@@ -89,6 +89,8 @@ def _convert(value: Any, tp: Any, field: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
+        if isinstance(value, str) and getattr(tp, "SHORTHAND", None):
+            value = {tp.SHORTHAND: value}  # `model: tiny` sets the section's shorthand field
         if not isinstance(value, dict):
             raise ConfigError(f"{field}: expected a mapping for section {tp.__name__}, got {value!r}")
         return from_dict(tp, value, prefix=f"{field}.")
@@ -293,6 +295,19 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _shorthand_key(cls: type, dotted: str) -> str:
+    """``model`` -> ``model.name`` when ``model`` is a section with ``SHORTHAND = "name"`` (so
+    ``--model tiny`` and ``--model.image.weights w.pth`` can be given together)."""
+    tp: Any = cls
+    for part in dotted.split("."):
+        hints = get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
+        tp = hints.get(part)
+        if tp is None:
+            return dotted
+    shorthand = getattr(tp, "SHORTHAND", None) if dataclasses.is_dataclass(tp) else None
+    return f"{dotted}.{shorthand}" if shorthand else dotted
+
+
 def apply_overrides(cfg: T, overrides: dict[str, Any] | list[str]) -> T:
     """Return a new config with dotted overrides applied and re-validated."""
     if isinstance(overrides, list):
@@ -300,7 +315,7 @@ def apply_overrides(cfg: T, overrides: dict[str, Any] | list[str]) -> T:
     data = to_dict(cfg)
     patch: dict[str, Any] = {}
     for key, value in overrides.items():
-        _set_path(patch, key, value)
+        _set_path(patch, _shorthand_key(type(cfg), key), value)
     return from_dict(type(cfg), _merge(data, patch))
 
 

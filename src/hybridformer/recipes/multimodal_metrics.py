@@ -20,7 +20,7 @@ from hybridformer.models.answer_ranking import candidate_ids, candidate_log_like
 from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format
 from hybridformer.recipes.progress import track
 
-__all__ = ["spread", "retrieval", "zeroshot_classification", "image_accuracy", "video_accuracy",
+__all__ = ["spread", "retrieval", "zeroshot_classification", "image_accuracy", "image_classification_report", "video_accuracy",
            "vqa_classifier_accuracy", "vqa_ranked_accuracy", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
 
 
@@ -55,8 +55,9 @@ def retrieval(model: nn.Module | None, dataset: Any, collate: Any, *, limit: int
     """Image->text and text->image R@1 / R@5 on held-out pairs (mean of the two directions).
 
     A retrieved caption counts when its text equals the query image's caption (templated captions
-    repeat, and an identical string is as right as the image's own); a retrieved image counts when its
-    caption equals the query. ``model=None``: the chance level, the expected recall of a random
+    repeat, and an identical string is as right as the image's own) or belongs to the same image (a
+    COCO image's other captions); a retrieved image counts when its caption equals the query or it is
+    the query's image. ``model=None``: the chance level, the expected recall of a random
     ranking (:func:`chance_recall_at_k`).
     """
     if model is None:
@@ -67,7 +68,11 @@ def retrieval(model: nn.Module | None, dataset: Any, collate: Any, *, limit: int
         sim = images @ texts.T  # (N images, N texts)
     index = {c: i for i, c in enumerate(sorted(set(captions)))}
     ids = torch.tensor([index[c] for c in captions])
-    correct = ids.unsqueeze(1) == ids.unsqueeze(0)  # (N, N) symmetric
+    images_of = [dataset[i].image_id for i in spread(len(dataset), limit)]
+    image_index = {c: i for i, c in enumerate(sorted(set(images_of)))}
+    image_ids = torch.tensor([image_index[c] for c in images_of])
+    # (N, N) symmetric: the same caption text, or another caption of the same image (COCO has five)
+    correct = (ids.unsqueeze(1) == ids.unsqueeze(0)) | (image_ids.unsqueeze(1) == image_ids.unsqueeze(0))
     out = {}
     for k in (1, 5):
         if sim is None:
@@ -101,6 +106,24 @@ def image_accuracy(model: nn.Module, dataset: Any, collate: Any, *, limit: int |
         hits += int((model.classify_image(batch["images"]).logits.argmax(1) == batch["labels"]).sum())
         total += len(batch["labels"])
     return hits / total
+
+
+@torch.no_grad()
+def image_classification_report(model: nn.Module, dataset: Any, collate: Any, label_names: Sequence[str], *,
+                                limit: int | None = None) -> tuple[dict[str, float], Any]:
+    """Top-1 / top-5 accuracy and macro-F1 of the image head, and its
+    :class:`~hybridformer.evaluation.classification.ClassificationReport` (per class, confusion)."""
+    from hybridformer.evaluation.classification import classification_report
+
+    logits, labels = [], []
+    for batch in _batches(dataset, collate, 64, limit):
+        logits.append(model.classify_image(batch["images"]).logits)
+        labels.append(batch["labels"])
+    scores, truth = torch.cat(logits), torch.cat(labels)  # (N, C), (N,)
+    top = scores.topk(min(5, scores.shape[1]), dim=1).indices  # (N, k)
+    report = classification_report(truth, top[:, 0], label_names)
+    top5 = (top == truth.unsqueeze(1)).any(1).float().mean().item()
+    return {"accuracy": report.accuracy, "top5_accuracy": top5, "macro_f1": report.macro_f1}, report
 
 
 @torch.no_grad()

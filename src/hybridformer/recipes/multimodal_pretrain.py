@@ -17,9 +17,11 @@ from hybridformer.io import write_json
 from hybridformer.losses import (CaptionObjective, ContrastiveObjective, FusedMLMObjective, MatchingObjective,
                                  MomentumConfig, MomentumTeacher, MultiTaskObjective)
 from hybridformer.models.prompt_format import save_decoder_prompt_format
-from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
+from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data
+from hybridformer.recipes.multimodal_model_config import MMModelConfig, as_model_config, model_tokenizer
+from hybridformer.recipes.multimodal_user_data import make_trainer
 from hybridformer.recipes.summary import announce, model_line, training_line
-from hybridformer.training import Trainer, TrainConfig, TrainResult
+from hybridformer.training import TrainConfig, TrainResult
 from hybridformer.registry import save_model
 
 __all__ = ["MM_OBJECTIVES", "MMPretrainConfig", "MMPretrainResult", "build_pretrain_objective", "mm_pretrain"]
@@ -39,8 +41,9 @@ class MMPretrainConfig:
 
     objectives: list[str] = field(default_factory=lambda: ["mlm", "itc", "itm", "caption"])
     """Objectives, summed with ``weights``: mlm, itc, itm, caption."""
-    model: str = "tiny"
-    """``tiny`` (a new tiny model) or a folder saved by a previous run to continue from."""
+    model: MMModelConfig = field(default_factory=MMModelConfig)
+    """``--model tiny`` (a new tiny model) or a folder saved by a previous run to continue from; pretrained
+    parts with ``--model.image.weights`` / ``--model.video.weights`` / ``--model.text.weights``."""
     weights: dict[str, float] = field(default_factory=dict)
     """Per-objective weights (default 1 each)."""
     momentum: MomentumConfig = field(default_factory=MomentumConfig)
@@ -49,11 +52,12 @@ class MMPretrainConfig:
     decoder_attention: str | None = None
     """``hybrid`` | ``full``: the decoder's self-attention kind (None keeps the model's)."""
     data: MMDataConfig = field(default_factory=MMDataConfig)
-    """The image-text pairs."""
+    """The image-text pairs: a bundled set (``data.task``) or the user's files (``data.path``)."""
     train: TrainConfig = field(default_factory=_default_train)
     """Optimisation; ``train.out_dir`` is the run folder."""
 
     def __post_init__(self) -> None:
+        self.model = as_model_config(self.model)
         check(bool(self.objectives), "objectives", f"name at least one of: {', '.join(MM_OBJECTIVES)}")
         for name in self.objectives:
             check(name in MM_OBJECTIVES, "objectives", f"unknown objective {name!r}; choose from {', '.join(MM_OBJECTIVES)}")
@@ -73,6 +77,8 @@ class MMPretrainResult:
     """The trainer's result."""
     examples_per_s: float
     """Training examples per second."""
+    bad_files: dict[str, Any] | None = None
+    """The user's files skipped as bad (``BadFiles.summary()``), None for a bundled set."""
 
 
 def build_pretrain_objective(names: list[str], tok: Any, weights: dict[str, float] | None = None,
@@ -97,17 +103,17 @@ def build_pretrain_objective(names: list[str], tok: Any, weights: dict[str, floa
 
 def mm_pretrain(config: MMPretrainConfig) -> MMPretrainResult:
     """Pretrain and save to ``<train.out_dir>/model``."""
-    tok = tokenizer()
+    tok = model_tokenizer(config.model)
+    train, _, collate, extra = task_data("pretrain", config.data, tok)  # first: a bad file stops before the model is built
     torch.manual_seed(config.train.seed)
     model = load_model(config.model, decoder_attention=config.decoder_attention)
-    train, _, collate, _ = task_data("pretrain", config.data, tok)
     objective = build_pretrain_objective(config.objectives, tok, config.weights, config.momentum, model)
-    trainer = Trainer(model, objective, train, config.train, collate)
+    trainer = make_trainer(model, objective, train, config.train, collate)
     out = Path(config.train.out_dir)
     model_dir = out / "model"
     announce([
-        f"pretraining with {'+'.join(config.objectives)} on {len(train):,} {config.data.task} image-text pairs",
-        model_line(model, config.model), training_line(trainer),
+        f"pretraining with {'+'.join(config.objectives)} on {len(train):,} {config.data.path or config.data.task} image-text pairs",
+        model_line(model, config.model.name), training_line(trainer),
         f"then: the model (with its prompt format) to {model_dir}, metrics.json",
     ])
     result = trainer.fit()
@@ -120,4 +126,7 @@ def mm_pretrain(config: MMPretrainConfig) -> MMPretrainResult:
               "first_loss": result.losses[0] if result.losses else None,
               "final_loss": result.losses[-1] if result.losses else None,
               "seconds": result.train_seconds, "model_dir": str(model_dir), "config": to_dict(config)}
-    return MMPretrainResult(model_dir, write_json(out / "metrics.json", record), result, rate)
+    bad = extra["bad_files"].summary() if "bad_files" in extra else None
+    if bad is not None:
+        record["bad_files"] = bad
+    return MMPretrainResult(model_dir, write_json(out / "metrics.json", record), result, rate, bad)

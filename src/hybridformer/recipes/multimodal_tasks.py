@@ -25,7 +25,6 @@ from typing import Any, Literal
 import torch
 
 from hybridformer.config import check, save_config, to_dict
-from hybridformer.data.image_text import load_image_text
 from hybridformer.io import write_json
 from hybridformer.losses import (
     CaptionObjective, ImageClassificationObjective, VideoClassificationObjective, VQAAnswerLMObjective, VQAObjective,
@@ -35,8 +34,10 @@ from hybridformer.models.prompt_format import (PromptFormat, decoder_prompt_form
                                                save_decoder_prompt_format)
 from hybridformer.recipes import multimodal_metrics
 from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
+from hybridformer.recipes.multimodal_model_config import MMModelConfig, as_model_config, model_tokenizer
+from hybridformer.recipes.multimodal_user_data import make_trainer
 from hybridformer.recipes.summary import announce, model_line, training_line
-from hybridformer.training import Trainer, TrainConfig
+from hybridformer.training import TrainConfig
 from hybridformer.registry import save_model
 
 __all__ = ["FINETUNE_TASKS", "EVAL_TASKS", "MMFinetuneConfig", "MMEvaluateConfig", "mm_finetune", "mm_evaluate"]
@@ -77,10 +78,12 @@ class VQAAnswerConfig:
 class _TaskRun:
     """What fine-tuning and evaluation runs share."""
 
-    model: str = "tiny"
-    """``tiny`` (a new model) or a saved folder (e.g. a pretraining run's ``model/``)."""
+    model: MMModelConfig = field(default_factory=MMModelConfig)
+    """``--model tiny`` (a new model) or a saved folder (e.g. a pretraining run's ``model/``); pretrained
+    parts with ``--model.image.weights`` / ``--model.video.weights`` / ``--model.text.weights``."""
     data: MMDataConfig = field(default_factory=MMDataConfig)
-    """The data (``data.train_fraction`` for few-shot fine-tuning)."""
+    """The data: a bundled set (``data.task``) or the user's files (``data.path``); ``data.train_fraction``
+    for few-shot fine-tuning."""
     eval_limit: int | None = None
     """Score at most this many test examples (None: all)."""
     vqa: VQAAnswerConfig = field(default_factory=VQAAnswerConfig)
@@ -97,6 +100,7 @@ class MMFinetuneConfig(_TaskRun):
     """Optimisation; ``train.out_dir`` is the run folder."""
 
     def __post_init__(self) -> None:
+        self.model = as_model_config(self.model)
         check(self.task in FINETUNE_TASKS, "task", f"must be one of {', '.join(FINETUNE_TASKS)}, got {self.task!r}")
         check(self.task == "vqa" or self.vqa.answer == "auto", "vqa.answer", f"is for task vqa, not {self.task!r}")
 
@@ -111,6 +115,7 @@ class MMEvaluateConfig(_TaskRun):
     """Write the metrics JSON here (None: print only)."""
 
     def __post_init__(self) -> None:
+        self.model = as_model_config(self.model)
         check(self.task in EVAL_TASKS, "task", f"must be one of {', '.join(EVAL_TASKS)}, got {self.task!r}")
         check(self.task in ("vqa", "vqa-zeroshot") or self.vqa.answer == "auto", "vqa.answer",
               f"is for tasks vqa and vqa-zeroshot, not {self.task!r}")
@@ -130,9 +135,13 @@ def _heads(task: str, extra: dict[str, Any], num_labels: int, vqa_mode: str) -> 
     return None
 
 
+def _video_objective(extra: dict[str, Any]) -> VideoClassificationObjective:
+    return VideoClassificationObjective(extra["prompt_ids"], extra.get("label_key", "directions"))
+
+
 def _objective(task: str, extra: dict[str, Any], vqa_mode: str) -> Any:
     return {"vqa": VQAObjective if vqa_mode == "classifier" else VQAAnswerLMObjective, "image-classification": ImageClassificationObjective, "caption": CaptionObjective,
-            "video-classification": lambda: VideoClassificationObjective(extra["prompt_ids"])}[task]()
+            "video-classification": lambda: _video_objective(extra)}[task]()
 
 
 def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None, tok: Any = None,
@@ -140,9 +149,37 @@ def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None
     """The test metrics of ``task`` for ``model`` (None: the chance level where one is defined);
     generated answers and captions are asked in ``prompt_format`` (None: the decoder's training format),
     ranked answers after it; ``vqa`` says how a VQA model answers."""
+    return scored(task, model, data, limit=limit, tok=tok, prompt_format=prompt_format, vqa=vqa).metrics
+
+
+@dataclass
+class Scored:
+    """What :func:`scored` returns."""
+
+    metrics: dict[str, float]
+    """The task's test metrics."""
+    report: Any = None
+    """Image classification: the :class:`~hybridformer.evaluation.ClassificationReport` (per class, confusion)."""
+    bad_files: dict[str, Any] | None = None
+    """The user's files skipped as bad (``BadFiles.summary()``), None for a bundled set."""
+
+
+def scored(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None, tok: Any = None,
+           prompt_format: PromptFormat | None = None, vqa: VQAAnswerConfig | None = None) -> Scored:
+    """:func:`score` with the image-classification report and the bad-file summary."""
     tok = tok or tokenizer()
     data_task = {"retrieval": "pretrain", "zeroshot-classification": "pretrain", "vqa-zeroshot": "vqa"}.get(task, task)
     _, test, collate, extra = task_data(data_task, data, tok)
+    bad = extra["bad_files"].summary() if "bad_files" in extra else None
+    if task == "image-classification" and model is not None:
+        model.eval()
+        metrics, report = multimodal_metrics.image_classification_report(model, test, collate, extra["label_names"], limit=limit)
+        return Scored(metrics, report, bad)
+    return Scored(_score(task, model, data, test, collate, extra, tok, limit, prompt_format, vqa), None, bad)
+
+
+def _score(task: str, model: Any, data: MMDataConfig, test: Any, collate: Any, extra: dict[str, Any], tok: Any,
+           limit: int | None, prompt_format: PromptFormat | None, vqa: VQAAnswerConfig | None) -> dict[str, float]:
     if model is not None:
         model.eval()
     if task in ("vqa", "vqa-zeroshot"):
@@ -159,8 +196,7 @@ def score(task: str, model: Any, data: MMDataConfig, *, limit: int | None = None
     if task == "caption":
         return {"bleu4": multimodal_metrics.caption_bleu4(model, test, collate, tok, limit=limit, prompt_format=prompt_format)}
     if task == "video-classification":
-        objective = VideoClassificationObjective(extra["prompt_ids"])
-        return {"accuracy": multimodal_metrics.video_accuracy(model, test, collate, objective, limit=limit)}
+        return {"accuracy": multimodal_metrics.video_accuracy(model, test, collate, _video_objective(extra), limit=limit)}
     if task == "retrieval":
         return multimodal_metrics.retrieval(model, test, collate, limit=limit, generator=torch.Generator().manual_seed(data.seed))
     n_classes = len(extra["label_names"])
@@ -179,22 +215,32 @@ class MMFinetuneResult:
     """Test metrics of the task."""
     metrics_path: Path
     """``metrics.json``."""
+    bad_files: dict[str, Any] | None = None
+    """The user's files skipped as bad (``BadFiles.summary()``), None for a bundled set."""
+
+
+def _write_report(report: Any, folder: Path) -> dict[str, str]:
+    """The confusion PNG of an image-classification score, into ``folder``; its path for the record."""
+    from hybridformer.evaluation.classification import plot_confusion
+
+    png = plot_confusion(report.confusion, report.label_names, folder / "confusion.png", title="image classification")
+    return {"confusion_png": str(png)}
 
 
 def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
     """Fine-tune on ``config.task``, save to ``<train.out_dir>/model`` and score the test split."""
-    tok = tokenizer()
+    tok = model_tokenizer(config.model)
     train, _, collate, extra = task_data(config.task, config.data, tok)
-    n_labels = len(load_image_text(config.data.task, config.data.seed).train.label_names)
     torch.manual_seed(config.train.seed)
     mode = config.vqa.mode(config.task)
-    model = load_model(config.model, _heads(config.task, extra, n_labels, mode), video=config.task == "video-classification")
-    trainer = Trainer(model, _objective(config.task, extra, mode), train, config.train, collate)
+    model = load_model(config.model, _heads(config.task, extra, len(extra.get("label_names", [])), mode),
+                       video=config.task == "video-classification")
+    trainer = make_trainer(model, _objective(config.task, extra, mode), train, config.train, collate)
     out = Path(config.train.out_dir)
     model_dir = out / "model"
     announce([
-        f"fine-tuning on {config.task} with {len(train):,} {config.data.task} training examples",
-        model_line(model, config.model), training_line(trainer),
+        f"fine-tuning on {config.task} with {len(train):,} {config.data.path or config.data.task} training examples",
+        model_line(model, config.model.name), training_line(trainer),
         f"then: the model to {model_dir}, then {config.task} scored on the test split"
         f"{'' if config.eval_limit is None else f' ({config.eval_limit} examples)'}",
     ])
@@ -204,21 +250,39 @@ def mm_finetune(config: MMFinetuneConfig) -> MMFinetuneResult:
     fmt = save_decoder_prompt_format(model_dir, tok, model.config.decoder)
     trainer.discard_checkpoints()  # unless train.keep_checkpoints: they only serve to resume this run
     save_config(config, out / "finetune_config.yaml")
-    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt, vqa=config.vqa)
+    result_scored = scored(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt, vqa=config.vqa)
+    metrics = result_scored.metrics
     record = {"task": config.task, "metrics": metrics, "steps": result.final_step, "examples_per_s": result.examples_per_s,
               "final_loss": result.losses[-1] if result.losses else None, "config": to_dict(config)}
-    return MMFinetuneResult(model_dir, metrics, write_json(out / "metrics.json", record))
+    if result_scored.report is not None:
+        record.update(report=result_scored.report.to_dict(), **_write_report(result_scored.report, out))
+    bad = extra["bad_files"].summary() if "bad_files" in extra else None
+    if bad is not None:
+        record["bad_files"] = bad
+    return MMFinetuneResult(model_dir, metrics, write_json(out / "metrics.json", record), bad)
+
+
+def mm_evaluate_scored(config: MMEvaluateConfig) -> Scored:
+    """Score ``config.model`` on ``config.task``'s test split; with ``config.out``, write the metrics
+    JSON there (and, for image classification, the per-class report in it and ``confusion.png`` beside it)."""
+    torch.manual_seed(0)
+    model = load_model(config.model, video=config.task == "video-classification")
+    name = config.model.name
+    announce([model_line(model, name), f"scoring {config.task} on the {config.data.path or config.data.task} test split"
+              f"{'' if config.eval_limit is None else f' ({config.eval_limit} examples)'}"])
+    tok = model_tokenizer(config.model)
+    fmt = None if name == "tiny" else read_prompt_format(name, decoder_prompt_format(tok, model.config.decoder))
+    result = scored(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt, vqa=config.vqa)
+    if config.out:
+        record: dict[str, Any] = {"task": config.task, "model": name, "metrics": result.metrics}
+        if result.report is not None:
+            record.update(report=result.report.to_dict(), **_write_report(result.report, Path(config.out).parent))
+        if result.bad_files is not None:
+            record["bad_files"] = result.bad_files
+        write_json(Path(config.out), record)
+    return result
 
 
 def mm_evaluate(config: MMEvaluateConfig) -> dict[str, float]:
-    """Score ``config.model`` on ``config.task``'s test split (writes ``config.out`` when set)."""
-    torch.manual_seed(0)
-    model = load_model(config.model, video=config.task == "video-classification")
-    announce([model_line(model, config.model), f"scoring {config.task} on the {config.data.task} test split"
-              f"{'' if config.eval_limit is None else f' ({config.eval_limit} examples)'}"])
-    tok = tokenizer()
-    fmt = None if config.model == "tiny" else read_prompt_format(config.model, decoder_prompt_format(tok, model.config.decoder))
-    metrics = score(config.task, model, config.data, limit=config.eval_limit, tok=tok, prompt_format=fmt, vqa=config.vqa)
-    if config.out:
-        write_json(Path(config.out), {"task": config.task, "model": config.model, "metrics": metrics})
-    return metrics
+    """The test metrics of :func:`mm_evaluate_scored`."""
+    return mm_evaluate_scored(config).metrics

@@ -1,0 +1,58 @@
+"""WebDataset shards: every sample read once, ranks and DataLoader workers on disjoint shards, a
+corrupt member named or skipped (with the workers' records gathered)."""
+
+from __future__ import annotations
+
+import pytest
+from torch.utils.data import DataLoader
+
+from hybridformer.data.bad_files import BadFileError, BadFiles
+from hybridformer.data.webdataset_pairs import WebDatasetPairs, count_samples, expand_shards, rank_shards
+from user_files import shards
+
+
+def _keys(dataset, workers: int = 0) -> list[str]:
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers)
+    return [e.image_id for e in loader]
+
+
+def test_brace_pattern_glob_and_folder_name_the_same_shards(tmp_path):
+    pattern = shards(tmp_path / "s", 3, 2)
+    names = expand_shards(pattern)
+    assert [n.rsplit("/", 1)[1] for n in names] == ["000000.tar", "000001.tar", "000002.tar"]
+    assert expand_shards(str(tmp_path / "s" / "*.tar")) == names == expand_shards(str(tmp_path / "s"))
+    assert count_samples(names) == 6
+    with pytest.raises(BadFileError, match=r"000003.tar: shard not found \(7 of the 10"):
+        expand_shards(str(tmp_path / "s" / "{000000..000009}.tar"))
+
+
+def test_two_ranks_read_disjoint_shards_that_cover_the_set(tmp_path):
+    pattern = shards(tmp_path / "s", 4, 3)
+    seen = [_keys(WebDatasetPairs(pattern, BadFiles(), size=8, rank=r, world_size=2)) for r in (0, 1)]
+    shards_of = [{k.split(":")[0] for k in keys} for keys in seen]
+    assert not (shards_of[0] & shards_of[1]) and len(shards_of[0]) == len(shards_of[1]) == 2
+    everything = _keys(WebDatasetPairs(pattern, BadFiles(), size=8))
+    assert sorted(seen[0] + seen[1]) == sorted(everything) and len(everything) == 12
+    assert rank_shards(list("abcdefgh"), 1, 2, 1, 2) == ["d", "h"]
+
+
+def test_two_workers_split_the_shards_and_read_each_sample_once(tmp_path):
+    pattern = shards(tmp_path / "s", 4, 3)
+    keys = _keys(WebDatasetPairs(pattern, BadFiles(), size=8), workers=2)
+    assert len(keys) == len(set(keys)) == 12
+
+
+def test_a_corrupt_member_is_named_or_skipped_in_the_workers(tmp_path):
+    pattern = shards(tmp_path / "s", 2, 3, bad_member=(1, 2))
+    with pytest.raises(BadFileError, match=r"000001.tar:001002.png: not an image"):
+        _keys(WebDatasetPairs(pattern, BadFiles("error"), size=8))
+    bad = BadFiles("skip", spool=tmp_path / "spool.jsonl")
+    keys = _keys(WebDatasetPairs(pattern, bad, size=8), workers=2)
+    assert len(keys) == 5
+    summary = bad.summary()  # the record was written by a worker process, read back from the spool
+    assert summary["count"] == 1 and summary["files"][0]["path"].endswith("000001.tar:001002.png")
+
+
+def test_fewer_shards_than_ranks_is_refused(tmp_path):
+    with pytest.raises(BadFileError, match="1 shard.*2 data-parallel ranks"):
+        WebDatasetPairs(shards(tmp_path / "s", 1, 2), BadFiles(), rank=0, world_size=2)
