@@ -11,9 +11,9 @@ from safetensors.torch import save_file
 
 from hybridformer.config import ConfigError, load_config
 from hybridformer.data import minilm_path
-from hybridformer.recipes.mm_common import load_model
-from hybridformer.recipes.mm_model_config import MMModelConfig, PretrainedPart, model_tokenizer
-from hybridformer.recipes.mm_tasks import MMFinetuneConfig
+from hybridformer.recipes.multimodal_common import load_model
+from hybridformer.recipes.multimodal_model_config import MMModelConfig, PretrainedPart, model_tokenizer
+from hybridformer.recipes.multimodal_tasks import MMFinetuneConfig
 
 
 def _tiny_resnet() -> torch.nn.Module:

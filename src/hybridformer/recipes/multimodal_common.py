@@ -19,7 +19,7 @@ from hybridformer.models.multimodal import MultimodalModel
 from hybridformer.models.multimodal_checkpoint import read_config
 from hybridformer.models.multimodal_config import HeadsConfig
 from hybridformer.models.multimodal_flavors import build_initialised, tiny_config
-from hybridformer.recipes.mm_model_config import MMModelConfig, load_pretrained_parts, with_text_encoder
+from hybridformer.recipes.multimodal_model_config import MMModelConfig, load_pretrained_parts, with_text_encoder
 
 __all__ = ["MMDataConfig", "IMAGE_TEXT_SETS", "load_model", "tokenizer", "pixel_spec", "task_data"]
 
@@ -136,7 +136,7 @@ def task_data(task: str, data: MMDataConfig, tok: Any) -> tuple[Any, Any, Any, d
     video-classification. ``extra`` holds the task's answer vocabulary / class names, and for the
     user's files (``data.path``) the :class:`~hybridformer.data.bad_files.BadFiles` log (``bad_files``)."""
     if data.path is not None:
-        from hybridformer.recipes.mm_user_data import user_task_data
+        from hybridformer.recipes.multimodal_user_data import user_task_data
 
         return user_task_data(task, data, tok)
     spec = pixel_spec()

@@ -34,7 +34,7 @@ USER_VIDEO_PROMPT = "what happens in this video?"
 
 
 def _first(dataset: Any, fraction: float) -> Any:
-    from hybridformer.recipes.mm_common import _first as first
+    from hybridformer.recipes.multimodal_common import _first as first
 
     return dataset if isinstance(dataset, IterableDataset) else first(dataset, fraction)
 
