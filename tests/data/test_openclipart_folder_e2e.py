@@ -53,9 +53,9 @@ def clipart_folder(tmp_path_factory) -> Path:
 
 
 def test_pretrain_evaluate_and_serve_a_real_imagefolder(clipart_folder, tmp_path, capsys):
-    from hybridformer.deploy.serve import ServeConfig
-    from hybridformer.deploy.serve.models import load_served_model
-    from hybridformer.deploy.serve.server import ServerThread
+    from hybridformer.serve import ServeConfig
+    from hybridformer.serve.models import load_served_model
+    from hybridformer.serve.server import ServerThread
 
     rows = [json.loads(line) for line in (clipart_folder / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == N_DRAWINGS and len({r["text"] for r in rows}) > N_DRAWINGS // 2  # real, mostly distinct titles
