@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from hybridformer.config import check
 
-__all__ = ["PretrainedPart", "MMModelConfig", "with_text_encoder", "load_pretrained_parts", "model_tokenizer"]
+__all__ = ["PretrainedPart", "MMModelConfig", "as_model_config", "with_text_encoder", "load_pretrained_parts", "model_tokenizer"]
 
 
 @dataclass
@@ -59,6 +59,11 @@ class MMModelConfig:
         check(bool(self.name), "model.name", "give tiny or a saved model folder")
         check(self.text.weights is None or Path(self.text.weights).is_dir(), "model.text.weights",
               f"must be a BERT / RoBERTa folder (config.json + weights), got {self.text.weights}")
+
+
+def as_model_config(value: str | MMModelConfig) -> MMModelConfig:
+    """``value`` as a model section (a name, as Python callers write ``model="tiny"``, becomes its ``name``)."""
+    return MMModelConfig(name=value) if isinstance(value, str) else value
 
 
 def with_text_encoder(config: Any, folder: str) -> tuple[Any, Any]:
