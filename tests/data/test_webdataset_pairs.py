@@ -3,6 +3,8 @@ corrupt member named or skipped (with the workers' records gathered)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from torch.utils.data import DataLoader
 
@@ -56,3 +58,38 @@ def test_a_corrupt_member_is_named_or_skipped_in_the_workers(tmp_path):
 def test_fewer_shards_than_ranks_is_refused(tmp_path):
     with pytest.raises(BadFileError, match="1 shard.*2 data-parallel ranks"):
         WebDatasetPairs(shards(tmp_path / "s", 1, 2), BadFiles(), rank=0, world_size=2)
+
+
+def _read_as_rank(rank: int, world: int, pattern: str, port: int, out: str) -> None:
+    import json
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        dataset = WebDatasetPairs(pattern, BadFiles(), size=8)  # rank and world size from torch.distributed
+        keys = _keys(dataset, workers=2)
+        Path(out, f"rank{rank}.json").write_text(json.dumps({"keys": keys, "rank": dataset.rank, "world": dataset.world_size}))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes with two DataLoader workers each: ~20 s here
+def test_real_gloo_ranks_with_two_workers_each_read_disjoint_shards(tmp_path):
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    pattern = shards(tmp_path / "s", 4, 3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_read_as_rank, args=(2, pattern, port, str(tmp_path)), nprocs=2, join=True)
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [(s["rank"], s["world"]) for s in seen] == [(0, 2), (1, 2)]
+    shards_of = [{k.split(":")[0] for k in s["keys"]} for s in seen]
+    assert not (shards_of[0] & shards_of[1]) and len(shards_of[0] | shards_of[1]) == 4
+    assert sorted(seen[0]["keys"] + seen[1]["keys"]) == sorted(_keys(WebDatasetPairs(pattern, BadFiles(), size=8)))
