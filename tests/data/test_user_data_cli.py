@@ -95,3 +95,14 @@ def test_an_unknown_layout_is_one_line_listing_the_formats(tmp_path, capsys):
     assert main(["pretrain", "--model", "tiny", "--data.path", str(tmp_path / "x"), *STEP]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "readme.md" in err[0] and "webdataset" in err[0], err
+
+
+def test_caption_finetune_and_retrieval_on_coco(tmp_path):
+    path = coco(tmp_path / "coco", 10)
+    assert main(["finetune", "--task", "caption", "--model", "tiny", "--data.path", str(path), *STEP,
+                 "--eval_limit", "4", "--out-dir", str(tmp_path / "cap")]) == 0
+    assert 0 <= json.loads((tmp_path / "cap" / "metrics.json").read_text())["metrics"]["bleu4"] <= 1
+    assert main(["evaluate", "--task", "retrieval", "--model", str(tmp_path / "cap" / "model"), "--data.path", str(path),
+                 "--data.image_size", "16", "--out", str(tmp_path / "r.json")]) == 0
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert 0 <= metrics["r1"] <= metrics["r5"] <= 1
