@@ -78,11 +78,11 @@ def _cpu_flags() -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="8 shards x 96 images of 256², 5 rounds (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="8 shards x 192 images of 256², 5 rounds (about a minute)")
     parser.add_argument("--out", default="results/webdataset.json")
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args()
-    shards, per_shard, side, rounds = (8, 96, 256, 5) if args.quick else (16, 256, 384, 7)
+    shards, per_shard, side, rounds = (8, 192, 256, 5) if args.quick else (16, 256, 384, 7)
     rounds = args.rounds or rounds
     with tempfile.TemporaryDirectory() as tmp:
         pattern = write_shards(Path(tmp), shards, per_shard, side)
