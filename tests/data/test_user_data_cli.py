@@ -106,3 +106,11 @@ def test_caption_finetune_and_retrieval_on_coco(tmp_path):
                  "--data.image_size", "16", "--out", str(tmp_path / "r.json")]) == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert 0 <= metrics["r1"] <= metrics["r5"] <= 1
+
+
+def test_a_named_format_wins_over_detection_and_needs_a_path(tmp_path, capsys):
+    assert main(["pretrain", "--model", "tiny", "--data.format", "coco", *STEP]) == 2
+    assert "data.format" in capsys.readouterr().err
+    path = pair_table(tmp_path / "t", "csv", 8)
+    assert main(["pretrain", "--model", "tiny", "--data.path", str(path), "--data.format", "webdataset", *STEP]) == 1
+    assert "pairs.csv" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -52,6 +52,9 @@ def expand_shards(pattern: str) -> list[str]:
         names = []
         for part in braceexpand(pattern):
             names.extend(sorted(glob.glob(part)) if glob.has_magic(part) else [part])
+    not_tar = [n for n in names if not n.endswith(".tar")]
+    if not_tar:
+        raise BadFileError(f"{not_tar[0]}: not a .tar shard (a WebDataset pattern names tar files: shards/{{000000..000099}}.tar)")
     missing = [n for n in names if not Path(n).is_file()]
     if missing:
         raise BadFileError(f"{missing[0]}: shard not found ({len(missing)} of the {len(names)} shards of {pattern!r} are missing)")
@@ -111,6 +114,9 @@ class WebDatasetPairs(IterableDataset):
         self.bad, self.size, self.seed, self.epoch = bad, size, seed, 0
         self.pattern = pattern
         self._length = count_samples(self.shards) // self.world_size
+        if self._length == 0:
+            raise BadFileError(f"{pattern}: its {len(self.shards)} shard(s) hold no sample with an image "
+                               f"({', '.join(IMAGE_EXTENSIONS)}) for each of {self.world_size} rank(s)")
 
     def __len__(self) -> int:
         """Samples per rank (the shards' total over the world size), for epoch and schedule arithmetic."""
