@@ -9,7 +9,7 @@ import json
 import pytest
 
 from hybridformer.cli import main
-from user_files import class_tree, clips, coco, imagefolder, pair_table, shards, truncated
+from user_files import class_tree, clips, coco, imagefolder, pair_table, shards, truncated, vqa_jsonl, vqa_v2
 
 STEP = ["--train.max_steps", "1", "--train.batch_size", "4", "--train.progress_bar", "false", "--data.image_size", "16"]
 
@@ -114,3 +114,20 @@ def test_a_named_format_wins_over_detection_and_needs_a_path(tmp_path, capsys):
     path = pair_table(tmp_path / "t", "csv", 8)
     assert main(["pretrain", "--model", "tiny", "--data.path", str(path), "--data.format", "webdataset", *STEP]) == 1
     assert "pairs.csv" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("layout", ["vqa-v2", "jsonl"])
+def test_vqa_finetune_on_each_layout_names_or_skips_an_undecodable_image(tmp_path, layout, capsys):
+    if layout == "vqa-v2":
+        path = vqa_v2(tmp_path / "v2")
+        broken = truncated(tmp_path / "v2" / "val2014" / f"COCO_val2014_{3:012d}.jpg")
+    else:
+        path = vqa_jsonl(tmp_path / "j")
+        broken = truncated(tmp_path / "j" / "photos" / "3.png")
+    argv = ["finetune", "--task", "vqa", "--model", "tiny", "--data.path", str(path), *STEP]
+    assert main([*argv, "--out-dir", str(tmp_path / "fail")]) == 1
+    assert broken.name in capsys.readouterr().err.strip().splitlines()[-1]
+    assert main([*argv, "--out-dir", str(tmp_path / "ft"), "--data.on_bad_file", "skip"]) == 0
+    record = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert 0 <= record["metrics"]["vqa_accuracy"] <= 1 and record["bad_files"]["count"] == 1
+    assert record["bad_files"]["files"][0]["path"].endswith(broken.name)

@@ -116,3 +116,32 @@ def clips(root: Path, per_class: int = 4, frames: int = 6) -> Path:
             rows.append(f"{name}/{i}.npy,{name}")
     (root / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     return root / "labels.csv"
+
+
+def vqa_v2(root: Path, n_images: int = 6) -> Path:
+    """A VQA-v2 split as its download unpacks: questions + annotations JSON and val2014/COCO_val2014_<id>.jpg."""
+    questions, annotations = [], []
+    for i in range(n_images):
+        (root / "val2014").mkdir(parents=True, exist_ok=True)
+        Image.open(io.BytesIO(png_bytes(500 + i))).convert("RGB").save(root / "val2014" / f"COCO_val2014_{i:012d}.jpg")
+        for k, (question, answer) in enumerate((("is it a cat?", CLASSES[i % 2] == "cat" and "yes" or "no"),
+                                                ("what animal is it?", CLASSES[i % 2]))):
+            qid = 10 * i + k
+            questions.append({"image_id": i, "question": question, "question_id": qid})
+            annotations.append({"question_id": qid, "image_id": i, "question_type": "what", "answer_type": "other",
+                                "multiple_choice_answer": answer,
+                                "answers": [{"answer": answer, "answer_confidence": "yes", "answer_id": j + 1} for j in range(10)]})
+    head = {"info": {}, "license": {}, "data_type": "mscoco", "data_subtype": "val2014"}
+    (root / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps({**head, "task_type": "Open-Ended", "questions": questions}))
+    (root / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({**head, "annotations": annotations}))
+    return root
+
+
+def vqa_jsonl(root: Path, n_images: int = 6) -> Path:
+    """A VQA JSON-lines file: image, question, answers per line."""
+    lines = []
+    for i in range(n_images):
+        png(root / "photos" / f"{i}.png", 600 + i)
+        lines.append(json.dumps({"image": f"photos/{i}.png", "question": "what animal is it?", "answers": [CLASSES[i % 2]] * 3}))
+    (root / "vqa.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "vqa.jsonl"

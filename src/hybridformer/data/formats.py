@@ -9,10 +9,11 @@ imagefolder   folder + ``metadata.jsonl|csv`` (``file_name``, caption),   pairs;
               and/or one sub-folder per class (torchvision ImageFolder)   class, or train/ val/ trees)
 csv           a ``.csv`` table: image path + caption, or clip ``path,     pairs; clips
               label[,split]``
-jsonl         a ``.jsonl`` table of image paths + captions                pairs; vqa (issue 26's VQA reader)
+jsonl         a ``.jsonl`` table of image paths + captions, or of VQA      pairs; vqa
+              ``image``, ``question``, ``answers``
 coco          ``captions_*.json`` + its image folder                      pairs
 webdataset    tar shards ``dir/{000000..000099}.tar`` (jpg/png + txt)     pairs (streamed)
-vqa-v2        ``*questions*.json`` + ``*annotations*.json`` + COCO images  vqa (issue 26's VQA reader)
+vqa-v2        ``*questions*.json`` + ``*annotations*.json`` + COCO images  vqa
 ============  ==========================================================  ===============================
 
 :func:`detect_format` names the layout of a path; an unknown layout is one error that says what was
@@ -36,6 +37,8 @@ from .class_folder import is_class_folder, read_class_folder
 from .image_text import ImageTextDataset, Splits, split_indices
 from .user_pairs import pairs_dataset, read_coco_captions, read_imagefolder_pairs, read_pair_table
 from .video_clips import read_clip_table
+from .vqa import VQADataset
+from .vqa_files import read_vqa_jsonl, read_vqa_v2
 from .webdataset_pairs import WebDatasetPairs
 
 __all__ = ["FORMATS", "KINDS", "UserDataOptions", "detect_format", "read_user_data", "StreamHead"]
@@ -132,20 +135,42 @@ def _webdataset_pairs(path: Path | str, o: UserDataOptions) -> Splits[Any]:
     return Splits(stream, head, head)
 
 
-def _vqa_reader(name: str) -> Callable[[Path, UserDataOptions], Splits[Any]]:
-    def read(path: Path, o: UserDataOptions) -> Splits[Any]:
-        raise BadFileError(f"{path}: the {name} VQA reader is not wired into the data section yet "
-                           "(issue 26 deliverable 3); use hybridformer.data.read_vqa from Python")
-    return read
+def _vqa_splits(dataset: VQADataset, o: UserDataOptions) -> Splits[VQADataset]:
+    """The questions whose image decodes (each image once; a bad one to ``o.bad``), split 80/10/10 by a
+    hash of the image id, so every question about an image lands in the same split."""
+    readable: dict[int, bool] = {}
+    for q in dataset.questions:
+        if q["image_id"] not in readable:
+            try:
+                dataset.images(q["image_id"])
+                readable[q["image_id"]] = True
+            except ValueError as err:  # the reader's lookup names the file
+                readable[q["image_id"]] = False
+                where, _, reason = str(err).partition(": ")
+                o.bad.bad(where, reason or f"image {q['image_id']} is unreadable")
+    questions = [q for q in dataset.questions if readable[q["image_id"]]]
+    if not questions:
+        raise BadFileError(f"{dataset.name}: no question with a readable image ({len(dataset.questions)} listed)")
+    parts = split_indices([str(q["image_id"]) for q in questions], [0] * len(questions), (0.8, 0.1, 0.1), o.seed)
+    return Splits(*(VQADataset([questions[i] for i in parts[s]], dataset.annotations, dataset.images, dataset.name)
+                    for s in ("train", "validation", "test")))
+
+
+def _vqa_v2(path: Path, o: UserDataOptions) -> Splits[Any]:
+    return _vqa_splits(read_vqa_v2(path, o.image_dir, size=o.image_size), o)
+
+
+def _vqa_jsonl(path: Path, o: UserDataOptions) -> Splits[Any]:
+    return _vqa_splits(read_vqa_jsonl(path, o.image_dir, size=o.image_size), o)
 
 
 FORMATS: dict[str, dict[str, Callable[[Any, UserDataOptions], Splits[Any]]]] = {
     "imagefolder": {"pairs": _imagefolder_pairs, "classes": _imagefolder_classes},
     "csv": {"pairs": _table_pairs, "clips": _clips},
-    "jsonl": {"pairs": _table_pairs, "vqa": _vqa_reader("jsonl")},
+    "jsonl": {"pairs": _table_pairs, "vqa": _vqa_jsonl},
     "coco": {"pairs": _coco_pairs},
     "webdataset": {"pairs": _webdataset_pairs},
-    "vqa-v2": {"vqa": _vqa_reader("vqa-v2")},
+    "vqa-v2": {"vqa": _vqa_v2},
 }
 """format -> {kind -> reader(path, options) -> Splits}."""
 

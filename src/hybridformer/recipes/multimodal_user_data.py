@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 
 from torch.utils.data import DataLoader, IterableDataset
 
-from hybridformer.data import ImageTextCollator, PixelSpec, VideoTextCollator
+from hybridformer.data import ImageTextCollator, PixelSpec, VideoTextCollator, VQACollator, answer_vocabulary
 from hybridformer.data.bad_files import BadFileError, BadFiles
 from hybridformer.data.formats import UserDataOptions, detect_format, read_user_data
 from hybridformer.training import Trainer
@@ -53,7 +53,11 @@ def user_task_data(task: str, data: Any, tok: Any) -> tuple[Any, Any, Any, dict[
     splits = read_user_data(data.path, kind, options, fmt)
     pixels = PixelSpec(image_size=data.image_size, channels=3)
     extra: dict[str, Any] = {"bad_files": bad, "format": fmt}
-    if kind == "clips":
+    if kind == "vqa":
+        answers = answer_vocabulary(splits.train)
+        collate = VQACollator(tok, answers, max_length=data.max_length, pixels=pixels)
+        extra["answers"] = answers
+    elif kind == "clips":
         collate = VideoTextCollator(tok, max_length=data.max_length, pixels=pixels)
         extra.update(label_names=splits.train.label_names, prompt_ids=tok(USER_VIDEO_PROMPT)["input_ids"], label_key="labels")
     else:
