@@ -49,8 +49,6 @@ class Phase:
     collect: Callable[[Path, list[str], list[str]], list[dict[str, Any]]]
     """Rows from the phase's outputs, given the output folder, its shell-quoted commands and what each
     printed on stdout."""
-    pending: str = ""
-    """Non-empty: the phase is not available yet; the driver prints this reason and skips it."""
     optional: bool = False
     """Runs only when asked for by name (``--phases``) or by its flag (``--with-bbc``)."""
 
@@ -160,6 +158,21 @@ def _mm_rows(out: Path, commands: list[str], stdouts: list[str]) -> list[dict[st
     return rows
 
 
+VQA_QUESTIONS = 200
+"""Held-out mnist5k VQA questions the ranked zero-shot VQA phase scores (``--vqa-questions``)."""
+
+
+def _vqa_commands(out: Path) -> list[list[str]]:
+    return [["hybridformer", "evaluate", "--task", "vqa-zeroshot", "--vqa.answer", "rank", "--model", str(out / "mm" / "model"),
+             "--data.task", "mnist5k", "--eval_limit", str(VQA_QUESTIONS), "--out", str(out / "mm" / "vqa-rank.json")]]
+
+
+def _vqa_rows(out: Path, commands: list[str], stdouts: list[str]) -> list[dict[str, Any]]:
+    metrics = _json(out / "mm" / "vqa-rank.json")["metrics"]
+    return [{"case": "multimodal", "variant": f"zero-shot VQA, ranked ({VQA_QUESTIONS} questions)",
+             "vqa_accuracy": metrics["vqa_accuracy"], "outputs": "mm/vqa-rank.json", "command": commands[0]}]
+
+
 def _encoder_commands(out: Path) -> list[list[str]]:
     return [[str(BIN / "python"), "benchmarks/encoder.py", "--quick", "--out", str(out / "encoder.json")]]
 
@@ -192,8 +205,8 @@ PHASES = [
     Phase("student", "distill the sentiment model into a half-depth student", 120, _student_commands, _student_rows),
     Phase("multimodal", "pretrain the tiny image-text model on MNIST digits (contrastive, matching, captioning, MLM), "
           "then zero-shot classification, retrieval and captions of held-out images", 150, _mm_commands, _mm_rows),
-    Phase("vqa", "ranked VQA on held-out images", 0, lambda out: [], lambda out, commands, stdouts: [],
-          pending="ranked VQA lands with issue 27's prompt-format work"),
+    Phase("vqa", "zero-shot VQA on held-out digits, answers ranked by the decoder's likelihood", 40,
+          _vqa_commands, _vqa_rows),
     Phase("encoder", "whole-encoder speed at 4,096 and 8,192 tokens: hybrid vs full attention vs Longformer", 90,
           _encoder_commands, _encoder_rows),
     Phase("bbc", "BBC articles at 2,048 tokens, hybrid vs full attention", 900, _bbc_commands, _bbc_rows, optional=True),
@@ -224,22 +237,21 @@ def _selected(names: list[str] | None, with_bbc: bool) -> list[Phase]:
 
 
 def main() -> int:
+    global VQA_QUESTIONS  # read by the vqa phase's command and row
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "demo", help="output folder (outputs/demo)")
     parser.add_argument("--phases", nargs="*", help=f"run only these ({', '.join(p.name for p in PHASES)})")
     parser.add_argument("--with-bbc", action="store_true", help="add the BBC phase (2,048 tokens; ~15 min more)")
+    parser.add_argument("--vqa-questions", type=int, default=VQA_QUESTIONS, help="questions the vqa phase scores")
     args = parser.parse_args()
+    VQA_QUESTIONS = args.vqa_questions
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     phases = _selected(args.phases, args.with_bbc)
-    runnable = [p for p in phases if not p.pending]
-    print(f"demo: {len(runnable)} phases, about {sum(p.estimate_s for p in runnable) / 60:.0f} min on 2 cores; "
+    print(f"demo: {len(phases)} phases, about {sum(p.estimate_s for p in phases) / 60:.0f} min on 2 cores; "
           f"outputs in {out}, each command's own output in {out / 'demo.log'}", flush=True)
     rows, timings, start = [], [], time.perf_counter()
     for i, phase in enumerate(phases, 1):
-        if phase.pending:
-            print(f"[{i}/{len(phases)}] {phase.name}: skipped ({phase.pending})", flush=True)
-            continue
         print(f"[{i}/{len(phases)}] {phase.name}: {phase.what} (~{phase.estimate_s / 60:.1f} min)", flush=True)
         began, load = time.perf_counter(), os.getloadavg()[0]
         commands = phase.commands(out)
