@@ -9,8 +9,8 @@ with the summary table and the commands that serve the trained models.
     python benchmarks/demo.py --phases sentiment int8
     python benchmarks/demo.py --with-bbc            # adds BBC at 2,048 tokens (minutes more)
 
-Before each phase a line says what it does and roughly how long it takes (`estimate_s`, measured
-on this 2-core machine under other users' load: see the closing note of issue 27).
+Before each phase a line says what it does and roughly how long it takes (`estimate_s`: its wall
+time in a `make demo` from a fresh clone on 2 quiet AMD EPYC cores, about 5 minutes in all).
 """
 
 from __future__ import annotations
@@ -200,14 +200,14 @@ def _bbc_rows(out: Path, commands: list[str], stdouts: list[str]) -> list[dict[s
 
 PHASES = [
     Phase("sentiment", "fine-tune the bundled MiniLM with hybrid attention on movie-review sentiment, evaluate",
-          150, _sentiment_commands, _sentiment_rows),
-    Phase("int8", "int8-quantize the sentiment model, evaluate it (size, accuracy, speed)", 60, _int8_commands, _int8_rows),
-    Phase("student", "distill the sentiment model into a half-depth student", 120, _student_commands, _student_rows),
+          75, _sentiment_commands, _sentiment_rows),
+    Phase("int8", "int8-quantize the sentiment model, evaluate it (size, accuracy, speed)", 15, _int8_commands, _int8_rows),
+    Phase("student", "distill the sentiment model into a half-depth student", 50, _student_commands, _student_rows),
     Phase("multimodal", "pretrain the tiny image-text model on MNIST digits (contrastive, matching, captioning, MLM), "
-          "then zero-shot classification, retrieval and captions of held-out images", 150, _mm_commands, _mm_rows),
-    Phase("vqa", "zero-shot VQA on held-out digits, answers ranked by the decoder's likelihood", 40,
+          "then zero-shot classification, retrieval and captions of held-out images", 110, _mm_commands, _mm_rows),
+    Phase("vqa", "zero-shot VQA on held-out digits, answers ranked by the decoder's likelihood", 10,
           _vqa_commands, _vqa_rows),
-    Phase("encoder", "whole-encoder speed at 4,096 and 8,192 tokens: hybrid vs full attention vs Longformer", 90,
+    Phase("encoder", "whole-encoder speed at 4,096 and 8,192 tokens: hybrid vs full attention vs Longformer", 40,
           _encoder_commands, _encoder_rows),
     Phase("bbc", "BBC articles at 2,048 tokens, hybrid vs full attention", 900, _bbc_commands, _bbc_rows, optional=True),
 ]
