@@ -57,10 +57,16 @@ def test_pretrain_then_evaluate_end_to_end(tmp_path, capsys):
     assert 0 <= metrics["r1"] <= metrics["r5"] <= 1
 
 
-def test_help_lists_the_fields_of_the_family_the_flags_select(capsys):
+def test_help_lists_the_fields_of_the_family_the_flags_select(capsys, tmp_path):
     import pytest
 
+    from hybridformer.registry import load_model, save_model
+
+    save_model(load_model("tiny"), tmp_path / "mm")  # a multimodal teacher folder
     for argv, present, absent in (
+        (["distill", "--teacher", str(tmp_path / "mm"), "--help"], ["--student.decoder_layers", "--data.task"],
+         ["--student.layers"]),
+        (["distill", "--help"], ["--student.layers"], ["--student.decoder_layers"]),
         (["pretrain", "--model", "tiny", "--help"], ["--objectives", "itc", "--data.task", "mnist5k"], ["--corpus."]),
         (["pretrain", "--help"], ["--corpus."], ["mnist5k"]),
         (["finetune", "--task", "vqa", "--help"], ["--task", "--data.train_fraction"], ["--model.init_from"]),

@@ -21,11 +21,28 @@ from hybridformer.config import load_config
 OUT_DIR_FIELD = "train.out_dir"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hybridformer.recipes.distill import DistillConfig
-
+def add_arguments(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> None:
     # --teacher DIR is the config field `teacher` (listed in the help), so it needs no flag of its own.
-    add_config_arguments(parser, "a distill.yaml with teacher, student, data, train", OUT_DIR_FIELD, DistillConfig)
+    # The help lists the fields of the recipe the teacher's family runs (the registry's answer).
+    if _help_family(argv) == "multimodal":
+        from hybridformer.recipes.distill_multimodal import MMDistillConfig as config_class
+    else:
+        from hybridformer.recipes.distill import DistillConfig as config_class
+    add_config_arguments(parser, "a distill.yaml with teacher, student, data, train", OUT_DIR_FIELD, config_class)
+
+
+def _help_family(argv: list[str] | None) -> str:
+    """The registry family of ``--teacher DIR`` on the command line being built; text when unsure."""
+    from hybridformer.registry import family_of
+
+    args = list(argv or [])
+    if "--teacher" not in args[:-1]:
+        return "text"
+    teacher = args[args.index("--teacher") + 1]
+    try:
+        return family_of(teacher).name if Path(teacher).is_dir() else "text"
+    except (FileNotFoundError, ValueError):
+        return "text"
 
 
 def _teacher(args: argparse.Namespace, overrides: list[str]) -> str | None:

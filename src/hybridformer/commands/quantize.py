@@ -28,7 +28,7 @@ torch.ao's per-tensor int8 vs fp32 (0.5 made it worse; docs/compression.md)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="DIR", help="folder of a saved float classifier (required)")
+    parser.add_argument("--model", metavar="DIR", help="folder of a saved float model: a text classifier or a multimodal model (required)")
     parser.add_argument("--out", metavar="DIR", help="folder for the int8 classifier (required)")
     parser.add_argument("--mode", default="dynamic",
                         help="dynamic: int8 weights and activations (fast); weight: int8 weights, float compute")
