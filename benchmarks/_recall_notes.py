@@ -58,11 +58,11 @@ seeds). Positions: fixed sinusoids added to the token embeddings (no parameters,
 length; RoPE would change the attention layer under test). Every model is trained at the N it is
 evaluated at (the `train_n` column).
 
-Budget. The accuracy grid ran at nice 19 (/work/bin/lowprio) on 2 CPU cores shared with six other
+Budget. The accuracy grid ran at nice 19 (nice 19 in its own scheduler group) on 2 CPU cores shared with six other
 agents (load average 15-18 throughout), which left these runs 1-3% of a core each; the step and seed
 budget was cut to what could finish before the session's deadline (the budget line above; runs not
 finished are listed under "Not run"). train_s is wall time under that load, not a timing claim.
-step_ms comes from the separate timing pass (`--timing --timing-clock cpu`, through /work/bin/timing:
+step_ms comes from the separate timing pass (`--timing --timing-clock cpu`, under an exclusive timing lock:
 the variants interleaved round by round, median of 2-3 steps after a warm-up, batch 16): the CPU
 time of one thread per training step. A first wall-clock pass (2 threads) at load average 21 was
 discarded: local's three steps took 2.1-5.7 s and full attention came out 1.4x local (5.6x in CPU time).

@@ -28,7 +28,7 @@ Fields: score_mean / score_median / score_std (eval accuracy over seeds, eval_se
 sequences each), score_per_seed, selection_recall (median over seeds of the fraction of eval sequences
 whose queried pair is in the set the query's block sees; null for full), train_s (wall time of
 training, at nice 19 on a shared machine: not a timing claim), step_ms (median training step of the
-separate timing pass, ``--timing``, run through /work/bin/timing; its load average in the notes),
+separate timing pass, ``--timing``, meant to run alone on a quiet machine; its load average in the notes),
 train_n, positions, seeds, steps. Runs (weights + JSON) under `--runs`, resumable.
 
     python benchmarks/recall.py --quick --out /tmp/recall_quick.json

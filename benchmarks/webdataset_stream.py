@@ -7,7 +7,7 @@ decoding and resizing to 64² by ``load_image``) through a ``DataLoader`` of bat
 workers, alternating per round (median over rounds, so the ratio is measured side by side). Each
 pass includes starting the workers. Target: 2 workers >= 1.5x the images/s of 1 worker.
 
-    /work/bin/timing python benchmarks/webdataset_stream.py --quick --out results/webdataset_quick.json
+    python benchmarks/webdataset_stream.py --quick --out results/webdataset_quick.json
 """
 
 from __future__ import annotations
