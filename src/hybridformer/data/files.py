@@ -39,7 +39,12 @@ def _rows_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any],
             yield reader.line_num, row, columns
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
+    """(line number, object, its keys) of each non-blank line of a JSON-lines file.
+
+    Raises:
+        DataFileError naming the file and line: a line that is not JSON, or not a JSON object.
+    """
     with path.open(encoding="utf-8-sig") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
@@ -106,7 +111,7 @@ def load_text_file(
             f"{path}: cannot tell the format from suffix {path.suffix!r}; use .csv, .tsv or .jsonl "
             f"or pass file_format ('csv', 'tsv', 'jsonl')"
         )
-    rows = _rows_jsonl(path) if fmt == "jsonl" else _rows_csv(path, "," if fmt == "csv" else "\t")
+    rows = jsonl_rows(path) if fmt == "jsonl" else _rows_csv(path, "," if fmt == "csv" else "\t")
     wanted = {"text_column": text_column, "label_column": label_column}
     if text_pair_column is not None:
         wanted["text_pair_column"] = text_pair_column

@@ -30,6 +30,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .files import jsonl_rows
 from .images import load_image
 from .vqa import VQADataset, read_vqa
 
@@ -122,30 +123,23 @@ def read_vqa_jsonl(path: str | Path, image_dir: str | Path | None = None, *, siz
     root = Path(image_dir) if image_dir is not None else path.parent
     image_ids: dict[str, int] = {}
     questions, annotations = [], {}
-    with path.open(encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {line_no}: invalid JSON ({err.msg})") from None
-            for key in ("image", "question"):
-                if not isinstance(row, dict) or not isinstance(row.get(key), str) or not row[key].strip():
-                    raise ValueError(f"{path} line {line_no}: needs a non-empty {key!r} (keys: image, question, answers)")
-            answers = _answers(path, line_no, row)
-            if not (root / row["image"]).is_file():
-                raise ValueError(f"{path} line {line_no}: image file {root / row['image']} not found")
-            image_id = image_ids.setdefault(row["image"], len(image_ids))
-            qid = row.get("question_id", len(questions))
-            if qid in annotations:
-                raise ValueError(f"{path} line {line_no}: question_id {qid!r} repeats an earlier question")
-            counts = Counter(answers)
-            best = max(answers, key=lambda a: counts[a])  # max keeps the first of equals
-            questions.append({"image_id": image_id, "question": row["question"], "question_id": qid})
-            annotations[qid] = {"question_id": qid, "image_id": image_id, "multiple_choice_answer": best,
-                                "answer_type": row.get("answer_type", "other"),
-                                "answers": [{"answer": a, "answer_id": j + 1} for j, a in enumerate(answers)]}
+    for line_no, row, _ in jsonl_rows(path):
+        for key in ("image", "question"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise ValueError(f"{path} line {line_no}: needs a non-empty {key!r} (keys: image, question, answers)")
+        answers = _answers(path, line_no, row)
+        if not (root / row["image"]).is_file():
+            raise ValueError(f"{path} line {line_no}: image file {root / row['image']} not found")
+        image_id = image_ids.setdefault(row["image"], len(image_ids))
+        qid = row.get("question_id", len(questions))
+        if qid in annotations:
+            raise ValueError(f"{path} line {line_no}: question_id {qid!r} repeats an earlier question")
+        counts = Counter(answers)
+        best = max(answers, key=lambda a: counts[a])  # max keeps the first of equals
+        questions.append({"image_id": image_id, "question": row["question"], "question_id": qid})
+        annotations[qid] = {"question_id": qid, "image_id": image_id, "multiple_choice_answer": best,
+                            "answer_type": row.get("answer_type", "other"),
+                            "answers": [{"answer": a, "answer_id": j + 1} for j, a in enumerate(answers)]}
     if not questions:
         raise ValueError(f"{path}: the file holds no questions")
     files = {i: root / name for name, i in image_ids.items()}
