@@ -49,9 +49,10 @@ test-slow: $(STAMP)
 
 # The demo runs the main job on the bundled data (benchmarks/demo.py, phase by phase through the
 # hybridformer CLI): fine-tune the bundled MiniLM with hybrid attention on movie-review sentiment,
-# int8 and a half-depth student of it, pretrain the tiny image-text model (zero-shot, retrieval, ranked
-# VQA, captions of held-out digits), the whole-encoder speed at 4k/8k tokens (about 5 minutes on 2 quiet
-# cores); then outputs/demo/report.md, results.json and plots/. `python benchmarks/demo.py --with-bbc` adds BBC at 2,048 tokens.
+# BBC articles up to 2,048 tokens with hybrid vs full attention, int8 and a half-depth student of the
+# sentiment model, pretrain the tiny image-text model (zero-shot, retrieval, ranked VQA, captions of
+# held-out digits), the whole-encoder speed at 4k/8k tokens (about 8 minutes on 2 quiet cores); then
+# outputs/demo/report.md, results.json and plots/.
 DEMO := outputs/demo
 demo: $(STAMP)
 	$(BIN)/python benchmarks/demo.py --out $(DEMO)

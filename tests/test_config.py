@@ -38,6 +38,7 @@ class RunConfig:
     bf16: bool = False
     tags: list[str] = field(default_factory=list)
     init_from: Path | None = None
+    scales: dict[str, float] = field(default_factory=lambda: {"head": 10.0})
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     optim: OptimSection = field(default_factory=OptimSection)
 
@@ -90,6 +91,19 @@ def test_bad_values_name_the_field(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(RunConfig, overrides=overrides)
     assert message in str(err.value)
+
+
+def test_a_mapping_on_the_command_line_replaces_the_files(tmp_path: Path) -> None:
+    """A dict field takes a YAML flow mapping from the command line, replacing (not merging into) the file's."""
+    path = tmp_path / "run.yaml"
+    path.write_text("scales:\n  head: 100\n  attention.scorer: 5\n")
+    assert load_config(RunConfig, path).scales == {"head": 100, "attention.scorer": 5}
+    assert load_config(RunConfig, path, ["--scales", "{}"]).scales == {}
+    assert load_config(RunConfig, path, ["--scales", "{body: 2.5}"]).scales == {"body": 2.5}
+    with pytest.raises(ConfigError, match=r"scales: expected a mapping such as '\{\}'"):
+        load_config(RunConfig, path, ["--scales", "{body: [2"])
+    with pytest.raises(ConfigError, match="scales: expected a mapping, got 3"):
+        load_config(RunConfig, path, ["--scales", "3"])
 
 
 def test_bad_files(tmp_path: Path) -> None:

@@ -108,6 +108,8 @@ def _convert(value: Any, tp: Any, field: str) -> Any:
         items = [_convert(v, elem, f"{field}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if (origin is tuple or tp is tuple) else items
     if origin is dict or tp is dict:
+        if isinstance(value, str):  # from the command line: a YAML flow mapping, "{}" or "{a: 1, b: 2}"
+            value = _flow_mapping(value, field)
         if not isinstance(value, dict):
             raise ConfigError(f"{field}: expected a mapping, got {value!r}")
         return dict(value)
@@ -251,6 +253,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         ConfigError: no such file, invalid syntax or an unsupported suffix (names the file).
     """
     return _read_file(path)
+
+
+def _flow_mapping(text: str, field: str) -> Any:
+    """A mapping given on the command line as YAML flow syntax (``{}``, ``{attention.scorer: 100}``)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{field}: expected a mapping such as '{{}}' or '{{key: value}}', got {text!r} ({exc})") from exc
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:

@@ -58,7 +58,8 @@ def param_groups(
     if unmatched:
         raise ValueError(
             f"train.lr_multipliers: {unmatched[0]!r} matches no trainable parameter name of the model "
-            f"(names look like {next((n for n, _ in named), '<none>')!r})"
+            f"(names look like {next((n for n, _ in named), '<none>')!r}); drop it from the config, or on the "
+            f"command line replace the whole mapping: --train.lr_multipliers '{{}}'"
         )
     return [
         {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": factor}
