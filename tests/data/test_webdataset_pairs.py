@@ -9,7 +9,9 @@ import pytest
 from torch.utils.data import DataLoader
 
 from hybridformer.data.bad_files import BadFileError, BadFiles
-from hybridformer.data.webdataset_pairs import WebDatasetPairs, count_samples, expand_shards, rank_shards
+from hybridformer.data.formats import UserDataOptions, read_user_data
+from hybridformer.data.webdataset_pairs import (WebDatasetPairs, count_samples, expand_shards, hold_out_shards,
+                                                 rank_shards)
 from user_files import shards
 
 
@@ -53,6 +55,23 @@ def test_a_corrupt_member_is_named_or_skipped_in_the_workers(tmp_path):
     assert len(keys) == 5
     summary = bad.summary()  # the record was written by a worker process, read back from the spool
     assert summary["count"] == 1 and summary["files"][0]["path"].endswith("000001.tar:001002.png")
+
+
+def test_evaluation_reads_held_out_shards_that_training_never_sees(tmp_path):
+    """The user-data split: the last tenth of the shards (at least one) is the evaluation set, read whole
+    by every rank; training streams the rest; one shard alone is refused."""
+    assert hold_out_shards(list("abcdefghijklmnopqrst")) == (list("abcdefghijklmnopqr"), ["s", "t"])
+    assert hold_out_shards(["a", "b"]) == (["a"], ["b"])
+    pattern = shards(tmp_path / "s", 3, 4)
+    splits = read_user_data(pattern, "pairs", UserDataOptions(bad=BadFiles()), "webdataset")
+    train = set(_keys(splits.train))
+    test = {splits.test[i].image_id for i in range(len(splits.test))}
+    assert {k.split(":")[0] for k in train} == set(expand_shards(pattern)[:2]) and len(train) == 8
+    assert {k.split(":")[0] for k in test} == {expand_shards(pattern)[2]} and len(test) == 4
+    rank1 = WebDatasetPairs(expand_shards(pattern)[2:], BadFiles(), rank=1, world_size=2, split_ranks=False)
+    assert set(_keys(rank1)) == test  # an evaluation set is not dealt to the ranks
+    with pytest.raises(BadFileError, match="one shard cannot be split into training and held-out"):
+        read_user_data(shards(tmp_path / "one", 1, 4), "pairs", UserDataOptions(bad=BadFiles()), "webdataset")
 
 
 def test_fewer_shards_than_ranks_is_refused(tmp_path):

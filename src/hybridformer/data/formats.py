@@ -39,7 +39,7 @@ from .user_pairs import pairs_dataset, read_coco_captions, read_imagefolder_pair
 from .video_clips import read_clip_table
 from .vqa import VQADataset
 from .vqa_files import read_vqa_jsonl, read_vqa_v2
-from .webdataset_pairs import WebDatasetPairs
+from .webdataset_pairs import WebDatasetPairs, expand_shards, hold_out_shards
 
 __all__ = ["FORMATS", "KINDS", "UserDataOptions", "detect_format", "read_user_data", "StreamHead"]
 
@@ -107,7 +107,7 @@ def _clips(path: Path, o: UserDataOptions) -> Splits[Any]:
 @dataclass(eq=False)
 class StreamHead(Dataset):
     """The first ``n`` examples of a stream as a map-style set (read on first use): the evaluation part
-    of a streamed set."""
+    of a streamed set (the first ``n`` samples of its held-out shards, kept in memory)."""
 
     stream: Any
     """An iterable dataset."""
@@ -130,8 +130,9 @@ class StreamHead(Dataset):
 
 
 def _webdataset_pairs(path: Path | str, o: UserDataOptions) -> Splits[Any]:
-    stream = WebDatasetPairs(str(path), o.bad, size=o.image_size, seed=o.seed)
-    head = StreamHead(stream)
+    train, held_out = hold_out_shards(expand_shards(str(path)))
+    stream = WebDatasetPairs(train, o.bad, size=o.image_size, seed=o.seed)
+    head = StreamHead(WebDatasetPairs(held_out, o.bad, size=o.image_size, seed=o.seed, split_ranks=False))
     return Splits(stream, head, head)
 
 

@@ -14,6 +14,11 @@ shards (:func:`rank_shards`). A rank with fewer shards than ``world_size`` would
 an error at construction. The rank and world size come from ``torch.distributed`` when it is
 initialised, else from the arguments.
 
+**Held-out shards.** :func:`hold_out_shards` keeps the last tenth of the shards (at least one) apart
+from training, for evaluation: a stream has no per-sample split that every rank and worker would agree
+on without reading it, and whole shards are how OpenCLIP keeps its validation data apart. One shard
+alone cannot be split: it is refused for a run that evaluates on held-out data.
+
 **Bad members.** A member that does not decode (``shard.tar:key.jpg``), a sample without an image or
 a caption, or a tar that cannot be read stops the run with a :class:`BadFileError` naming it, or
 under ``skip`` is recorded in the :class:`BadFiles` log (whose ``spool`` file gathers the workers'
@@ -34,7 +39,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .bad_files import BadFileError, BadFiles
 from .image_text import ImageTextExample
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_shards", "rank_shards", "count_samples", "WebDatasetPairs"]
+__all__ = ["IMAGE_EXTENSIONS", "expand_shards", "hold_out_shards", "rank_shards", "count_samples", "WebDatasetPairs"]
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 """Member extensions read as the sample's image, in order of preference."""
@@ -61,6 +66,21 @@ def expand_shards(pattern: str) -> list[str]:
     if not names:
         raise BadFileError(f"{pattern}: matches no .tar shard")
     return names
+
+
+def hold_out_shards(shards: list[str]) -> tuple[list[str], list[str]]:
+    """(training shards, held-out shards): the last ``max(1, round(len / 10))`` shards, in pattern order,
+    are held out for evaluation.
+
+    Raises:
+        BadFileError: a single shard (nothing to hold out without reading samples from training).
+    """
+    if len(shards) < 2:
+        raise BadFileError(f"{shards[0] if shards else 'the pattern'}: one shard cannot be split into training and "
+                           "held-out evaluation data (the last tenth of the shards, at least one, is held out); "
+                           "write the set as two or more shards")
+    held = max(1, round(len(shards) / 10))
+    return shards[:-held], shards[-held:]
 
 
 def rank_shards(shards: list[str], rank: int, world_size: int, worker: int = 0, num_workers: int = 1) -> list[str]:
@@ -96,18 +116,24 @@ class WebDatasetPairs(IterableDataset):
     """Streams :class:`ImageTextExample` s from tar shards (see the module docstring).
 
     Args:
-        pattern: the shards (``dir/{000000..000009}.tar``, a glob, or a folder of ``.tar``).
+        pattern: the shards (``dir/{000000..000009}.tar``, a glob, or a folder of ``.tar``), or the list
+            of shard files itself.
         bad: the bad-file policy and log (give it a ``spool`` when DataLoader workers read).
         size: resize images to size × size (None keeps them).
         rank, world_size: this process's data-parallel rank (``torch.distributed``'s when initialised).
         seed: shard order of each epoch.
+        split_ranks: deal the shards to the data-parallel ranks (training); False: every process reads
+            every shard (evaluation data, which each rank scores whole).
     """
 
-    def __init__(self, pattern: str, bad: BadFiles, *, size: int | None = None, rank: int = 0, world_size: int = 1,
-                 seed: int = 0) -> None:
+    def __init__(self, pattern: str | list[str], bad: BadFiles, *, size: int | None = None, rank: int = 0,
+                 world_size: int = 1, seed: int = 0, split_ranks: bool = True) -> None:
         super().__init__()
-        self.shards = expand_shards(pattern)
-        self.rank, self.world_size = _distributed() or (rank, world_size)
+        self.shards = expand_shards(pattern) if isinstance(pattern, str) else list(pattern)
+        if not self.shards:
+            raise BadFileError("WebDatasetPairs: no shard given")
+        pattern = pattern if isinstance(pattern, str) else f"{self.shards[0]} (+{len(self.shards) - 1} more)"
+        self.rank, self.world_size = (_distributed() or (rank, world_size)) if split_ranks else (0, 1)
         if len(self.shards) < self.world_size:
             raise BadFileError(f"{pattern}: {len(self.shards)} shard(s) cannot feed {self.world_size} data-parallel ranks "
                                "(each rank reads whole shards); write more, smaller shards")
