@@ -20,25 +20,28 @@ from test_scorer import one_thread, retrieval_accuracy  # noqa: F401 (fixture)
 WINDOW, POOL, K = 4, 8, 3
 
 
-def make_layer(causal: bool, combine: str = "union", seed: int = 0, local: str = "block", global_k: int = K) -> HybridAttention:
+def make_layer(causal: bool, combine: str = "union", seed: int = 0, local: str = "block", global_k: int = K,
+               pinned: int = 0, attend_all: bool = False) -> HybridAttention:
     torch.manual_seed(seed)
     config = AttentionConfig(
         d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=global_k, selection="pooled", pool_block=POOL,
-        causal=causal, combine=combine, local=local,
+        causal=causal, combine=combine, local=local, pinned_global=pinned, global_queries_attend_all=attend_all,
     )
     layer = HybridAttention(config).double().eval()
     torch.nn.init.normal_(layer.pooled.pool_proj.weight)  # learned pooling, not the initial mean
     return layer
 
 
-def reference_sets_and_branch(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor | None, causal: bool):
+def reference_sets_and_branch(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor | None, causal: bool,
+                              pinned: int = 0):
     """Per-window sets and the pooled branch's per-token output (before the gate), by loops, float64.
 
     Pool block p's pooled query (head h) is the softmax(pool_proj(x)_h)-weighted sum of its real
     tokens' queries; block p is served by its own pooled query over every real key, or (causal) by
     block p - 1's over the real keys before p·POOL. Query window w's set: the top-K keys outside
     window w by its pool block's branch probabilities summed over the heads, ties to the earlier
-    position, listed in position order.
+    position, listed in position order. With `pinned` p: the real positions 0 .. p - 1 (-1 for padding)
+    come first in every set and the top K - p are picked from the positions >= p.
     """
     q, k, v = qkv(layer, x)
     batch, n = x.shape[:2]
@@ -64,22 +67,32 @@ def reference_sets_and_branch(layer: HybridAttention, x: torch.Tensor, mask: tor
                     branch[b, h, i] = out
                 importance += prob.detach()
             for g in range(p * POOL // WINDOW, min(sets.shape[1], (p + 1) * POOL // WINDOW)):
-                outside = [m for m in range(len(keys)) if keys[m] // WINDOW != g]
+                outside = [m for m in range(len(keys)) if keys[m] // WINDOW != g and keys[m] >= pinned]
                 order = sorted(outside, key=lambda m: (-importance[m].item(), keys[m]))
-                chosen = sorted(keys[m] for m in order[:K])
-                sets[b, g, : len(chosen)] = torch.tensor(chosen)
+                chosen = sorted(keys[m] for m in order[: K - pinned])
+                sets[b, g, pinned : pinned + len(chosen)] = torch.tensor(chosen, dtype=torch.long)
+    for b in range(batch):
+        for j in range(pinned):
+            sets[b, :, j] = j if j < n and real(b, j) else -1
     return sets, branch
 
 
 def reference_output(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor | None, causal: bool):
     """(sets, layer output) from the definition: kernel part over window ∪ set (union) or gated
-    local/selected branches, plus the gated pooled branch, through o_proj."""
-    sets, branch = reference_sets_and_branch(layer, x, mask, causal)
+    local/selected branches, plus the gated pooled branch, through o_proj. With pinned tokens and
+    global_queries_attend_all, a real pinned token's query sees every real key."""
+    pinned = layer.config.pinned_global
+    sets, branch = reference_sets_and_branch(layer, x, mask, causal, pinned)
     batch, n = x.shape[:2]
     q, k, v = qkv(layer, x)
     local = layer.config.local
     if layer.config.combine == "union":
         sees = dense_mask(batch, n, window=WINDOW, local=local, global_indices=sets, causal=causal, key_padding_mask=mask)
+        if layer.config.global_queries_attend_all:
+            for b in range(batch):
+                for i in range(min(pinned, n)):
+                    if mask is None or mask[b, i]:
+                        sees[b, i] = True if mask is None else mask[b]
         main = reference_attention(q, k, v, sees)
     else:
         g = torch.sigmoid(layer.gate_proj(x)).view(batch, n, HEADS, 2).transpose(1, 2)
@@ -115,6 +128,29 @@ def test_pooled_layer_and_gradient_equal_loop_reference(causal, combine, pad, n)
     grads = torch.autograd.grad((out.hidden_states * weights).sum(), params)
     expected_grads = torch.autograd.grad((expected * weights).sum(), params)
     for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "pinned, attend_all, combine, pad, n",
+    [(1, True, "union", "holes", 15), (2, True, "union", "none", 16), (1, False, "gated", "holes", 21),
+     (3, False, "union", "holes", 13)],
+)
+def test_pinned_tokens_are_in_every_set_and_read_every_token(pinned, attend_all, combine, pad, n):
+    """pinned_global with selection="pooled" (Longformer's [CLS] recipe): the first positions lead every
+    window's set, the pooled selection picks the other K - p, and with global_queries_attend_all the
+    pinned queries attend to every real key; output and gradient against the float64 loop reference."""
+    layer = make_layer(False, combine, pinned=pinned, attend_all=attend_all)
+    x = torch.randn(2, n, D_MODEL, dtype=torch.float64)
+    mask = padding(2, n, pad)
+    out = layer(x, mask)
+    sets, expected = reference_output(layer, x, mask, False)
+    assert torch.equal(out.global_indices, sets)
+    torch.testing.assert_close(out.hidden_states, expected, atol=1e-10, rtol=0)
+    weights = torch.randn_like(expected)
+    params = [layer.pooled.pool_proj.weight, layer.q_proj.weight, layer.k_proj.weight, layer.v_proj.weight]
+    grads = torch.autograd.grad((out.hidden_states * weights).sum(), params)
+    for got, want in zip(grads, torch.autograd.grad((expected * weights).sum(), params)):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
 
 
@@ -178,9 +214,12 @@ def test_pooled_without_global_keys_keeps_the_branch():
 
 def test_pooled_selection_refuses_bad_configurations():
     with pytest.raises(ConfigError, match="pinned_global"):
-        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_k=4, pinned_global=1)
-    with pytest.raises(ConfigError, match="global_queries_attend_all"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_k=4, pinned_global=1, causal=True)
+    with pytest.raises(ConfigError, match="global_queries_attend_all.*pinned_global >= 1 and combine='union'"):
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_queries_attend_all=True)
+    with pytest.raises(ConfigError, match="global_queries_attend_all.*got pinned_global=1, combine='gated'"):
+        AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_queries_attend_all=True,
+                        pinned_global=1, combine="gated")
     with pytest.raises(ConfigError, match="selection.*'pooled'"):
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pool")
     with pytest.raises(ConfigError, match="pool_block.*multiple of window=64"):

@@ -34,11 +34,14 @@ class AttentionConfig:
     causal: bool = False
     """Decoder-style attention: query i only sees keys j <= i, selection is prefix-consistent."""
     global_queries_attend_all: bool = False
-    """Selected tokens also attend to every key (Longformer-style global queries)."""
+    """Selected tokens also attend to every key (Longformer-style global queries); with
+    selection="pooled", the `pinned_global` tokens (the sets are per window, so only those are global)."""
     pinned_global: int = 0
     """The first `pinned_global` positions (e.g. [CLS]) are always among the selected tokens, the
     scorer picking the other global_k − pinned_global (Longformer's recipe for classification:
-    with `global_queries_attend_all` the [CLS] query then reads the whole sequence). Non-causal only."""
+    with `global_queries_attend_all` the [CLS] query then reads the whole sequence). Non-causal only.
+    selection="pooled": they are in every query window's set, the pooled selection picking the other
+    global_k − pinned_global per window."""
     selection: Literal["scorer", "compressed", "pooled"] = "scorer"
     """How `kind="hybrid"` picks its global tokens. `scorer`: a per-token score from the hidden state,
     learnt straight-through (``scorer.py``). `compressed`: NSA's compressed-block selection
@@ -143,11 +146,11 @@ class AttentionConfig:
                 "pool_block",
                 f"must be a multiple of window={self.window} (0 = automatic), got {self.pool_block}",
             )
-            check(self.pinned_global == 0, "pinned_global", "needs selection='scorer' (pooled sets are per block)")
             check(
-                not self.global_queries_attend_all,
+                not self.global_queries_attend_all or (self.pinned_global > 0 and self.combine == "union"),
                 "global_queries_attend_all",
-                "needs selection='scorer' (pooled selection gives one set per query block)",
+                "with selection='pooled' the pinned tokens are the ones that read every token: it needs "
+                f"pinned_global >= 1 and combine='union', got pinned_global={self.pinned_global}, combine={self.combine!r}",
             )
         check(self.scorer_hidden >= 0, "scorer_hidden", f"must be >= 0, got {self.scorer_hidden}")
         check(self.selection_noise >= 0, "selection_noise", f"must be >= 0, got {self.selection_noise}")

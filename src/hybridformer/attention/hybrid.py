@@ -48,7 +48,7 @@ from hybridformer.attention.compressed_cache import compressed_cached_attention
 from hybridformer.attention.config import AttentionConfig
 from hybridformer.attention.dense import dense_attention
 from hybridformer.attention.dispatch import attend
-from hybridformer.attention.masks import MaskSpec
+from hybridformer.attention.masks import MaskSpec, global_query_rows
 from hybridformer.attention.pooled import PooledSelection
 from hybridformer.attention.pooled_cache import pooled_cached_attention
 from hybridformer.attention.scorer import (
@@ -153,7 +153,7 @@ class HybridAttention(nn.Module):
             if hybrid and config.selection == "pooled":
                 self.pooled = PooledSelection(
                     d, config.n_heads, window=config.window, block=config.pooled_block, global_k=config.global_k,
-                    causal=config.causal,
+                    causal=config.causal, pinned=config.pinned_global,
                 )
             if hybrid:
                 if config.combine == "gated":
@@ -235,13 +235,17 @@ class HybridAttention(nn.Module):
             global_indices=indices,
             causal=cfg.causal,
             key_padding_mask=key_padding_mask,
-            global_queries_attend_all=cfg.global_queries_attend_all and indices is not None,
+            global_queries_attend_all=cfg.global_queries_attend_all and indices is not None and indices.dim() == 2,
             scale=self.scale,
         )
         if cfg.combine == "union" or cfg.kind == "local":
             out = self._union(q, k, v, spec, bias)
         else:
             out = self._gated(hidden_states, q, k, v, spec, bias)
+        if cfg.kind == "hybrid" and cfg.selection == "pooled" and cfg.global_queries_attend_all:
+            # The pinned tokens are the global queries: their rows attend to every real key.
+            pinned = self.pooled.pinned_positions(q.shape[0], n, key_padding_mask, q.device)  # (B, pinned)
+            out = global_query_rows(q, k, v, out, pinned[:, None, :], spec)
         if extra is not None:
             out = out + extra
         return AttentionOutput(self.o_proj(self._merge_heads(out)), indices, scores)

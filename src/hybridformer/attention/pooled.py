@@ -170,6 +170,7 @@ def select_keys(
     block: int,
     exclude_own: bool,
     lse: Tensor | None = None,
+    pinned: int = 0,
 ) -> Tensor:
     """Each query window's top `global_k` keys by its pool block's branch probabilities summed over the
     heads (non-causal: its own window's keys left out; causal: the branch's keys all lie before the
@@ -187,6 +188,7 @@ def select_keys(
         window: query window size; block: pool block size (a multiple of window).
         exclude_own: leave out the keys of each query window (non-causal).
         lse: (B, H, P) the branch's log-sum-exp per pooled query (from the fused kernel), or None.
+        pinned: positions below this are never picked (the layer adds them to every set itself).
 
     Returns:
         LongTensor (B, ceil(N / window), K), -1 = empty slot.
@@ -197,6 +199,7 @@ def select_keys(
     step = max(1, CHUNK_ELEMENTS // (heads * n))
     if visible is None:
         visible = torch.ones(1, 1, n, dtype=torch.bool, device=k.device)
+    pickable = torch.arange(n, device=k.device) >= pinned  # (N,)
     sets = []
     pooled = pooled * scale  # (B, H, P, D): scaling the few pooled queries, not the (P × N) logits
     with torch.no_grad():
@@ -213,11 +216,11 @@ def select_keys(
                     norm = lse[b, :, g0:g1, None].to(logits.dtype)
                 importance = torch.exp(logits - norm).sum(dim=0)  # (c, N)
                 if exclude_own:
-                    candidates = ranked_positions(importance, sees, global_k + window)  # (c, K + window)
+                    candidates = ranked_positions(importance, sees & pickable, global_k + window)  # (c, K + window)
                     first = torch.arange(g0, g1, device=k.device) * per_block
                     sets.append(window_sets(candidates, first, per_block, window, global_k))
                 else:
-                    chosen = topk_positions(importance, sees, global_k)  # (c, K)
+                    chosen = topk_positions(importance, sees & pickable, global_k)  # (c, K)
                     sets.append(chosen[:, None, :].expand(-1, per_block, -1))
     windows = math.ceil(n / window)
     return torch.cat(sets, dim=0).view(batch, groups * per_block, global_k)[:, :windows]
@@ -253,14 +256,19 @@ class PooledSelection(nn.Module):
         n_heads: heads (one pooled query and one gate per head).
         window, global_k, causal: the layer's configuration.
         block: tokens per pool block (``pool_block``), a multiple of window.
+        pinned: the first `pinned` positions are in every window's set (``pinned_global``; non-causal),
+            the selection picking the other global_k − pinned.
 
     Submodules: `pool_proj` (d_model -> n_heads, zero at init: mean pooling) and `gate_proj`
     (d_model -> n_heads, the branch's per-head gate logits, nn.Linear's defaults).
     """
 
-    def __init__(self, d_model: int, n_heads: int, *, window: int, block: int, global_k: int, causal: bool) -> None:
+    def __init__(self, d_model: int, n_heads: int, *, window: int, block: int, global_k: int, causal: bool,
+                 pinned: int = 0) -> None:
         super().__init__()
-        self.window, self.block, self.global_k, self.causal = window, block, global_k, causal
+        if pinned and (causal or pinned > global_k):
+            raise ValueError(f"pinned: needs causal=False and pinned <= global_k={global_k}, got {pinned}")
+        self.window, self.block, self.global_k, self.causal, self.pinned = window, block, global_k, causal, pinned
         with allocating():
             self.pool_proj = nn.Linear(d_model, n_heads)
             self.gate_proj = nn.Linear(d_model, n_heads)
@@ -285,6 +293,24 @@ class PooledSelection(nn.Module):
         batch, n, _ = hidden_states.shape
         return torch.sigmoid(self.gate_proj(hidden_states)).view(batch, n, -1, 1).transpose(1, 2)
 
+    def pinned_positions(self, batch: int, n: int, key_padding_mask: Tensor | None, device: torch.device) -> Tensor:
+        """(B, pinned) the pinned positions 0 .. pinned − 1, -1 where a position is padding or >= N."""
+        pinned = torch.arange(self.pinned, device=device).expand(batch, -1)  # (B, pinned)
+        absent = pinned >= n
+        if key_padding_mask is not None:
+            real = F.pad(key_padding_mask[:, : self.pinned], (0, max(0, self.pinned - n)))  # (B, pinned)
+            absent = absent | ~real
+        return pinned.masked_fill(absent, -1)
+
+    def with_pinned(self, picked: Tensor | None, batch: int, n: int, key_padding_mask: Tensor | None,
+                    device: torch.device) -> Tensor:
+        """(B, ceil(N / window), K): the pinned positions, then each window's picks (None: no picks).
+        A pinned key inside a window's own span is seen there once (the kernel skips a global key its
+        window covers)."""
+        windows = math.ceil(n / self.window)
+        pinned = self.pinned_positions(batch, n, key_padding_mask, device)[:, None, :].expand(-1, windows, -1)  # (B, W, p)
+        return pinned if picked is None else torch.cat([pinned, picked], dim=-1)
+
     def forward(
         self, hidden_states: Tensor, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, scale: float
     ) -> PooledOutput:
@@ -307,11 +333,14 @@ class PooledSelection(nn.Module):
         visible = visible_keys(groups, n, self.block, self.causal, key_padding_mask, q.device)  # (B|1, P|1, N)
         branch, lse = branch_attention(pooled, k, v, visible, scale)  # (B, H, P, D)
         indices = None
-        if self.global_k > 0:
+        if self.global_k > self.pinned:
             indices = select_keys(
-                pooled.detach(), k.detach(), visible, scale, self.global_k, window=self.window, block=self.block,
-                exclude_own=not self.causal, lse=None if lse is None else lse.detach(),
+                pooled.detach(), k.detach(), visible, scale, self.global_k - self.pinned, window=self.window,
+                block=self.block, exclude_own=not self.causal, lse=None if lse is None else lse.detach(),
+                pinned=self.pinned,
             )
+        if self.pinned:
+            indices = self.with_pinned(indices, batch, n, key_padding_mask, q.device)
         # Every token of pool block p gets its gate times block p's output, by broadcasting (no copy).
         gates = F.pad(self.gates(hidden_states), (0, 0, 0, groups * self.block - n))  # (B, H, P·block, 1)
         per_token = gates.view(batch, heads, groups, self.block, 1) * branch.unsqueeze(3)  # (B, H, P, block, D)

@@ -46,12 +46,13 @@ from torch.distributed.tensor.parallel import (
     parallelize_module,
 )
 
+from hybridformer.attention import AttentionConfig
 from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.dims import ParallelDims
 
 __all__ = [
     "Replicated", "apply_ac", "apply_fsdp", "apply_fsdp_units", "apply_tp", "attention_tp_plan", "block_tp_plan",
-    "check_divisible", "ffn_tp_plan", "find_blocks", "materialize", "parallelize", "sum_grad_over",
+    "check_divisible", "check_selection", "ffn_tp_plan", "find_blocks", "materialize", "parallelize", "sum_grad_over",
 ]
 
 
@@ -131,6 +132,16 @@ def check_divisible(name: str, n_heads: int, ffn: nn.Module, tp: int) -> None:
         raise ValueError(f"parallel.tp: must divide the FFN width ({name}: d_ff={ffn.d_ff}), got tp={tp}")
 
 
+def check_selection(name: str, config: AttentionConfig, tp: int) -> None:
+    """Raise a ValueError naming the block when its global selection cannot be split by heads: the
+    compressed and pooled selections rank keys by probabilities summed over *all* heads, so ranks
+    holding different heads would pick different sets (and their per-head projections do not shard)."""
+    if tp > 1 and config.kind == "hybrid" and config.selection in ("compressed", "pooled"):
+        raise ValueError(f"parallel.tp: {name} uses selection={config.selection!r}, which ranks keys over all heads "
+                         f"and is not split by heads yet; use parallel.tp 1 (data and pipeline parallelism work) or "
+                         f"selection='scorer', got tp={tp}")
+
+
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     """Apply :func:`block_tp_plan` to every block of ``model`` (in place) over the 1-D ``tp_mesh``."""
     tp = tp_mesh.size()
@@ -139,6 +150,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
         raise ValueError(f"parallel.tp: {type(model).__name__} has no TransformerBlock to split")
     for name, block in blocks:
         check_divisible(name, block.attention.config.n_heads, block.ffn, tp)
+        check_selection(name, block.attention.config, tp)
     for _, block in blocks:
         parallelize_module(block, tp_mesh, block_tp_plan(block))
         scorer = getattr(block.attention, "scorer", None)

@@ -45,7 +45,7 @@ from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.batchnorm import sync_batch_norms
 from hybridformer.distributed.dims import ParallelDims
 from hybridformer.distributed.parallelize import (
-    apply_fsdp_units, attention_tp_plan, block_tp_plan, check_divisible, ffn_tp_plan, sum_grad_over,
+    apply_fsdp_units, attention_tp_plan, block_tp_plan, check_divisible, check_selection, ffn_tp_plan, sum_grad_over,
 )
 from hybridformer.fusion.decoder import DecoderBlock
 
@@ -153,8 +153,10 @@ def apply_tp_multimodal(module: TrainingModule, tp_mesh: DeviceMesh) -> set[tupl
     encoder_blocks = [(n, b) for n, b in model.text_encoder.named_modules() if isinstance(b, TransformerBlock)]
     for name, block in encoder_blocks:
         check_divisible(f"text_encoder.{name}", block.attention.config.n_heads, block.ffn, tp)
+        check_selection(f"text_encoder.{name}", block.attention.config, tp)
     for i, block in enumerate(model.decoder.blocks):
         check_divisible(f"decoder.blocks.{i}", block.config.n_heads, block.ffn, tp)
+        check_selection(f"decoder.blocks.{i}", block.config.attention, tp)
     attentions = []
     for _, block in encoder_blocks:
         parallelize_module(block, tp_mesh, block_tp_plan(block))
