@@ -17,6 +17,9 @@ articles). Variants, each fine-tuned with the same budget and seeds:
 Ablations, run only when named in ``--variants``:
 
 - ``hybrid-w64-nocls``: ``hybrid-w64`` without [CLS] pinned;
+- ``hybrid-w64-pooled``: ``hybrid-w64`` with ``selection="pooled"`` (issue 24) instead of the scorer:
+  [CLS] pinned and reading every key, the other 31 keys of each query window picked by the pooled
+  queries of its 256-token block, whose pooling and gates train at ``--scorer-lr-scale`` times the lr;
 - ``hybrid-pruned-scratch``: the gated, pruned model trained from MiniLM in the common one-epoch
   budget on the labels (no teacher);
 - ``hybrid-pruned-inplace``: the same, with in-place self-distillation (each step trains the
@@ -77,7 +80,7 @@ from hybridformer.training import TrainConfig  # noqa: E402
 
 CASES = ("sentiment", "bbc")
 VARIANTS = ("full", "hybrid-w64", "hybrid-w128", "hybrid-pruned")
-ABLATIONS = ("hybrid-w64-nocls", "hybrid-pruned-scratch", "hybrid-pruned-inplace")
+ABLATIONS = ("hybrid-w64-nocls", "hybrid-w64-pooled", "hybrid-pruned-scratch", "hybrid-pruned-inplace")
 """Extra variants, run only when named in ``--variants``."""
 GLOBAL_K = 32
 # Longformer's classification recipe: [CLS] is always one of the K global tokens and the global
@@ -90,6 +93,7 @@ ATTENTION = {
     "hybrid-w128": {"kind": "hybrid", "window": 128, "global_k": GLOBAL_K, **_CLS_GLOBAL},
     "hybrid-pruned": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K, **_CLS_GLOBAL},
     "hybrid-w64-nocls": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K},
+    "hybrid-w64-pooled": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K, "selection": "pooled", **_CLS_GLOBAL},
 }
 for _variant in ("hybrid-pruned-scratch", "hybrid-pruned-inplace"):
     ATTENTION[_variant] = ATTENTION["hybrid-pruned"]
@@ -146,7 +150,9 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
     compress = variant == "hybrid-pruned"
     multipliers = {}
     if ATTENTION[variant].get("kind") == "hybrid" and budget.scorer_lr_scale != 1.0:
-        multipliers["attention.scorer"] = budget.scorer_lr_scale
+        # the selector starts from scratch: the scorer, or the pooled selection's pooling and gates
+        selector = "attention.pooled" if ATTENTION[variant].get("selection") == "pooled" else "attention.scorer"
+        multipliers[selector] = budget.scorer_lr_scale
     if pruned and budget.gate_lr_scale != 1.0:
         multipliers["ffn.gate"] = budget.gate_lr_scale
     return FinetuneConfig(
