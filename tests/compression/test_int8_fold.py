@@ -11,7 +11,7 @@ import torch
 
 import hybridformer.compression.quantize  # noqa: F401  (the module, for monkeypatching its fold step)
 from hybridformer.attention import AttentionConfig
-from hybridformer.compression import quantize
+from hybridformer.compression import quantization_of, quantize
 from hybridformer.compression.int8_backends import backend_for
 from hybridformer.compression.int8_smooth import input_scale_of
 from hybridformer.encoders import TextEncoder, TextEncoderConfig
@@ -97,11 +97,13 @@ def test_folded_model_saves_and_loads_exactly(tmp_path: Path) -> None:
         assert torch.equal(loaded(**batch).logits, quantized(**batch).logits)
 
 
-def test_compressed_attention_folds_exactly_in_float_compute(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("selection", ["compressed", "pooled"])
+def test_compressed_and_pooled_attention_fold_exactly_in_float_compute(monkeypatch: pytest.MonkeyPatch, selection) -> None:
     pytest.importorskip("torchao")
     torch.manual_seed(0)
-    attention = AttentionConfig(d_model=64, n_heads=4, kind="hybrid", selection="compressed", window=8,
-                                global_k=4, compress_block=4)
+    extra = {"compress_block": 4} if selection == "compressed" else {"pool_block": 16, "pinned_global": 1}
+    attention = AttentionConfig(d_model=64, n_heads=4, kind="hybrid", selection=selection, window=8,
+                                global_k=4, **extra)
     config = TextEncoderConfig(vocab_size=500, d_model=64, n_layers=2, n_heads=4, d_ff=256, max_positions=64,
                                attention=attention)
     model = TextClassifier(TextEncoder(config), 2, label_names=["a", "b"]).eval()
@@ -109,6 +111,10 @@ def test_compressed_attention_folds_exactly_in_float_compute(monkeypatch: pytest
     batch["attention_mask"][1, 20:] = False
     folded = quantize(model, "weight", "torchao", smooth=0.8, calibration=[batch])
     plain = _unfolded(monkeypatch, model, "weight", "torchao", smooth=0.8, calibration=[batch])
-    # The compressed branch pools v with weights computed from k: still linear in v per channel.
+    # The compressed branch pools v with weights computed from k, the pooled branch weighs v by its
+    # pooled queries' probabilities: both linear in v per channel.
     assert input_scale_of(folded.encoder.blocks[0].attention.o_proj) is None
+    if selection == "pooled":  # the pooling decides which keys are selected: it stays float, its gate is int8
+        linears = quantization_of(folded).linears
+        assert not any("pool_proj" in name for name in linears) and any("pooled.gate_proj" in name for name in linears)
     assert (_hidden(folded, batch) - _hidden(plain, batch)).abs().max() <= 1e-5

@@ -35,6 +35,7 @@ from typing import Any
 
 from torch import nn
 
+from hybridformer.attention.pooled import PooledSelection
 from hybridformer.attention.scorer import TokenScorer
 from hybridformer.compression.int8_backends import (
     Backend,
@@ -98,13 +99,11 @@ def quantization_of(model: nn.Module) -> QuantizationSpec | None:
 
 
 def _decision_layers(model: nn.Module) -> set[int]:
-    """ids of the Linear layers that decide what is computed (FFN gates, attention token scorers)."""
-    return {
-        id(layer)
-        for module in model.modules()
-        if isinstance(module, (SparseGate, TokenScorer))
-        for layer in module.modules()
-    }
+    """ids of the Linear layers that decide what is computed (FFN gates, attention token scorers, the
+    pooling of the pooled selection, whose pooled queries rank the keys)."""
+    ids = {id(layer) for module in model.modules() if isinstance(module, (SparseGate, TokenScorer)) for layer in module.modules()}
+    ids |= {id(module.pool_proj) for module in model.modules() if isinstance(module, PooledSelection)}
+    return ids
 
 
 def quantize(
