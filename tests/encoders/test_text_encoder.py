@@ -171,6 +171,26 @@ def test_save_and_reload_roundtrip(tmp_path: Path) -> None:
         assert torch.equal(model(ids).last_hidden_state, again(ids).last_hidden_state)
 
 
+def test_a_pooled_branch_added_to_a_checkpoint_starts_closed_and_a_trained_one_reloads(tmp_path: Path) -> None:
+    """selection="pooled" on a checkpoint without it: the gates start at sigmoid(-6), so the encoder
+    computes almost what the checkpoint computes; a saved pooled encoder reloads its own gates."""
+    hf, folder = tiny_hf("bert", tmp_path)
+    pooled = {"kind": "hybrid", "window": 4, "global_k": 2, "selection": "pooled", "pool_block": 8}
+    model = TextEncoder.from_pretrained(folder, attention=pooled).eval()
+    gate = model.blocks[0].attention.pooled.gate_proj
+    assert not gate.weight.any() and torch.all(gate.bias == -6.0)
+    ids = torch.randint(2, 99, (2, 24))
+    with torch.no_grad():
+        dense = TextEncoder.from_pretrained(folder, attention={"kind": "hybrid", "window": 32, "global_k": 0})(ids)
+        got = model(ids).last_hidden_state
+        assert (got - dense.last_hidden_state).norm() / dense.last_hidden_state.norm() < 0.02
+        torch.nn.init.normal_(gate.weight)  # "trained": no longer closed
+        saved = save_model(model, tmp_path / "saved")
+        again = TextEncoder.from_pretrained(saved).eval()
+        assert torch.equal(again.blocks[0].attention.pooled.gate_proj.weight, gate.weight)
+        assert torch.equal(again(ids).last_hidden_state, model(ids).last_hidden_state)
+
+
 def test_from_scratch_pre_ln_roundtrip(tmp_path: Path) -> None:
     config = TextEncoderConfig(
         vocab_size=50, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_positions=24, norm="pre", pooler=False,

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hybridformer.attention.pooled import PooledSelection
 from hybridformer.blocks import TransformerBlock
 from hybridformer.encoders.text_checkpoint import (
     TextCheckpoint,
@@ -203,7 +204,10 @@ class TextEncoder(nn.Module):
 
         Fields fixed by the weights (vocab_size, d_model, n_layers, n_heads, d_ff, ...) cannot be
         overridden; ``max_positions`` above the checkpoint's extends the position table by copying.
-        Modules the checkpoint lacks (the attention scorer, the FFN gates) keep their fresh init.
+        Modules the checkpoint lacks (the attention scorer, the FFN gates) keep their fresh init, except
+        the pooled selection's branch (``selection="pooled"``), which starts nearly closed
+        (:meth:`~hybridformer.attention.pooled.PooledSelection.start_closed`): added open to a trained
+        model it would change what the checkpoint computes before any step.
 
         Raises:
             FileNotFoundError: the folder or its files are missing.
@@ -219,6 +223,9 @@ class TextEncoder(nn.Module):
         config = resolve_overrides(stored, overrides)
         encoder = cls(dataclasses.replace(config, max_positions=stored.max_positions))
         load_weights(encoder, checkpoint.encoder_state, base_encoder_keys(stored), checkpoint.source)
+        for name, module in encoder.named_modules():
+            if isinstance(module, PooledSelection) and f"{name}.gate_proj.weight" not in checkpoint.encoder_state:
+                module.start_closed()
         if config.max_positions != stored.max_positions:
             encoder.resize_position_embeddings(config.max_positions)
         return encoder
