@@ -50,9 +50,9 @@ class AttentionConfig:
     block, not only on picked ones), and its probabilities, combined over the block's queries
     (`compress_vote`) and summed over the heads, choose the block's top ``global_k / compress_block``
     blocks. Costs O(N·N/compress_block) more. `pooled`: query-block pooled selection (``pooled.py``):
-    the queries of each `pool_block` tokens are pooled into one query per head (content-weighted,
-    the mean at init), which attends over every token key — a gated branch added to the block's
-    tokens, learning from the main loss for every key — and whose probabilities, summed over the
+    the queries minus the keys of each `pool_block` tokens are pooled into one query per head
+    (content-weighted, the mean at init; the key part favours keys unlike the block's own), which
+    attends over every token key — a gated branch added to the block's tokens, learning from the main loss for every key — and whose probabilities, summed over the
     heads, pick each window's top `global_k` tokens. Costs O(N·N/pool_block) more."""
     pool_block: int = 0
     """Tokens pooled into one query per head (selection="pooled"); a multiple of `window`. 0 = the

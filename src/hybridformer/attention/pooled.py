@@ -8,9 +8,19 @@ summary dilutes a single salient token, so only small blocks learn, at O(N·N/co
 Here the *keys* stay at token granularity (a salient token is never diluted) and the *queries* are
 pooled instead, one per pool block of ``block`` tokens (``pool_block``, a multiple of ``window``) and head:
 
-1. Pool: ``P[p, h] = Σ_i a_i q[i, h]`` over pool block p's real tokens, ``a = softmax_i(w_h · x_i + c_h)``
-   with one learned projection of the hidden state per head (``pool_proj``, zero at init: the mean).
-   A block holding one token that needs far context (a recall query) learns to put its weight there.
+1. Pool: ``P[p, h] = Σ_i a_i (q[i, h] − k[i, h])`` over pool block p's real tokens,
+   ``a = softmax_i(w_h · x_i + c_h)`` with one learned projection of the hidden state per head
+   (``pool_proj``, zero at init: the mean). A block holding one token that needs far context (a recall
+   query) learns to put its weight there. The key term makes a key's logit ``q̄ · k_j − k̄ · k_j``: what
+   the block asks for, minus how much key j resembles the block's own keys (relevance minus redundancy,
+   as in maximal marginal relevance). The block's window already reads its own kind of token; the
+   branch and the set should bring what is new. At initialisation, when ``q̄ · k_j`` is noise, this
+   ranks first the keys least like the block's: rare tokens, not more of the common ones, and the
+   ranking follows the keys as they train (it is not an initial state that training erases). With the
+   mean query alone the branch starts on an arbitrary set, a lone far token's share of the branch is
+   ~1/N (a learning signal ~1/√N against the mix of the other keys), and whether training escapes
+   that within a few hundred steps was left to the seed (issue 24, recall trained at N = 2,048: the
+   queried token selected in 65% / 100% / 6% of sequences over seeds 0-2).
 2. Pooled branch: block p's pooled query attends over its visible keys, one softmax per head
    (non-causal: every real key; causal: the pooled query of block p − 1 over the real keys before
    p·block). Its output is added to every token of block p, scaled per head by a sigmoid gate read
@@ -66,7 +76,7 @@ def pool_queries(q: Tensor, pool_logits: Tensor, block: int, key_padding_mask: T
     """One pooled query per pool block and head: softmax(pool_logits) over the block's real tokens.
 
     Args:
-        q: (B, H, N, D) queries.
+        q: (B, H, N, D) what is pooled (:class:`PooledSelection` passes queries minus keys).
         pool_logits: (B, N, H) pooling logits (``pool_proj`` of the hidden state).
         block: tokens per pool block.
         key_padding_mask: bool (B, N), True = real, or None.
@@ -297,9 +307,9 @@ class PooledSelection(nn.Module):
         self.gate_proj.weight.zero_()
         self.gate_proj.bias.fill_(self.CLOSED_GATE_BIAS)
 
-    def pooled_queries(self, hidden_states: Tensor, q: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        """(B, H, P, D) the pooled query of every pool block (:func:`pool_queries`)."""
-        return pool_queries(q, self.pool_proj(hidden_states), self.block, key_padding_mask)
+    def pooled_queries(self, hidden_states: Tensor, q: Tensor, k: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+        """(B, H, P, D) the pooled query of every pool block (:func:`pool_queries` of q − k)."""
+        return pool_queries(q - k, self.pool_proj(hidden_states), self.block, key_padding_mask)
 
     def gates(self, hidden_states: Tensor) -> Tensor:
         """(B, H, T, 1) the branch's per-head sigmoid gate of every token."""
@@ -339,7 +349,7 @@ class PooledSelection(nn.Module):
             :class:`PooledOutput`.
         """
         batch, heads, n, dim = q.shape
-        pooled = self.pooled_queries(hidden_states, q, key_padding_mask)  # (B, H, P, D)
+        pooled = self.pooled_queries(hidden_states, q, k, key_padding_mask)  # (B, H, P, D)
         groups = pooled.shape[2]
         if self.causal:  # pool block p is served by block p - 1's pooled query
             pooled = F.pad(pooled, (0, 0, 1, 0))[:, :, :groups]

@@ -8,7 +8,7 @@ before the block starts, so both are computed once, when a pool block ends: O(NÂ
 window and the set. State (:class:`PooledState`, held in ``KVCache.pooled``):
 
 - keys/values/validity of every token so far;
-- the queries and pooling logits of the current pool block (pooled when it ends);
+- the queries minus keys and the pooling logits of the current pool block (pooled when it ends);
 - the set in force and the pooled branch's output (per head) for the current pool block.
 """
 
@@ -39,7 +39,7 @@ class PooledState:
     length: int
     """Tokens held."""
     queries: Tensor
-    """(B, H, Q, D) queries of the current pool block so far (Q <= pool block)."""
+    """(B, H, Q, D) queries minus keys (what is pooled) of the current pool block so far (Q <= pool block)."""
     pool_logits: Tensor
     """(B, Q, H) their pooling logits."""
     global_positions: Tensor
@@ -150,7 +150,7 @@ def pooled_cached_attention(
         stop = min(total, start + window - first % window)  # never past a query block's end
         part = slice(start, stop)
         state.append(k[:, :, part], v[:, :, part], valid[:, part])
-        state.queries = torch.cat([state.queries, q[:, :, part]], dim=2)
+        state.queries = torch.cat([state.queries, q[:, :, part] - k[:, :, part]], dim=2)
         state.pool_logits = torch.cat([state.pool_logits, pool_logits[:, part]], dim=1)
         length = state.length
         lo = (first // window) * window if local == "block" else max(0, first - window + 1)
