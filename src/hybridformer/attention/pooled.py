@@ -31,7 +31,7 @@ pooled instead, one per pool block of ``block`` tokens (``pool_block``, a multip
    earlier position), in position order, -1 in empty slots: (B, ceil(N / window), K) indices for the
    hybrid kernel. Selection is hard and takes no gradient; the branch carries it.
 
-Causal: everything pool block p uses (block p − 1's queries, keys before p·block) lies before
+Causal: everything pool block p uses (block p − 1's queries and keys, keys before p·block) lies before
 p·block, so no output depends on later tokens, and decoding (``pooled_cache.py``) computes the set
 and the branch output once per pool block.
 
