@@ -19,8 +19,9 @@ pooled instead, one per pool block of ``block`` tokens (``pool_block``, a multip
    ranking follows the keys as they train (it is not an initial state that training erases). With the
    mean query alone the branch starts on an arbitrary set, a lone far token's share of the branch is
    ~1/N (a learning signal ~1/√N against the mix of the other keys), and whether training escapes
-   that within a few hundred steps was left to the seed (issue 24, recall trained at N = 2,048: the
-   queried token selected in 65% / 100% / 6% of sequences over seeds 0-2).
+   that within a few hundred steps was left to the seed (issue 24, recall trained at N = 2,048, 400
+   steps: the queried token selected in 65% / 100% / 6% of sequences over seeds 0-2; with the key
+   term 99% / 100% / 100%, results/recall_2048_400steps.md).
 2. Pooled branch: block p's pooled query attends over its visible keys, one softmax per head
    (non-causal: every real key; causal: the pooled query of block p − 1 over the real keys before
    p·block). Its output is added to every token of block p, scaled per head by a sigmoid gate read
