@@ -90,11 +90,43 @@ def _steps(args: argparse.Namespace, case: str) -> int:
 
 
 def _pretrained(args: argparse.Namespace, seed: int) -> Path:
+    """The pretrained model of ``seed`` (trained once); a folder pretrained under another budget is an error."""
     out = args.runs_dir / "pretrain" / f"seed{seed}"
+    budget = {k: getattr(args, k) for k in ("objectives", "pretrain_steps", "pretrain_lr", "gate_lr_multiplier", "batch_size")}
+    stamp = out / "budget.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != budget:
+        raise SystemExit(f"{out}: pretrained under {json.loads(stamp.read_text())}, not this run's {budget}; "
+                         "use another --runs-dir")
     if not (out / "metrics.json").is_file():
-        mm_pretrain(MMPretrainConfig(objectives=args.objectives, model="tiny",
-                                     train=_train(args, out, args.pretrain_steps, seed, args.pretrain_lr)))
+        train = _train(args, out, args.pretrain_steps, seed, args.pretrain_lr)
+        if args.gate_lr_multiplier != 1:
+            train.lr_multipliers = {"cross_attention.gate": args.gate_lr_multiplier}
+        mm_pretrain(MMPretrainConfig(objectives=args.objectives, model="tiny", train=train))
+        write_json(stamp, budget)
     return out / "model"
+
+
+def _rank_details(model, tok, limit: int) -> dict:
+    """Ranked answers of ``model`` on the ``limit`` test questions the rows score (spread over the split)
+    under both scorings: accuracy per answer type and the answers picked per answer type."""
+    from collections import Counter
+
+    from hybridformer.evaluation.vqa import vqa_accuracy
+    from hybridformer.recipes import multimodal_metrics as mm
+    from hybridformer.recipes.multimodal_common import task_data
+
+    train, test, collate, extra = task_data("vqa", MMDataConfig(seed=0), tok)
+    examples = {e.question_id: e for e in (test[i] for i in mm.spread(len(test), limit))}
+    types = {q: e.answer_type for q, e in examples.items()}
+    out = {}
+    for name, reference in (("likelihood", None), ("pmi", mm.reference_context(train, collate, VQAAnswerConfig().reference_images))):
+        model.eval()
+        picked = mm.vqa_ranked_answers(model, test, collate, tok, extra["answers"], limit=limit, reference=reference)
+        acc = vqa_accuracy(picked, {q: list(e.answers) for q, e in examples.items()}, types)
+        out[name] = {"accuracy": acc.overall, "per_answer_type": acc.per_answer_type,
+                     "picks": {t: dict(Counter(picked[q] for q in picked if types[q] == t).most_common())
+                               for t in sorted(set(types.values()))}}
+    return out
 
 
 def _data(case: str, **kw) -> MMDataConfig:
@@ -127,7 +159,10 @@ def phase_train(args: argparse.Namespace) -> None:
                              "chance": lambda: None}[variant]()
                     generated = task == "caption" or (task == "vqa-zeroshot" and "-rank" not in case)
                     limit = args.gen_limit if generated else args.eval_limit  # ranking is cheap: eval_limit
-                    return {"score": score(task, model, MMDataConfig(seed=0), limit=limit, tok=tok, vqa=_vqa(case))[key]}
+                    record = {"score": score(task, model, MMDataConfig(seed=0), limit=limit, tok=tok, vqa=_vqa(case))[key]}
+                    if "-rank" in case and model is not None:
+                        record["details"] = _rank_details(model, tok, args.eval_limit)
+                    return record
                 _run(args.runs_dir / case / variant / f"seed{seed}.json", fn)
         for case, (task, key, variants) in FINETUNED.items():
             if args.cases and case not in args.cases:
@@ -139,7 +174,11 @@ def phase_train(args: argparse.Namespace) -> None:
                                               data=_data(case, train_fraction=args.fewshot_fraction),
                                               eval_limit=args.eval_limit, vqa=_vqa(case),
                                               train=_train(args, out, _steps(args, case), seed))
-                    return {"score": mm_finetune(config).metrics[key]}
+                    result = mm_finetune(config)
+                    record = {"score": result.metrics[key]}
+                    if "-rank" in case:
+                        record["details"] = _rank_details(load_model(str(result.model_dir)), tok, args.eval_limit)
+                    return record
                 _run(args.runs_dir / case / variant / f"seed{seed}.json", fn)
     del data
 
@@ -325,7 +364,7 @@ def phase_report(args: argparse.Namespace) -> None:
 
 
 def _budget(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in ("objectives", "seeds", "pretrain_steps", "pretrain_lr", "finetune_steps", "long_finetune_steps", "batch_size", "lr",
+    return {k: getattr(args, k) for k in ("objectives", "seeds", "pretrain_steps", "pretrain_lr", "gate_lr_multiplier", "finetune_steps", "long_finetune_steps", "batch_size", "lr",
                                           "pretrain_seeds", "fewshot_fraction", "eval_limit", "gen_limit", "speed_steps", "threads")}
 
 
@@ -343,6 +382,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="pretraining objectives of the `pretrained` variant (comma-separated)")
     p.add_argument("--pretrain-steps", type=int, default=100)
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
+    p.add_argument("--gate-lr-multiplier", type=float, default=1.0,
+                   help="pretraining lr factor of the decoder's cross-attention gates (train.lr_multipliers "
+                        "cross_attention.gate): they start at 0 and at the base lr barely open in a short run")
     p.add_argument("--finetune-steps", type=int, default=40)
     p.add_argument("--long-finetune-steps", type=int, default=150, help="fine-tuning steps of vqa-fewshot-long")
     p.add_argument("--batch-size", type=int, default=16)

@@ -59,3 +59,17 @@ def test_ranking_rows_are_judged_against_scratch_and_chance(tmp_path):
     assert "- vqa-zeroshot-rank: pretrained 0.400 ± 0.000 vs scratch 0.310 ± 0.014; target ≥ 1.18 × scratch = 0.366: **met**" in table
     assert "vs chance 0.333 ± 0.000; target ≥ 1 × chance = 0.333: **met**" in table
     assert "- vqa-fewshot-rank: pretrained 0.500 ± 0.000 vs scratch 0.500 ± 0.000; target ≥ 1.18 × scratch = 0.590: **missed**" in table
+
+
+def test_a_pretrained_folder_of_another_budget_is_not_reused(tmp_path):
+    """--pretrain-steps / --gate-lr-multiplier change the pretrained models: a runs folder pretrained
+    under another budget stops the run with both budgets named instead of mixing them."""
+    import pytest
+
+    stamp = tmp_path / "runs" / "pretrain" / "seed0" / "budget.json"
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text(json.dumps({"objectives": ["itc", "caption"], "pretrain_steps": 100, "pretrain_lr": 1e-3,
+                                 "gate_lr_multiplier": 1.0, "batch_size": 16}))
+    with pytest.raises(SystemExit, match="pretrained under .*'pretrain_steps': 100.* not this run's .*'pretrain_steps': 300"):
+        mx.main(["--phase", "train", "--seeds", "1", "--pretrain-steps", "300", "--gate-lr-multiplier", "100",
+                 "--cases", "vqa-zeroshot-rank", "--runs-dir", str(tmp_path / "runs")])

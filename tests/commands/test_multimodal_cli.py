@@ -86,6 +86,10 @@ def test_help_lists_the_fields_of_the_family_the_flags_select(capsys, tmp_path):
     (["finetune", "--task", "caption", "--model", "tiny", "--vqa.answer", "rank"], "vqa.answer"),
     (["evaluate", "--task", "vqa-zeroshot", "--model", "tiny", "--vqa.answer", "classifier"], "vqa.answer"),
     (["evaluate", "--task", "vqa", "--model", "tiny", "--vqa.answer", "vote"], "vqa.answer"),
+    (["evaluate", "--task", "vqa-zeroshot", "--model", "tiny", "--vqa.answer", "rank", "--vqa.reference_images", "0"],
+     "vqa.reference_images"),
+    (["evaluate", "--task", "vqa-zeroshot", "--model", "tiny", "--vqa.answer", "rank", "--vqa.rank_score", "odds"],
+     "vqa.rank_score"),
 ])
 def test_bad_vqa_answer_modes_are_one_line(argv, needle, capsys):
     assert main(argv) == 2
@@ -112,3 +116,17 @@ def test_vqa_by_answer_ranking_finetunes_the_decoder_and_evaluates(tmp_path, cap
     assert main(["evaluate", "--task", "vqa", "--vqa.answer", "classifier", "--model", str(run / "model"),
                  "--eval_limit", "8"]) == 1
     assert "use --vqa.answer rank" in capsys.readouterr().err
+
+
+def test_pmi_ranking_of_a_model_that_ignores_the_image_answers_the_most_frequent_answer(tmp_path):
+    """A new model's cross-attention gates are exactly 0: with --vqa.rank_score pmi every answer scores 0,
+    the tie goes to the training split's most frequent answer, and the accuracy is the majority
+    answer's (the chance row: score(model=None))."""
+    from hybridformer.recipes.multimodal_common import MMDataConfig
+    from hybridformer.recipes.multimodal_tasks import score
+
+    out = tmp_path / "pmi.json"
+    assert main(["evaluate", "--task", "vqa-zeroshot", "--vqa.answer", "rank", "--vqa.rank_score", "pmi",
+                 "--vqa.reference_images", "4", "--model", "tiny", "--eval_limit", "16", "--out", str(out)]) == 0
+    chance = score("vqa-zeroshot", None, MMDataConfig(), limit=16)["vqa_accuracy"]
+    assert json.loads(out.read_text())["metrics"]["vqa_accuracy"] == chance

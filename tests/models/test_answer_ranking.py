@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from hybridformer.attention import AttentionConfig
-from hybridformer.models.answer_ranking import candidate_ids, candidate_log_likelihoods
+from hybridformer.models.answer_ranking import (best_candidates, candidate_ids, candidate_log_likelihoods, candidate_pmi,
+                                               reference_log_likelihoods)
 from hybridformer.models.multimodal_flavors import build_initialised
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "losses"))
@@ -76,3 +77,45 @@ def test_candidate_ids_append_the_end_token_and_reject_empty_answers():
     with pytest.raises(ValueError, match="candidates"):
         candidate_log_likelihoods(small_model(), [torch.tensor([1])], [[]], images=torch.rand(1, 1, 32, 32))
     assert VOCAB == 50
+
+
+def test_pmi_equals_the_hand_computation_against_reference_images():
+    """pmi = log p(c | prompt, own image) - log mean_k p(c | prompt, reference image k), every term from
+    the hand loop over model.forward (float64)."""
+    model = _model("full")
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.tensor([1, 7, 9]), torch.tensor([1, 5, 6, 30])]
+    candidates = [[8, 2], [40, 2], [12, 13, 2]]
+    images, reference = torch.rand(2, 1, 32, 32, generator=g), torch.rand(3, 1, 32, 32, generator=g)
+    own = _hand_loop(model, prompts, candidates, images)  # (B, C)
+    per_ref = torch.stack([_hand_loop(model, prompts, candidates, reference[k:k + 1].expand(2, -1, -1, -1))
+                           for k in range(3)])  # (K, B, C)
+    want = own - (per_ref.exp().mean(0)).log()
+    got = candidate_pmi(model, prompts, candidates, {"images": reference}, images=images)
+    torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=1e-5)
+    marginal = reference_log_likelihoods(model, prompts, candidates, {"images": reference})
+    torch.testing.assert_close(marginal.double(), per_ref.exp().mean(0).log(), atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="reference: give K >= 1"):
+        reference_log_likelihoods(model, prompts, candidates, {"images": reference[:0]})
+
+
+def test_a_model_that_does_not_read_the_image_ties_every_candidate_and_the_first_wins():
+    """Gates at exactly 0 (an untrained model): the image changes nothing, every PMI is exactly 0, and
+    the tie goes to candidate 0 (the most frequent answer where callers sort by frequency)."""
+    model = small_model(seed=3).eval()
+    assert all(block.cross_attention.gate.item() == 0.0 for block in model.decoder.blocks)
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.tensor([1, 7, 9]), torch.tensor([1, 5])]
+    candidates = [[8, 2], [40, 2], [12, 13, 2]]
+    pmi = candidate_pmi(model, prompts, candidates, {"images": torch.rand(4, 1, 32, 32, generator=g)},
+                        images=torch.rand(2, 1, 32, 32, generator=g))
+    assert torch.equal(pmi, torch.zeros(2, 3))
+    assert best_candidates(pmi) == [0, 0]
+    likelihood = candidate_log_likelihoods(model, prompts, candidates, images=torch.rand(2, 1, 32, 32, generator=g))
+    assert best_candidates(likelihood) == likelihood.argmax(1).tolist()  # no tie: the plain argmax
+
+
+def test_best_candidates_ties_within_the_tolerance_go_to_the_lowest_index():
+    scores = torch.tensor([[0.0, 0.5, 0.49995], [1.0, 1.00005, 0.0], [-3.0, -2.0, -1.0]])
+    assert best_candidates(scores) == [1, 0, 2]
+    assert best_candidates(scores, tolerance=0.0) == [1, 1, 2]

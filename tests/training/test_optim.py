@@ -89,3 +89,17 @@ def test_lr_multipliers_reject_a_key_matching_nothing():
         build_optimizer(nn.Linear(2, 2), TrainConfig(lr_multipliers={"scorer": 10.0}))
     with pytest.raises(ConfigError, match=r"lr_multipliers\.gate"):
         TrainConfig(lr_multipliers={"gate": 0.0})
+
+
+def test_a_gate_multiplier_reaches_exactly_the_multimodal_decoders_cross_attention_gates():
+    """The multimodal recipe's key ``cross_attention.gate`` (benchmarks/multimodal_experiment.py
+    --gate-lr-multiplier) puts the decoder's tanh gates, and nothing else, in a group at 100x the lr."""
+    from hybridformer.recipes.multimodal_common import load_model
+
+    model = load_model("tiny")
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3, lr_multipliers={"cross_attention.gate": 100.0}))
+    fast = [g for g in optimizer.param_groups if g["lr_scale"] == 100.0]
+    gates = [p for n, p in model.named_parameters() if n.endswith("cross_attention.gate")]
+    assert len(fast) == 1 and len(gates) == 2
+    assert {id(p) for p in fast[0]["params"]} == {id(p) for p in gates}
+    assert fast[0]["lr"] == pytest.approx(0.1) and fast[0]["weight_decay"] == 0.0

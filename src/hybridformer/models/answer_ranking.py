@@ -11,17 +11,31 @@ and answer with the best candidate. The context and the prompt are run once per 
 copied) and are scored together, one decoder step per candidate token for all of them at once
 (:class:`~hybridformer.models.decoding.DecodeBatch`), so a vocabulary of single-token answers costs one
 prefill per question and one batched step.
+
+A caption-trained decoder's likelihood is dominated by its language prior: some answers are likely
+after any question whatever the image shows. :func:`candidate_pmi` removes that prior (the
+"domain-conditional PMI" of Holtzman et al. 2021, *Surface Form Competition*, with the question as the
+domain premise): each candidate's log-likelihood given the example's own context minus its
+log-likelihood with the context marginalised over K reference examples (e.g. training images),
+
+    pmi(a) = log p(a | prompt, image) - log mean_k p(a | prompt, image_k)
+
+so an answer wins by being more likely *for this image* than for images in general. A model whose
+cross-attention gates are exactly 0 (never trained) gives every candidate the same score 0:
+:func:`best_candidates` breaks such ties towards the first candidate (callers list the most frequent
+answer first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["candidate_ids", "candidate_log_likelihoods"]
+__all__ = ["candidate_ids", "candidate_log_likelihoods", "reference_log_likelihoods", "candidate_pmi",
+           "best_candidates"]
 
 
 def candidate_ids(tokenizer: Any, answers: Sequence[str], eos_token_id: int | None) -> list[list[int]]:
@@ -90,3 +104,62 @@ def candidate_log_likelihoods(
             total += torch.where(real[cols, t + 1], picked, torch.zeros_like(picked))
         scores[rows, cols] += total
     return scores
+
+
+def _log_mean_exp(x: Tensor, dim: int) -> Tensor:
+    """``log mean exp`` over ``dim`` with the maximum factored out: K equal values give exactly that
+    value back (no ``+ log K - log K`` rounding), so an untrained model's equal scores stay tied."""
+    top = x.max(dim).values
+    return top + (x - top.unsqueeze(dim)).exp().mean(dim).log()
+
+
+@torch.no_grad()
+def reference_log_likelihoods(
+    model: Any,
+    prompts: Sequence[Tensor],
+    candidates: Sequence[Sequence[int]],
+    reference: Mapping[str, Tensor],
+    *,
+    max_members: int = 4096,
+) -> Tensor:
+    """``log mean_k p(candidate c | prompt b, reference context k)``: (B, C) float32, the candidates'
+    likelihood after each prompt with the context marginalised over the K reference examples.
+
+    Args:
+        reference: the K reference examples' context (e.g. ``{"images": (K, C, H, W)}``), given to
+            every prompt in turn; K prefills per prompt.
+    """
+    sizes = {name: len(t) for name, t in reference.items()}
+    if not sizes or min(sizes.values()) == 0 or len(set(sizes.values())) > 1:
+        raise ValueError(f"reference: give K >= 1 reference examples of every context input, got sizes {sizes}")
+    n = len(prompts)
+    per_reference = [  # each (B, C): reference k as every prompt's context, same batch shape as the prompts'
+        candidate_log_likelihoods(model, prompts, candidates, max_members=max_members,
+                                  **{name: t[k:k + 1].expand(n, *t.shape[1:]) for name, t in reference.items()})
+        for k in range(next(iter(sizes.values())))
+    ]
+    return _log_mean_exp(torch.stack(per_reference, 1), dim=1)  # (B, K, C) -> (B, C)
+
+
+@torch.no_grad()
+def candidate_pmi(
+    model: Any,
+    prompts: Sequence[Tensor],
+    candidates: Sequence[Sequence[int]],
+    reference: Mapping[str, Tensor],
+    *,
+    max_members: int = 4096,
+    **context: Tensor | None,
+) -> Tensor:
+    """(B, C) ``log p(c | prompt b, context b) - log mean_k p(c | prompt b, reference k)``: how much more
+    likely each candidate is given the example's own context than given the reference contexts
+    (:func:`candidate_log_likelihoods` minus :func:`reference_log_likelihoods`)."""
+    own = candidate_log_likelihoods(model, prompts, candidates, max_members=max_members, **context)
+    return own - reference_log_likelihoods(model, prompts, candidates, reference, max_members=max_members)
+
+
+def best_candidates(scores: Tensor, tolerance: float = 1e-4) -> list[int]:
+    """The best candidate of each row of ``scores`` (B, C); scores within ``tolerance`` of the row's best
+    count as tied and the tie goes to the lowest index (list the most frequent answer first)."""
+    best = scores.max(1, keepdim=True).values  # (B, 1)
+    return (scores >= best - tolerance).int().argmax(1).tolist()  # argmax returns the first maximum

@@ -16,12 +16,13 @@ from hybridformer.data.image_text import templated_caption
 from hybridformer.evaluation.retrieval import chance_recall_at_k, recall_at_k
 from hybridformer.evaluation.vqa import extract_answer, vqa_accuracy
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
-from hybridformer.models.answer_ranking import candidate_ids, candidate_log_likelihoods
+from hybridformer.models.answer_ranking import best_candidates, candidate_ids, candidate_log_likelihoods, candidate_pmi
 from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format
 from hybridformer.recipes.progress import track
 
 __all__ = ["spread", "retrieval", "zeroshot_classification", "image_accuracy", "image_classification_report", "video_accuracy",
-           "vqa_classifier_accuracy", "vqa_ranked_accuracy", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
+           "vqa_classifier_accuracy", "reference_context", "vqa_ranked_answers",
+           "vqa_ranked_accuracy", "generated_answers", "vqa_generated_accuracy", "caption_bleu4"]
 
 
 def spread(n_total: int, limit: int | None) -> list[int]:
@@ -200,22 +201,43 @@ def vqa_generated_accuracy(model: nn.Module, dataset: Any, collate: Any, tokeniz
     return _vqa_score(dataset, predictions, limit)
 
 
+def reference_context(train: Any, collate: Any, k: int) -> dict[str, Tensor]:
+    """The images of ``k`` training examples spread evenly over ``train`` (all of them when fewer):
+    the reference contexts of PMI ranking, fixed per split so that a test answer never depends on the
+    other test questions of its batch."""
+    if len(train) == 0:
+        raise ValueError("vqa.rank_score: pmi needs training examples for its reference images; the training split is empty")
+    return {"images": collate([train[i] for i in spread(len(train), k)])["images"]}  # (K, C, H, W)
+
+
 @torch.no_grad()
-def vqa_ranked_accuracy(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, answers: Sequence[str],
-                        *, limit: int | None = None, batch_size: int = 64,
-                        prompt_format: PromptFormat | None = None) -> float:
-    """VQA by answer ranking: every answer of ``answers`` (the training split's vocabulary) is scored by
-    the decoder's log-likelihood of ``answer [SEP]`` after the question in the model's chat template
-    (``prompt_format``, else the decoder's training format ``[CLS] question``), reading the image
-    (:func:`~hybridformer.models.answer_ranking.candidate_log_likelihoods`); the best one is the answer."""
+def vqa_ranked_answers(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, answers: Sequence[str],
+                       *, limit: int | None = None, batch_size: int = 64,
+                       prompt_format: PromptFormat | None = None, reference: dict[str, Tensor] | None = None) -> dict[int, str]:
+    """question_id -> answer by ranking: every answer of ``answers`` (the training split's vocabulary,
+    most frequent first) is scored by the decoder's log-likelihood of ``answer [SEP]`` after the
+    question in the model's chat template (``prompt_format``, else the decoder's training format
+    ``[CLS] question``), reading the image (:func:`~hybridformer.models.answer_ranking.candidate_log_likelihoods`);
+    with ``reference`` (:func:`reference_context`), by the PMI against those images instead
+    (:func:`~hybridformer.models.answer_ranking.candidate_pmi`). The best one is the answer; ties go to
+    the most frequent (:func:`~hybridformer.models.answer_ranking.best_candidates`)."""
     fmt = prompt_format or decoder_prompt_format(tokenizer, model.config.decoder)
     candidates = candidate_ids(tokenizer, answers, model.config.decoder.eos_token_id)
     predictions: dict[int, str] = {}
     for batch in _batches(dataset, _prompted(collate, fmt, tokenizer, lambda e: e.question), batch_size, limit):
         prompts = [row[m] for row, m in zip(batch["prompt_ids"], batch["prompt_mask"])]
-        scores = candidate_log_likelihoods(model, prompts, candidates, images=batch["images"])  # (B, C)
-        predictions.update(zip(batch["question_ids"].tolist(), [answers[i] for i in scores.argmax(1).tolist()]))
-    return _vqa_score(dataset, predictions, limit)
+        if reference is None:
+            scores = candidate_log_likelihoods(model, prompts, candidates, images=batch["images"])  # (B, C)
+        else:
+            scores = candidate_pmi(model, prompts, candidates, reference, images=batch["images"])  # (B, C)
+        predictions.update(zip(batch["question_ids"].tolist(), [answers[i] for i in best_candidates(scores)]))
+    return predictions
+
+
+def vqa_ranked_accuracy(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, answers: Sequence[str],
+                        *, limit: int | None = None, **kwargs: Any) -> float:
+    """VQA accuracy of :func:`vqa_ranked_answers` (``kwargs``: its keyword arguments)."""
+    return _vqa_score(dataset, vqa_ranked_answers(model, dataset, collate, tokenizer, answers, limit=limit, **kwargs), limit)
 
 
 @torch.no_grad()

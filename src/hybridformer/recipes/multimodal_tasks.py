@@ -64,6 +64,18 @@ class VQAAnswerConfig:
     ``generate``: the greedy continuation, cut at punctuation. ``rank`` and ``generate`` fine-tune the
     decoder on the answers. ``auto``: ``generate`` for ``vqa-zeroshot``; for ``vqa``, ``classifier``
     (fine-tuning, or a model with an answer head) or ``rank`` (a model fine-tuned without one)."""
+    rank_score: Literal["likelihood", "pmi"] = "pmi"
+    """How ``rank`` scores a candidate. ``likelihood``: ``log p(answer [SEP] | question, image)``.
+    ``pmi``: that minus ``log mean_k p(answer [SEP] | question, image_k)`` over ``reference_images``
+    training images (Holtzman et al. 2021's domain-conditional PMI, the question as premise): the
+    decoder's language prior is removed, and an answer wins by fitting this image better than images in
+    general. Ties (within 1e-4; a model that does not read the image at all scores every answer 0) go
+    to the training split's most frequent answer. Costs ``1 + reference_images`` prefills per question."""
+    reference_images: int = 16
+    """``pmi``: how many training examples (spread evenly over the split) marginalise the image."""
+
+    def __post_init__(self) -> None:
+        check(self.reference_images >= 1, "vqa.reference_images", f"must be >= 1, got {self.reference_images}")
 
     def mode(self, task: str, has_answer_head: bool = True) -> str:
         """The answering mode of ``task`` (``auto`` resolved) for a model with or without an answer head."""
@@ -169,7 +181,9 @@ def scored(task: str, model: Any, data: MMDataConfig, *, limit: int | None = Non
     """:func:`score` with the image-classification report and the bad-file summary."""
     tok = tok or tokenizer()
     data_task = {"retrieval": "pretrain", "zeroshot-classification": "pretrain", "vqa-zeroshot": "vqa"}.get(task, task)
-    _, test, collate, extra = task_data(data_task, data, tok)
+    train, test, collate, extra = task_data(data_task, data, tok)
+    if data_task == "vqa":
+        extra = {**extra, "train": train}  # the reference images of PMI ranking
     bad = extra["bad_files"].summary() if "bad_files" in extra else None
     if task == "image-classification" and model is not None:
         model.eval()
@@ -187,8 +201,11 @@ def _score(task: str, model: Any, data: MMDataConfig, test: Any, collate: Any, e
         if model is None or mode == "classifier":  # None: the majority answer
             return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit)}
         if mode == "rank":
+            vqa = vqa or VQAAnswerConfig()
+            reference = (multimodal_metrics.reference_context(extra["train"], collate, vqa.reference_images)
+                         if vqa.rank_score == "pmi" else None)
             return {"vqa_accuracy": multimodal_metrics.vqa_ranked_accuracy(model, test, collate, tok, extra["answers"], limit=limit,
-                                                                          prompt_format=prompt_format)}
+                                                                          prompt_format=prompt_format, reference=reference)}
         return {"vqa_accuracy": multimodal_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit,
                                                                           prompt_format=prompt_format)}
     if task == "image-classification":
