@@ -11,7 +11,8 @@ moving digits through the answer head), and for ``evaluate`` also ``retrieval`` 
 ``zeroshot-classification`` (text prompts) and ``vqa-zeroshot`` (no VQA training).
 
 How a VQA model answers (``--vqa.answer``): ``classifier``, an answer head on the fused state; ``rank``,
-every answer of the training vocabulary scored by the decoder's log-likelihood and the best one taken;
+every answer of the training vocabulary scored by the decoder's log-likelihood (by default less its
+log-mean likelihood over reference training images, ``--vqa.rank_score pmi``) and the best one taken;
 ``generate``, the decoder's greedy continuation. With ``rank`` or ``generate``, ``finetune --task vqa``
 trains the decoder itself on the answers (:class:`~hybridformer.losses.VQAAnswerLMObjective`).
 """
