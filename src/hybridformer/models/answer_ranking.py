@@ -125,20 +125,26 @@ def reference_log_likelihoods(
     """``log mean_k p(candidate c | prompt b, reference context k)``: (B, C) float32, the candidates'
     likelihood after each prompt with the context marginalised over the K reference examples.
 
+    It depends on the prompt alone, so a prompt repeated in the batch (VQA asks the same questions of
+    many images) is scored once: K prefills per distinct prompt.
+
     Args:
         reference: the K reference examples' context (e.g. ``{"images": (K, C, H, W)}``), given to
-            every prompt in turn; K prefills per prompt.
+            every prompt in turn.
     """
     sizes = {name: len(t) for name, t in reference.items()}
     if not sizes or min(sizes.values()) == 0 or len(set(sizes.values())) > 1:
         raise ValueError(f"reference: give K >= 1 reference examples of every context input, got sizes {sizes}")
-    n = len(prompts)
-    per_reference = [  # each (B, C): reference k as every prompt's context, same batch shape as the prompts'
-        candidate_log_likelihoods(model, prompts, candidates, max_members=max_members,
-                                  **{name: t[k:k + 1].expand(n, *t.shape[1:]) for name, t in reference.items()})
+    distinct: dict[tuple[int, ...], int] = {}
+    row = [distinct.setdefault(tuple(p.tolist()), len(distinct)) for p in prompts]  # prompt b -> its distinct row
+    unique = [torch.tensor(key, dtype=torch.long, device=prompts[0].device) for key in distinct]
+    per_reference = [  # each (U, C): reference k as the context of every distinct prompt
+        candidate_log_likelihoods(model, unique, candidates, max_members=max_members,
+                                  **{name: t[k:k + 1].expand(len(unique), *t.shape[1:]) for name, t in reference.items()})
         for k in range(next(iter(sizes.values())))
     ]
-    return _log_mean_exp(torch.stack(per_reference, 1), dim=1)  # (B, K, C) -> (B, C)
+    marginal = _log_mean_exp(torch.stack(per_reference, 1), dim=1)  # (U, K, C) -> (U, C)
+    return marginal[torch.tensor(row, device=marginal.device)]  # (B, C)
 
 
 @torch.no_grad()

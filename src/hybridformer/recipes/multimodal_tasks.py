@@ -71,7 +71,7 @@ class VQAAnswerConfig:
     training images (Holtzman et al. 2021's domain-conditional PMI, the question as premise): the
     decoder's language prior is removed, and an answer wins by fitting this image better than images in
     general. Ties (within 1e-4; a model that does not read the image at all scores every answer 0) go
-    to the training split's most frequent answer. Costs ``1 + reference_images`` prefills per question."""
+    to the training split's most frequent answer. Costs ``reference_images`` more prefills per distinct question."""
     reference_images: int = 16
     """``pmi``: how many training examples (spread evenly over the split) marginalise the image."""
 
