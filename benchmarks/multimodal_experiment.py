@@ -7,8 +7,9 @@ that file exists (a killed run resumes from its last checkpoint); the pretrained
 
 - ``pretrained``: ``multimodal_tiny`` (narrow one-block-per-stage ResNet trunk, no video) pretrained on
   MNIST-5k image-caption pairs with ``--objectives`` (default ITC + captioning: the budget of a 2-core
-  shared machine; ``itm`` and ``mlm`` are available) for ``--pretrain-steps``, then (where the case
-  trains) fine-tuned for ``--finetune-steps``;
+  shared machine; ``itm`` and ``mlm`` are available) for ``--pretrain-steps`` (the decoder's
+  cross-attention gates at ``--gate-lr-multiplier`` times the lr), then (where the case trains)
+  fine-tuned for ``--finetune-steps``; a runs folder keeps one pretraining budget (``budget.json``);
 - ``scratch``: the same model randomly initialised, the same fine-tuning budget;
 - ``resnet-only`` (image-cls): the same image trunk + head trained alone on the labels, same budget;
 - ``chance``: the majority answer (VQA), random similarities (retrieval), 1/classes (zero-shot).
