@@ -248,6 +248,10 @@ def _collect(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
             rows.append({"case": case, "variant": variant, "score_mean": statistics.mean(scores),
                          "score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "seeds": len(scores),
                          "scores": scores, "median_ms": None})
+            records = [json.loads((folder / f"seed{k}.json").read_text()) for k in range(args.seeds)
+                       if (folder / f"seed{k}.json").is_file()]
+            if any("details" in r for r in records):  # ranked rows: both scorings, per seed
+                rows[-1]["details"] = [r.get("details") for r in records]
     for kind in ("hybrid", "full"):
         path = args.runs_dir / "speed" / kind / "seed0.json"
         if path.is_file():
@@ -305,6 +309,11 @@ def _plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+NOTE = ("Scores were trained and evaluated at nice 19 on 2 CPU cores shared with 5 other agents (load 10-35). "
+        "Speed and demo-time rows were measured under the exclusive bench lock at normal priority while other "
+        "work ran at nice 19 (the load average above counts it).")
+"""The report's default note: how the grid in results/multimodal.md was measured."""
+
 TARGETS = [  # (case, variant, reference variant, factor, offset): met when variant >= factor * ref + offset
     ("vqa-zeroshot", "pretrained", "scratch", 1.18, 0.0),
     ("vqa-fewshot", "pretrained", "scratch", 1.18, 0.0),
@@ -341,10 +350,7 @@ def _targets(rows: list[dict], cases: list[str]) -> list[str]:
 def phase_report(args: argparse.Namespace) -> None:
     rows, not_run = _collect(args)
     machine = machine_info()
-    note = ("Scores were trained and evaluated at nice 19 on 2 CPU cores shared with 5 other agents (load 10-35). "
-            "Speed and demo-time rows were measured under the exclusive bench lock at normal priority while other "
-            "work ran at nice 19 (the load average above counts it).")
-    write_json(args.out, {"machine": machine, "budget": _budget(args), "note": note, "rows": rows, "not_run": not_run})
+    write_json(args.out, {"machine": machine, "budget": _budget(args), "note": args.note, "rows": rows, "not_run": not_run})
     _plot(rows, args.out.with_suffix(".png"))
     variants = ["pretrained", "scratch", "resnet-only", "chance"]
     cell = {(r["case"], r["variant"]): f"{r['score_mean']:.3f} ± {r['score_std']:.3f} (n={r['seeds']})"
@@ -397,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gen-limit", type=int, default=48)
     p.add_argument("--speed-steps", type=int, default=5, help="timed pretraining steps per speed row (after 1 warm-up)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/multimodal_experiment"))
+    p.add_argument("--note", default=NOTE, help="how the rows were measured (the report's note)")
     p.add_argument("--out", type=Path, default=Path("results/multimodal.json"))
     if "--quick" in (sys.argv[1:] if argv is None else argv):  # the quick grid's defaults; explicit flags win
         p.set_defaults(pretrain_steps=20, finetune_steps=6, long_finetune_steps=12, batch_size=16, eval_limit=100, gen_limit=32, speed_steps=2,

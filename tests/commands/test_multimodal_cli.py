@@ -130,3 +130,12 @@ def test_pmi_ranking_of_a_model_that_ignores_the_image_answers_the_most_frequent
                  "--vqa.reference_images", "4", "--model", "tiny", "--eval_limit", "16", "--out", str(out)]) == 0
     chance = score("vqa-zeroshot", None, MMDataConfig(), limit=16)["vqa_accuracy"]
     assert json.loads(out.read_text())["metrics"]["vqa_accuracy"] == chance
+
+
+def test_rank_score_auto_is_pmi_zero_shot_and_likelihood_for_a_fine_tuned_model():
+    from hybridformer.recipes.multimodal_tasks import VQAAnswerConfig
+
+    assert VQAAnswerConfig("rank").score_mode("vqa-zeroshot") == "pmi"
+    assert VQAAnswerConfig("rank").score_mode("vqa") == "likelihood"
+    assert VQAAnswerConfig("rank", rank_score="pmi").score_mode("vqa") == "pmi"
+    assert VQAAnswerConfig("rank", rank_score="likelihood").score_mode("vqa-zeroshot") == "likelihood"

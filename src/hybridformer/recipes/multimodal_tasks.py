@@ -12,7 +12,8 @@ moving digits through the answer head), and for ``evaluate`` also ``retrieval`` 
 
 How a VQA model answers (``--vqa.answer``): ``classifier``, an answer head on the fused state; ``rank``,
 every answer of the training vocabulary scored by the decoder's log-likelihood (by default less its
-log-mean likelihood over reference training images, ``--vqa.rank_score pmi``) and the best one taken;
+log-mean likelihood over reference training images, ``--vqa.rank_score pmi``, the zero-shot default)
+and the best one taken;
 ``generate``, the decoder's greedy continuation. With ``rank`` or ``generate``, ``finetune --task vqa``
 trains the decoder itself on the answers (:class:`~hybridformer.losses.VQAAnswerLMObjective`).
 """
@@ -65,18 +66,27 @@ class VQAAnswerConfig:
     ``generate``: the greedy continuation, cut at punctuation. ``rank`` and ``generate`` fine-tune the
     decoder on the answers. ``auto``: ``generate`` for ``vqa-zeroshot``; for ``vqa``, ``classifier``
     (fine-tuning, or a model with an answer head) or ``rank`` (a model fine-tuned without one)."""
-    rank_score: Literal["likelihood", "pmi"] = "pmi"
+    rank_score: Literal["auto", "likelihood", "pmi"] = "auto"
     """How ``rank`` scores a candidate. ``likelihood``: ``log p(answer [SEP] | question, image)``.
     ``pmi``: that minus ``log mean_k p(answer [SEP] | question, image_k)`` over ``reference_images``
     training images (Holtzman et al. 2021's domain-conditional PMI, the question as premise): the
     decoder's language prior is removed, and an answer wins by fitting this image better than images in
     general. Ties (within 1e-4; a model that does not read the image at all scores every answer 0) go
-    to the training split's most frequent answer. Costs ``reference_images`` more prefills per distinct question."""
+    to the training split's most frequent answer. Costs ``reference_images`` more prefills per distinct
+    question. ``auto``: ``pmi`` for ``vqa-zeroshot`` (a caption-trained decoder's prior is noise there),
+    ``likelihood`` for a fine-tuned ``vqa`` model (its prior, e.g. "yes"/"no" after "is this...?", was
+    learnt from the answers: PMI would throw it away; results/multimodal.md, 0.96 vs 0.64)."""
     reference_images: int = 16
     """``pmi``: how many training examples (spread evenly over the split) marginalise the image."""
 
     def __post_init__(self) -> None:
         check(self.reference_images >= 1, "vqa.reference_images", f"must be >= 1, got {self.reference_images}")
+
+    def score_mode(self, task: str) -> str:
+        """How ``rank`` scores for ``task`` (``rank_score`` with ``auto`` resolved)."""
+        if self.rank_score != "auto":
+            return self.rank_score
+        return "pmi" if task == "vqa-zeroshot" else "likelihood"
 
     def mode(self, task: str, has_answer_head: bool = True) -> str:
         """The answering mode of ``task`` (``auto`` resolved) for a model with or without an answer head."""
@@ -204,7 +214,7 @@ def _score(task: str, model: Any, data: MMDataConfig, test: Any, collate: Any, e
         if mode == "rank":
             vqa = vqa or VQAAnswerConfig()
             reference = (multimodal_metrics.reference_context(extra["train"], collate, vqa.reference_images)
-                         if vqa.rank_score == "pmi" else None)
+                         if vqa.score_mode(task) == "pmi" else None)
             return {"vqa_accuracy": multimodal_metrics.vqa_ranked_accuracy(model, test, collate, tok, extra["answers"], limit=limit,
                                                                           prompt_format=prompt_format, reference=reference)}
         return {"vqa_accuracy": multimodal_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit,
