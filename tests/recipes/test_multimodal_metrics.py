@@ -32,6 +32,18 @@ def test_spread_covers_a_class_ordered_split():
     assert spread(7, None) == list(range(7)) == spread(7, 70)
 
 
+@pytest.mark.parametrize("n, limit, period", [(2000, 200, 4), (2500, 500, 5), (1000, 125, 2), (997, 100, 4)])
+def test_spread_does_not_alias_with_a_period_of_the_set(n, limit, period):
+    """VQA sets hold 4 questions per image in a fixed order, COCO 5 captions: a plain stride of 10 (or 5)
+    would pick one or two phases only; the staggered picks hit every phase about equally."""
+    from hybridformer.recipes.multimodal_metrics import spread
+
+    chosen = spread(n, limit)
+    assert len(chosen) == len(set(chosen)) == limit and chosen == sorted(chosen) and 0 <= chosen[0] and chosen[-1] < n
+    counts = [sum(1 for i in chosen if i % period == phase) for phase in range(period)]
+    assert min(counts) >= 0.6 * limit / period, counts
+
+
 @pytest.mark.parametrize("text, answer", [
     ("seven, written by hand", "7"),  # stops at the comma, number word -> digit
     ("yes.", "yes"),

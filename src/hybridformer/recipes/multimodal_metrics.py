@@ -27,10 +27,16 @@ __all__ = ["spread", "retrieval", "zeroshot_classification", "image_accuracy", "
 
 def spread(n_total: int, limit: int | None) -> list[int]:
     """``limit`` indices spread evenly over ``range(n_total)`` (all of them when ``limit`` is None):
-    the splits are ordered by class, so the first ``limit`` would hold only the first classes."""
+    the splits are ordered by class, so the first ``limit`` would hold only the first classes.
+
+    Staggered: the i-th index is ``i * n_total // limit`` plus ``i mod stride`` (stride =
+    ``n_total // limit``), still inside its own stride. A plain stride aliases with a set's period
+    (VQA's 4 questions per image at stride 10 picked only the 1st and 3rd question of each image; 5
+    captions per image at stride 5 only the first caption); the offset walks through every phase."""
     if limit is None or limit >= n_total:
         return list(range(n_total))
-    return [i * n_total // limit for i in range(limit)]
+    stride = n_total // limit
+    return [i * n_total // limit + i % stride for i in range(limit)]
 
 
 def _batches(dataset: Any, collate: Any, batch_size: int, limit: int | None = None):
