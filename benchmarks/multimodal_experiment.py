@@ -107,7 +107,7 @@ def _pretrained(args: argparse.Namespace, seed: int) -> Path:
     return out / "model"
 
 
-def _rank_details(model, tok, limit: int) -> dict:
+def _rank_details(model, tok, limit: int, task: str) -> dict:
     """Ranked answers of ``model`` on the ``limit`` test questions the rows score (spread over the split)
     under both scorings: accuracy per answer type and the answers picked per answer type."""
     from collections import Counter
@@ -116,13 +116,19 @@ def _rank_details(model, tok, limit: int) -> dict:
     from hybridformer.recipes import multimodal_metrics as mm
     from hybridformer.recipes.multimodal_common import task_data
 
+    from hybridformer.evaluation.vqa_candidates import OpeningCandidates
+
     train, test, collate, extra = task_data("vqa", MMDataConfig(seed=0), tok)
     examples = {e.question_id: e for e in (test[i] for i in mm.spread(len(test), limit))}
+    config = VQAAnswerConfig("rank")  # the candidates the row's score used (opening zero-shot)
+    allowed = (OpeningCandidates.from_pairs(mm.question_answer_pairs(train), config.candidate_words)
+               if config.candidate_mode(task) == "opening" else None)
     types = {q: e.answer_type for q, e in examples.items()}
     out = {}
     for name, reference in (("likelihood", None), ("pmi", mm.reference_context(train, collate, VQAAnswerConfig().reference_images))):
         model.eval()
-        picked = mm.vqa_ranked_answers(model, test, collate, tok, extra["answers"], limit=limit, reference=reference)
+        picked = mm.vqa_ranked_answers(model, test, collate, tok, extra["answers"], limit=limit, reference=reference,
+                                       allowed=allowed)
         acc = vqa_accuracy(picked, {q: list(e.answers) for q, e in examples.items()}, types)
         out[name] = {"accuracy": acc.overall, "per_answer_type": acc.per_answer_type,
                      "picks": {t: dict(Counter(picked[q] for q in picked if types[q] == t).most_common())
@@ -162,7 +168,7 @@ def phase_train(args: argparse.Namespace) -> None:
                     limit = args.gen_limit if generated else args.eval_limit  # ranking is cheap: eval_limit
                     record = {"score": score(task, model, MMDataConfig(seed=0), limit=limit, tok=tok, vqa=_vqa(case))[key]}
                     if "-rank" in case and model is not None:
-                        record["details"] = _rank_details(model, tok, args.eval_limit)
+                        record["details"] = _rank_details(model, tok, args.eval_limit, task)
                     return record
                 _run(args.runs_dir / case / variant / f"seed{seed}.json", fn)
         for case, (task, key, variants) in FINETUNED.items():
@@ -178,7 +184,7 @@ def phase_train(args: argparse.Namespace) -> None:
                     result = mm_finetune(config)
                     record = {"score": result.metrics[key]}
                     if "-rank" in case:
-                        record["details"] = _rank_details(load_model(str(result.model_dir)), tok, args.eval_limit)
+                        record["details"] = _rank_details(load_model(str(result.model_dir)), tok, args.eval_limit, task)
                     return record
                 _run(args.runs_dir / case / variant / f"seed{seed}.json", fn)
     del data

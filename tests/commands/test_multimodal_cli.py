@@ -139,3 +139,28 @@ def test_rank_score_auto_is_pmi_zero_shot_and_likelihood_for_a_fine_tuned_model(
     assert VQAAnswerConfig("rank").score_mode("vqa") == "likelihood"
     assert VQAAnswerConfig("rank", rank_score="pmi").score_mode("vqa") == "pmi"
     assert VQAAnswerConfig("rank", rank_score="likelihood").score_mode("vqa-zeroshot") == "likelihood"
+
+
+def test_opening_candidates_restrict_ranked_answers_to_the_questions_answer_type():
+    """--vqa.candidates opening (auto for vqa-zeroshot): every ranked answer is one the training split
+    gives to questions of the same opening ("is this ...?" -> yes/no), with likelihood scores of an
+    untrained decoder, which without the restriction answer digits to yes/no questions."""
+    import torch
+
+    from hybridformer.evaluation.vqa_candidates import OpeningCandidates, opening
+    from hybridformer.recipes import multimodal_metrics as mm
+    from hybridformer.recipes.multimodal_common import MMDataConfig, load_model, task_data, tokenizer
+    from hybridformer.recipes.multimodal_tasks import VQAAnswerConfig
+
+    assert VQAAnswerConfig().candidate_mode("vqa-zeroshot") == "opening" and VQAAnswerConfig().candidate_mode("vqa") == "all"
+    torch.manual_seed(0)
+    model, tok = load_model("tiny"), tokenizer()
+    torch.nn.init.normal_(model.decoder.blocks[0].cross_attention.gate, std=1.0)  # reads the image
+    train, test, collate, extra = task_data("vqa", MMDataConfig(seed=0), tok)
+    allowed = OpeningCandidates.from_pairs(mm.question_answer_pairs(train), words=2)
+    texts = {test[i].question_id: test[i].question for i in mm.spread(len(test), 24)}
+    free = mm.vqa_ranked_answers(model, test, collate, tok, extra["answers"], limit=24)
+    kept = mm.vqa_ranked_answers(model, test, collate, tok, extra["answers"], limit=24, allowed=allowed)
+    assert kept.keys() == free.keys() == texts.keys()
+    assert all(kept[q] in allowed.counts[opening(texts[q], 2)] for q in kept)
+    assert any(free[q] not in allowed.counts[opening(texts[q], 2)] for q in free)  # the restriction acts

@@ -10,11 +10,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Subset
 
 from hybridformer.data.batches import iterate_batches
 from hybridformer.data.image_text import templated_caption
 from hybridformer.evaluation.retrieval import chance_recall_at_k, recall_at_k
 from hybridformer.evaluation.vqa import extract_answer, vqa_accuracy
+from hybridformer.evaluation.vqa_candidates import OpeningCandidates
 from hybridformer.losses.multimodal_tasks import VideoClassificationObjective
 from hybridformer.models.answer_ranking import best_candidates, candidate_ids, candidate_log_likelihoods, candidate_pmi
 from hybridformer.models.prompt_format import PromptFormat, decoder_prompt_format
@@ -150,13 +152,36 @@ def _vqa_score(dataset: Any, predictions: dict[int, str], limit: int | None) -> 
     return vqa_accuracy(predictions, refs).overall
 
 
+def question_answer_pairs(dataset: Any) -> list[tuple[str, str]]:
+    """(question, training answer) of every example of a VQA split (or a ``Subset`` of one), read from
+    its records without decoding images."""
+    base, picks = (dataset.dataset, list(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
+    if hasattr(base, "questions") and hasattr(base, "annotations"):
+        rows = base.questions if picks is None else [base.questions[i] for i in picks]
+        return [(q["question"], base.annotations[q["question_id"]]["multiple_choice_answer"]) for q in rows]
+    return [(e.question, e.multiple_choice_answer) for e in (dataset[i] for i in range(len(dataset)))]
+
+
+def _questions(dataset: Any, limit: int | None) -> dict[int, str]:
+    """question_id -> question text of the examples :func:`_batches` scores (from the records when the
+    split has them, without decoding images)."""
+    picks = spread(len(dataset), limit)
+    if hasattr(dataset, "questions"):
+        return {dataset.questions[i]["question_id"]: dataset.questions[i]["question"] for i in picks}
+    return {e.question_id: e.question for e in (dataset[i] for i in picks)}
+
+
 @torch.no_grad()
 def vqa_classifier_accuracy(model: nn.Module, dataset: Any, collate: Any, answers: Sequence[str],
-                            *, limit: int | None = None) -> float:
-    """VQA accuracy of the answer classifier's argmax; ``model=None``: the majority answer (chance)."""
+                            *, limit: int | None = None, allowed: OpeningCandidates | None = None) -> float:
+    """VQA accuracy of the answer classifier's argmax; ``model=None``: the majority answer (chance), with
+    ``allowed`` the majority answer of each question's opening."""
     predictions: dict[int, str] = {}
+    texts = _questions(dataset, limit) if model is None and allowed is not None else {}
     for batch in _batches(dataset, collate, 64, limit):
-        if model is None:
+        if model is None and allowed is not None:
+            picked = [allowed.majority(texts[q], answers) for q in batch["question_ids"].tolist()]
+        elif model is None:
             picked = [answers[0]] * len(batch["question_ids"])  # answers are sorted by frequency
         else:
             out = model(batch["input_ids"], batch["attention_mask"], images=batch["images"])
@@ -186,7 +211,7 @@ def _prompted(collate: Any, fmt: PromptFormat, tokenizer: Any, text: Callable[[A
         mask = torch.zeros_like(ids, dtype=torch.bool)
         for i, row in enumerate(rows):
             ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), True
-        return {**collate(examples), "prompt_ids": ids, "prompt_mask": mask}
+        return {**collate(examples), "prompt_ids": ids, "prompt_mask": mask, "questions": [text(e) for e in examples]}
     return call
 
 
@@ -219,13 +244,15 @@ def reference_context(train: Any, collate: Any, k: int) -> dict[str, Tensor]:
 @torch.no_grad()
 def vqa_ranked_answers(model: nn.Module, dataset: Any, collate: Any, tokenizer: Any, answers: Sequence[str],
                        *, limit: int | None = None, batch_size: int = 64,
-                       prompt_format: PromptFormat | None = None, reference: dict[str, Tensor] | None = None) -> dict[int, str]:
+                       prompt_format: PromptFormat | None = None, reference: dict[str, Tensor] | None = None,
+                       allowed: OpeningCandidates | None = None) -> dict[int, str]:
     """question_id -> answer by ranking: every answer of ``answers`` (the training split's vocabulary,
     most frequent first) is scored by the decoder's log-likelihood of ``answer [SEP]`` after the
     question in the model's chat template (``prompt_format``, else the decoder's training format
     ``[CLS] question``), reading the image (:func:`~hybridformer.models.answer_ranking.candidate_log_likelihoods`);
     with ``reference`` (:func:`reference_context`), by the PMI against those images instead
-    (:func:`~hybridformer.models.answer_ranking.candidate_pmi`). The best one is the answer; ties go to
+    (:func:`~hybridformer.models.answer_ranking.candidate_pmi`). With ``allowed``, only the answers
+    training gives to questions of the same opening compete. The best one is the answer; ties go to
     the most frequent (:func:`~hybridformer.models.answer_ranking.best_candidates`)."""
     fmt = prompt_format or decoder_prompt_format(tokenizer, model.config.decoder)
     candidates = candidate_ids(tokenizer, answers, model.config.decoder.eos_token_id)
@@ -236,6 +263,8 @@ def vqa_ranked_answers(model: nn.Module, dataset: Any, collate: Any, tokenizer: 
             scores = candidate_log_likelihoods(model, prompts, candidates, images=batch["images"])  # (B, C)
         else:
             scores = candidate_pmi(model, prompts, candidates, reference, images=batch["images"])  # (B, C)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed.mask(batch["questions"], answers), float("-inf"))
         predictions.update(zip(batch["question_ids"].tolist(), [answers[i] for i in best_candidates(scores)]))
     return predictions
 

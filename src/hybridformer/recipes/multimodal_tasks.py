@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 
 from hybridformer.config import check, save_config, to_dict
+from hybridformer.evaluation.vqa_candidates import OpeningCandidates
 from hybridformer.io import write_json
 from hybridformer.losses import (
     CaptionObjective, ImageClassificationObjective, VideoClassificationObjective, VQAAnswerLMObjective, VQAObjective,
@@ -78,9 +79,25 @@ class VQAAnswerConfig:
     learnt from the answers: PMI would throw it away; results/multimodal.md, 0.96 vs 0.64)."""
     reference_images: int = 16
     """``pmi``: how many training examples (spread evenly over the split) marginalise the image."""
+    candidates: Literal["auto", "all", "opening"] = "auto"
+    """Which answers ``rank`` (and the majority-answer baseline) may give. ``all``: the training split's
+    vocabulary. ``opening``: those the training split gives to questions opening with the same first
+    ``candidate_words`` words (VQA's question types: "is this" takes yes/no), every answer for an
+    opening training never saw (:mod:`hybridformer.evaluation.vqa_candidates`). ``auto``: ``opening``
+    for ``vqa-zeroshot`` (a caption-trained decoder has never seen "yes" or "no"), ``all`` for a
+    fine-tuned ``vqa`` model, which learnt which kind of answer a question takes."""
+    candidate_words: int = 2
+    """``opening``: how many opening words define a question's type."""
 
     def __post_init__(self) -> None:
         check(self.reference_images >= 1, "vqa.reference_images", f"must be >= 1, got {self.reference_images}")
+        check(self.candidate_words >= 1, "vqa.candidate_words", f"must be >= 1, got {self.candidate_words}")
+
+    def candidate_mode(self, task: str) -> str:
+        """Which candidates ``task`` ranks (``candidates`` with ``auto`` resolved)."""
+        if self.candidates != "auto":
+            return self.candidates
+        return "opening" if task == "vqa-zeroshot" else "all"
 
     def score_mode(self, task: str) -> str:
         """How ``rank`` scores for ``task`` (``rank_score`` with ``auto`` resolved)."""
@@ -208,15 +225,21 @@ def _score(task: str, model: Any, data: MMDataConfig, test: Any, collate: Any, e
     if model is not None:
         model.eval()
     if task in ("vqa", "vqa-zeroshot"):
-        mode = (vqa or VQAAnswerConfig()).mode(task, model is not None and model.answer_head is not None)
-        if model is None or mode == "classifier":  # None: the majority answer
-            return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit)}
+        vqa = vqa or VQAAnswerConfig()
+        mode = vqa.mode(task, model is not None and model.answer_head is not None)
+        allowed = None
+        if vqa.candidate_mode(task) == "opening" and (model is None or mode == "rank"):
+            pairs = multimodal_metrics.question_answer_pairs(extra["train"])
+            allowed = OpeningCandidates.from_pairs(pairs, vqa.candidate_words)
+        if model is None or mode == "classifier":  # None: the majority answer (of the question's opening)
+            return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit,
+                                                                              allowed=allowed)}
         if mode == "rank":
-            vqa = vqa or VQAAnswerConfig()
             reference = (multimodal_metrics.reference_context(extra["train"], collate, vqa.reference_images)
                          if vqa.score_mode(task) == "pmi" else None)
             return {"vqa_accuracy": multimodal_metrics.vqa_ranked_accuracy(model, test, collate, tok, extra["answers"], limit=limit,
-                                                                          prompt_format=prompt_format, reference=reference)}
+                                                                          prompt_format=prompt_format, reference=reference,
+                                                                          allowed=allowed)}
         return {"vqa_accuracy": multimodal_metrics.vqa_generated_accuracy(model, test, collate, tok, limit=limit,
                                                                           prompt_format=prompt_format)}
     if task == "image-classification":
