@@ -213,12 +213,12 @@ PHASES = [
     Phase("sentiment", "fine-tune the bundled MiniLM with hybrid attention on movie-review sentiment, evaluate",
           75, _sentiment_commands, _sentiment_rows),
     Phase("bbc", "BBC news articles: fine-tune hybrid and full attention briefly at 256 tokens, test both on whole "
-          "articles up to 2,048 tokens (accuracy, tokens/s)", 190, _bbc_commands, _bbc_rows),
+          "articles up to 2,048 tokens (accuracy, tokens/s)", 180, _bbc_commands, _bbc_rows),
     Phase("int8", "int8-quantize the sentiment model, evaluate it (size, accuracy, speed)", 15, _int8_commands, _int8_rows),
     Phase("student", "distill the sentiment model into a half-depth student", 50, _student_commands, _student_rows),
     Phase("multimodal", "pretrain the tiny image-text model on MNIST digits (contrastive, matching, captioning, MLM), "
-          "then zero-shot classification, retrieval and captions of held-out images", 110, _mm_commands, _mm_rows),
-    Phase("vqa", "zero-shot VQA on held-out digits, answers ranked by the decoder's likelihood", 10,
+          "then zero-shot classification, retrieval and captions of held-out images", 120, _mm_commands, _mm_rows),
+    Phase("vqa", "zero-shot VQA on held-out digits, answers ranked by PMI among those the question's type takes", 20,
           _vqa_commands, _vqa_rows),
     Phase("encoder", "whole-encoder speed at 4,096 and 8,192 tokens: hybrid vs full attention vs Longformer", 40,
           _encoder_commands, _encoder_rows),
