@@ -107,6 +107,20 @@ def reference_output(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor
     return sets, layer.o_proj(merge(main + gate * branch))
 
 
+def assert_layer_equals_reference(layer: HybridAttention, n: int, pad: str, causal: bool, params: list) -> None:
+    """Sets, output and the gradient of `params` against the float64 loop reference."""
+    x = torch.randn(2, n, D_MODEL, dtype=torch.float64)
+    mask = padding(2, n, pad)
+    out = layer(x, mask)
+    sets, expected = reference_output(layer, x, mask, causal)
+    assert torch.equal(out.global_indices, sets)
+    torch.testing.assert_close(out.hidden_states, expected, atol=1e-10, rtol=0)
+    weights = torch.randn_like(expected)
+    grads = torch.autograd.grad((out.hidden_states * weights).sum(), params)
+    for got, want in zip(grads, torch.autograd.grad((expected * weights).sum(), params)):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+
+
 @pytest.mark.parametrize(
     "causal, combine, pad, n",
     [
@@ -117,18 +131,8 @@ def reference_output(layer: HybridAttention, x: torch.Tensor, mask: torch.Tensor
 )
 def test_pooled_layer_and_gradient_equal_loop_reference(causal, combine, pad, n):
     layer = make_layer(causal, combine)
-    x = torch.randn(2, n, D_MODEL, dtype=torch.float64)
-    mask = padding(2, n, pad)
-    out = layer(x, mask)
-    sets, expected = reference_output(layer, x, mask, causal)
-    assert torch.equal(out.global_indices, sets)
-    torch.testing.assert_close(out.hidden_states, expected, atol=1e-10, rtol=0)
-    weights = torch.randn_like(expected)
     params = [layer.pooled.pool_proj.weight, layer.pooled.gate_proj.weight, layer.k_proj.weight, layer.q_proj.weight]
-    grads = torch.autograd.grad((out.hidden_states * weights).sum(), params)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), params)
-    for got, want in zip(grads, expected_grads):
-        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+    assert_layer_equals_reference(layer, n, pad, causal, params)
 
 
 @pytest.mark.parametrize(
@@ -141,17 +145,8 @@ def test_pinned_tokens_are_in_every_set_and_read_every_token(pinned, attend_all,
     window's set, the pooled selection picks the other K - p, and with global_queries_attend_all the
     pinned queries attend to every real key; output and gradient against the float64 loop reference."""
     layer = make_layer(False, combine, pinned=pinned, attend_all=attend_all)
-    x = torch.randn(2, n, D_MODEL, dtype=torch.float64)
-    mask = padding(2, n, pad)
-    out = layer(x, mask)
-    sets, expected = reference_output(layer, x, mask, False)
-    assert torch.equal(out.global_indices, sets)
-    torch.testing.assert_close(out.hidden_states, expected, atol=1e-10, rtol=0)
-    weights = torch.randn_like(expected)
     params = [layer.pooled.pool_proj.weight, layer.q_proj.weight, layer.k_proj.weight, layer.v_proj.weight]
-    grads = torch.autograd.grad((out.hidden_states * weights).sum(), params)
-    for got, want in zip(grads, torch.autograd.grad((expected * weights).sum(), params)):
-        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+    assert_layer_equals_reference(layer, n, pad, False, params)
 
 
 def test_topk_positions_breaks_ties_by_position():
