@@ -116,13 +116,9 @@ def _rank_details(model, tok, limit: int, task: str) -> dict:
     from hybridformer.recipes import multimodal_metrics as mm
     from hybridformer.recipes.multimodal_common import task_data
 
-    from hybridformer.evaluation.vqa_candidates import OpeningCandidates
-
     train, test, collate, extra = task_data("vqa", MMDataConfig(seed=0), tok)
     examples = {e.question_id: e for e in (test[i] for i in mm.spread(len(test), limit))}
-    config = VQAAnswerConfig("rank")  # the candidates the row's score used (opening zero-shot)
-    allowed = (OpeningCandidates.from_pairs(mm.question_answer_pairs(train), config.candidate_words)
-               if config.candidate_mode(task) == "opening" else None)
+    allowed = VQAAnswerConfig("rank").allowed_answers(task, train)  # the candidates the row's score used
     types = {q: e.answer_type for q, e in examples.items()}
     out = {}
     for name, reference in (("likelihood", None), ("pmi", mm.reference_context(train, collate, VQAAnswerConfig().reference_images))):

@@ -162,5 +162,5 @@ def test_opening_candidates_restrict_ranked_answers_to_the_questions_answer_type
     free = mm.vqa_ranked_answers(model, test, collate, tok, extra["answers"], limit=24)
     kept = mm.vqa_ranked_answers(model, test, collate, tok, extra["answers"], limit=24, allowed=allowed)
     assert kept.keys() == free.keys() == texts.keys()
-    assert all(kept[q] in allowed.counts[opening(texts[q], 2)] for q in kept)
-    assert any(free[q] not in allowed.counts[opening(texts[q], 2)] for q in free)  # the restriction acts
+    assert all(kept[q] in allowed.answers[opening(texts[q], 2)] for q in kept)
+    assert any(free[q] not in allowed.answers[opening(texts[q], 2)] for q in free)  # the restriction acts

@@ -13,7 +13,7 @@ first answer of the vocabulary that the question's opening takes) uses it too.
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -36,22 +36,22 @@ class OpeningCandidates:
 
     words: int = 2
     """Opening words that define a question's type."""
-    counts: dict[str, Counter] = field(default_factory=dict)
-    """opening -> how often training gave each answer to questions opening that way."""
+    answers: dict[str, set[str]] = field(default_factory=dict)
+    """opening -> the answers training gave to questions opening that way."""
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]], words: int = 2) -> OpeningCandidates:
         """From (question, training answer) pairs (the answer each training question is trained on)."""
-        counts: dict[str, Counter] = defaultdict(Counter)
+        answers: dict[str, set[str]] = defaultdict(set)
         for question, answer in pairs:
-            counts[opening(question, words)][answer] += 1
-        return cls(words, dict(counts))
+            answers[opening(question, words)].add(answer)
+        return cls(words, dict(answers))
 
     def mask(self, questions: Sequence[str], answers: Sequence[str]) -> Tensor:
         """(B, C) bool: answer c is a candidate for question b (every answer when b's opening is unseen)."""
         rows = []
         for question in questions:
-            seen = self.counts.get(opening(question, self.words))
+            seen = self.answers.get(opening(question, self.words))
             rows.append([seen is None or answer in seen for answer in answers])
         return torch.tensor(rows, dtype=torch.bool).view(len(questions), len(answers))
 
@@ -59,5 +59,5 @@ class OpeningCandidates:
         """The first of ``answers`` (the vocabulary, most frequent first) that the question's opening
         takes; ``answers[0]`` for an unseen opening. It is the answer a ranking whose scores all tie
         gives, so a model that ignores the image scores exactly this baseline."""
-        seen = self.counts.get(opening(question, self.words))
+        seen = self.answers.get(opening(question, self.words))
         return next((a for a in answers if a in seen), answers[0]) if seen else answers[0]

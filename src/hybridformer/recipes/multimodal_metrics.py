@@ -152,23 +152,26 @@ def _vqa_score(dataset: Any, predictions: dict[int, str], limit: int | None) -> 
     return vqa_accuracy(predictions, refs).overall
 
 
-def question_answer_pairs(dataset: Any) -> list[tuple[str, str]]:
-    """(question, training answer) of every example of a VQA split (or a ``Subset`` of one), read from
-    its records without decoding images."""
-    base, picks = (dataset.dataset, list(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
+def _question_records(dataset: Any, picks: Sequence[int] | None = None) -> list[tuple[int, str, str]]:
+    """(question_id, question, training answer) of examples ``picks`` (None: all) of a VQA split or a
+    ``Subset`` of one, read from its records without decoding images (examples when it has none)."""
+    picks = range(len(dataset)) if picks is None else picks
+    base, index = (dataset.dataset, list(dataset.indices)) if isinstance(dataset, Subset) else (dataset, None)
     if hasattr(base, "questions") and hasattr(base, "annotations"):
-        rows = base.questions if picks is None else [base.questions[i] for i in picks]
-        return [(q["question"], base.annotations[q["question_id"]]["multiple_choice_answer"]) for q in rows]
-    return [(e.question, e.multiple_choice_answer) for e in (dataset[i] for i in range(len(dataset)))]
+        rows = [base.questions[i if index is None else index[i]] for i in picks]
+        return [(q["question_id"], q["question"], base.annotations[q["question_id"]]["multiple_choice_answer"])
+                for q in rows]
+    return [(e.question_id, e.question, e.multiple_choice_answer) for e in (dataset[i] for i in picks)]
+
+
+def question_answer_pairs(dataset: Any) -> list[tuple[str, str]]:
+    """(question, training answer) of every example of a VQA split (or a ``Subset`` of one)."""
+    return [(question, answer) for _, question, answer in _question_records(dataset)]
 
 
 def _questions(dataset: Any, limit: int | None) -> dict[int, str]:
-    """question_id -> question text of the examples :func:`_batches` scores (from the records when the
-    split has them, without decoding images)."""
-    picks = spread(len(dataset), limit)
-    if hasattr(dataset, "questions"):
-        return {dataset.questions[i]["question_id"]: dataset.questions[i]["question"] for i in picks}
-    return {e.question_id: e.question for e in (dataset[i] for i in picks)}
+    """question_id -> question text of the examples :func:`_batches` scores."""
+    return {qid: question for qid, question, _ in _question_records(dataset, spread(len(dataset), limit))}
 
 
 @torch.no_grad()

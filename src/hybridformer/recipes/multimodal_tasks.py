@@ -99,6 +99,12 @@ class VQAAnswerConfig:
             return self.candidates
         return "opening" if task == "vqa-zeroshot" else "all"
 
+    def allowed_answers(self, task: str, train: Any) -> OpeningCandidates | None:
+        """The opening prior of ``task`` learnt from the ``train`` split, or None when every answer competes."""
+        if self.candidate_mode(task) != "opening":
+            return None
+        return OpeningCandidates.from_pairs(multimodal_metrics.question_answer_pairs(train), self.candidate_words)
+
     def score_mode(self, task: str) -> str:
         """How ``rank`` scores for ``task`` (``rank_score`` with ``auto`` resolved)."""
         if self.rank_score != "auto":
@@ -227,10 +233,7 @@ def _score(task: str, model: Any, data: MMDataConfig, test: Any, collate: Any, e
     if task in ("vqa", "vqa-zeroshot"):
         vqa = vqa or VQAAnswerConfig()
         mode = vqa.mode(task, model is not None and model.answer_head is not None)
-        allowed = None
-        if vqa.candidate_mode(task) == "opening" and (model is None or mode == "rank"):
-            pairs = multimodal_metrics.question_answer_pairs(extra["train"])
-            allowed = OpeningCandidates.from_pairs(pairs, vqa.candidate_words)
+        allowed = vqa.allowed_answers(task, extra["train"]) if model is None or mode == "rank" else None
         if model is None or mode == "classifier":  # None: the majority answer (of the question's opening)
             return {"vqa_accuracy": multimodal_metrics.vqa_classifier_accuracy(model, test, collate, extra["answers"], limit=limit,
                                                                               allowed=allowed)}
