@@ -207,6 +207,25 @@ def test_pooled_without_global_keys_keeps_the_branch():
     torch.testing.assert_close(out.hidden_states, layer.o_proj(merge(main + gate * branch)), atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("attend_all", [False, True])
+def test_pooled_within_one_window_is_dense_attention(attend_all):
+    """Non-causal, N <= window: every query's window holds every key, so there is no far token; the
+    layer is dense attention (float64 reference), in training too, and the branch gets no gradient."""
+    layer = make_layer(causal=False, pinned=1 if attend_all else 0, attend_all=attend_all).train()
+    x = torch.randn(2, WINDOW, D_MODEL, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * WINDOW, [True] * (WINDOW - 1) + [False]])
+    out = layer(x, key_padding_mask=mask)
+    assert out.global_indices is None
+    q, k, v = qkv(layer, x)
+    expected = layer.o_proj(merge(reference_attention(q, k, v, dense_mask(2, WINDOW, window=WINDOW, key_padding_mask=mask))))
+    real = mask[..., None]
+    torch.testing.assert_close(out.hidden_states * real, expected * real, atol=1e-10, rtol=0)
+    out.hidden_states[mask].sum().backward()
+    assert all(p.grad is None for p in layer.pooled.parameters())
+    longer = layer(torch.randn(2, WINDOW + 1, D_MODEL, dtype=torch.float64))  # one far key: the branch runs
+    assert longer.global_indices is not None
+
+
 def test_pooled_selection_refuses_bad_configurations():
     with pytest.raises(ConfigError, match="pinned_global"):
         AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="pooled", global_k=4, pinned_global=1, causal=True)

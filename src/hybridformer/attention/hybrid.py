@@ -212,13 +212,14 @@ class HybridAttention(nn.Module):
         n = hidden_states.shape[1]
         scores = extra = None
         indices = global_indices
-        if cfg.kind == "hybrid" and cfg.selection in ("compressed", "pooled"):
+        pooled = cfg.kind == "hybrid" and cfg.selection == "pooled" and not self._within_one_window(n)
+        if pooled or (cfg.kind == "hybrid" and cfg.selection == "compressed"):
             selector = self.compressed if cfg.selection == "compressed" else self.pooled
             branch = selector(hidden_states, q, k, v, key_padding_mask, self.scale)
             extra = branch.output  # (B, H, N, D) the gated compressed / pooled branch
             if indices is None and cfg.global_k > 0:
                 indices = branch.global_indices
-        elif cfg.kind == "hybrid" and indices is None:
+        elif cfg.kind == "hybrid" and cfg.selection != "pooled" and indices is None:
             scores = self.scorer(hidden_states)  # (B, N)
             if cfg.global_k > 0:
                 noise = cfg.selection_noise if self.training else 0.0
@@ -242,13 +243,20 @@ class HybridAttention(nn.Module):
             out = self._union(q, k, v, spec, bias)
         else:
             out = self._gated(hidden_states, q, k, v, spec, bias)
-        if cfg.kind == "hybrid" and cfg.selection == "pooled" and cfg.global_queries_attend_all:
+        if pooled and cfg.global_queries_attend_all:
             # The pinned tokens are the global queries: their rows attend to every real key.
             pinned = self.pooled.pinned_positions(q.shape[0], n, key_padding_mask, q.device)  # (B, pinned)
             out = global_query_rows(q, k, v, out, pinned[:, None, :], spec)
         if extra is not None:
             out = out + extra
         return AttentionOutput(self.o_proj(self._merge_heads(out)), indices, scores)
+
+    def _within_one_window(self, n: int) -> bool:
+        """Whether every query's block window already holds every key (non-causal, N <= window): there
+        is no far token to select, so the pooled layer is dense attention (its branch would only add a
+        second, gated read of the same keys; on 64-token reviews that cost MiniLM ~1 point, issue 24)."""
+        cfg = self.config
+        return not cfg.causal and cfg.local == "block" and n <= cfg.window
 
     def _split_heads(self, x: Tensor) -> Tensor:
         batch, n, _ = x.shape
