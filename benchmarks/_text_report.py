@@ -144,9 +144,12 @@ def write_markdown(
         "the hybrid kernel never forms the probabilities, so the hybrid variants train without that dropout.",
         "- `hybrid-w64`, `hybrid-w128`: block-local windows of 64 / 128 tokens plus K=32 global tokens: [CLS], "
         "pinned (`pinned_global=1`) with its query reading every key (`global_queries_attend_all`, Longformer's "
-        "classification recipe, so the pooled token sees the whole document in every layer), and 31 chosen by the "
-        "learned scorer (trained through the straight-through selection gradient at "
-        f"{budget['scorer_lr_scale']:g}x the lr, since it starts from scratch while the checkpoint only adapts). "
+        "classification recipe, so the pooled token sees the whole document in every layer), and 31 per query "
+        "window chosen by the default selection (`selection=\"pooled\"`: the queries minus keys of the window's "
+        "256-token block pooled into one query per head, whose attention over every key is a gated branch and "
+        "whose probabilities rank the keys; its pooling and gates train at "
+        f"{budget['scorer_lr_scale']:g}x the lr, since they start from scratch while the checkpoint only adapts, "
+        "and the branch starts nearly closed). A review that fits one window is dense attention. "
         "K=32 sits in the 16-64 range: at 2,048 tokens a query then reads at most window + 32 keys (96 for w64, "
         "under 5% of full attention); a larger K buys little on classification and costs speed.",
         f"- `hybrid-pruned`: the seed's trained `hybrid-w64` compressed. Its weights and head are loaded, gated FFNs "
@@ -167,8 +170,11 @@ def write_markdown(
         "in-place self-distillation (slimmable networks): each step trains the full-width network on the labels "
         "and the gated network on its predictions, on shared weights; same examples and steps, two passes per step.",
         "- `hybrid-w64-nocls` (ablation, run with `--variants hybrid-w64-nocls`): `hybrid-w64` without [CLS] "
-        "pinned, all 32 global tokens picked by the scorer. In the previous budget (400 BBC articles, scorer at 1x "
-        "the lr, 3 seeds) pinning [CLS] raised BBC test accuracy from 91.1% to 93.5% (full: 95.1%).",
+        "pinned, all 32 global tokens picked by the selection. In an earlier budget (400 BBC articles, the scorer "
+        "at 1x the lr, 3 seeds) pinning [CLS] raised BBC test accuracy from 91.1% to 93.5% (full: 95.1%).",
+        "- `hybrid-w64-scorer` (ablation, `--variants hybrid-w64-scorer`): `hybrid-w64` with the previous default "
+        "`selection=\"scorer\"`: 31 tokens per sequence chosen by a per-token score learnt through the "
+        "straight-through selection gradient, at the same lr multiplier.",
         "",
         "## Results",
         "",

@@ -5,8 +5,10 @@ articles). Variants, each fine-tuned with the same budget and seeds:
 
 - ``full``: the bundled MiniLM checkpoint as trained (dense attention, dense FFN);
 - ``hybrid-w64`` / ``hybrid-w128``: block-local attention (window 64 / 128) plus K=32 global tokens:
-  [CLS] (pinned, reading every key: Longformer's classification recipe) and 31 picked by the learned
-  scorer, which trains at ``--scorer-lr-scale`` times the lr (it starts from scratch);
+  [CLS] (pinned, reading every key: Longformer's classification recipe) and 31 per query window
+  picked by the default selection (``selection="pooled"``: the pooled queries of the window's
+  256-token block), whose pooling and gates train at ``--scorer-lr-scale`` times the lr (they start
+  from scratch; the pooled branch starts nearly closed on the checkpoint);
 - ``hybrid-pruned``: the same seed's trained ``hybrid-w64`` compressed: its weights with gated FFNs
   switched on (16 groups of neurons rewired by importance, gates trained at ``--gate-lr-scale``
   times the lr to keep 11/16 open, top-11 at inference), trained for one more epoch over the same
@@ -17,9 +19,8 @@ articles). Variants, each fine-tuned with the same budget and seeds:
 Ablations, run only when named in ``--variants``:
 
 - ``hybrid-w64-nocls``: ``hybrid-w64`` without [CLS] pinned;
-- ``hybrid-w64-pooled``: ``hybrid-w64`` with ``selection="pooled"`` (issue 24) instead of the scorer:
-  [CLS] pinned and reading every key, the other 31 keys of each query window picked by the pooled
-  queries of its 256-token block, whose pooling and gates train at ``--scorer-lr-scale`` times the lr;
+- ``hybrid-w64-scorer``: ``hybrid-w64`` with the previous default, ``selection="scorer"`` (31 tokens
+  per sequence picked by a per-token score learnt straight-through, at ``--scorer-lr-scale`` times the lr);
 - ``hybrid-pruned-scratch``: the gated, pruned model trained from MiniLM in the common one-epoch
   budget on the labels (no teacher);
 - ``hybrid-pruned-inplace``: the same, with in-place self-distillation (each step trains the
@@ -64,6 +65,7 @@ import torch  # noqa: E402
 from _common import machine_info, peak_memory_mb, print_table, run_forked, write_results  # noqa: E402
 from _text_report import build_rows, write_markdown, write_plot  # noqa: E402
 
+from hybridformer.attention import AttentionConfig  # noqa: E402
 from hybridformer.data import TextCollator, load_builtin, minilm_tokenizer  # noqa: E402
 from hybridformer.losses import GateDistillConfig  # noqa: E402
 from hybridformer.models import TextClassifier  # noqa: E402
@@ -80,12 +82,12 @@ from hybridformer.training import TrainConfig  # noqa: E402
 
 CASES = ("sentiment", "bbc")
 VARIANTS = ("full", "hybrid-w64", "hybrid-w128", "hybrid-pruned")
-ABLATIONS = ("hybrid-w64-nocls", "hybrid-w64-pooled", "hybrid-pruned-scratch", "hybrid-pruned-inplace")
+ABLATIONS = ("hybrid-w64-nocls", "hybrid-w64-scorer", "hybrid-pruned-scratch", "hybrid-pruned-inplace")
 """Extra variants, run only when named in ``--variants``."""
 GLOBAL_K = 32
 # Longformer's classification recipe: [CLS] is always one of the K global tokens and the global
 # tokens' queries read every key, so the pooled [CLS] sees the whole document in every layer; the
-# other K - 1 global tokens are picked by the learned scorer.
+# other K - 1 global tokens are picked by the learned selection (AttentionConfig's default: pooled).
 _CLS_GLOBAL = {"pinned_global": 1, "global_queries_attend_all": True}
 ATTENTION = {
     "full": {},
@@ -93,7 +95,7 @@ ATTENTION = {
     "hybrid-w128": {"kind": "hybrid", "window": 128, "global_k": GLOBAL_K, **_CLS_GLOBAL},
     "hybrid-pruned": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K, **_CLS_GLOBAL},
     "hybrid-w64-nocls": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K},
-    "hybrid-w64-pooled": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K, "selection": "pooled", **_CLS_GLOBAL},
+    "hybrid-w64-scorer": {"kind": "hybrid", "window": 64, "global_k": GLOBAL_K, "selection": "scorer", **_CLS_GLOBAL},
 }
 for _variant in ("hybrid-pruned-scratch", "hybrid-pruned-inplace"):
     ATTENTION[_variant] = ATTENTION["hybrid-pruned"]
@@ -151,7 +153,8 @@ def finetune_config(case: str, variant: str, seed: int, budget: Budget, run_dir:
     multipliers = {}
     if ATTENTION[variant].get("kind") == "hybrid" and budget.scorer_lr_scale != 1.0:
         # the selector starts from scratch: the scorer, or the pooled selection's pooling and gates
-        selector = "attention.pooled" if ATTENTION[variant].get("selection") == "pooled" else "attention.scorer"
+        selection = ATTENTION[variant].get("selection", AttentionConfig().selection)
+        selector = "attention.pooled" if selection == "pooled" else "attention.scorer"
         multipliers[selector] = budget.scorer_lr_scale
     if pruned and budget.gate_lr_scale != 1.0:
         multipliers["ffn.gate"] = budget.gate_lr_scale

@@ -269,4 +269,4 @@ def test_example_configs_load(name: str) -> None:
         assert config.model.init_from == config.gate_distill.teacher == "runs/finetune_bbc/model"
         assert config.prune.enabled and config.model.gates().enabled and config.model.gates().top_g == 11
         assert config.gate_distill.enabled
-        assert config.train.lr_multipliers == {"attention.scorer": 100.0, "ffn.gate": 100.0}
+        assert config.train.lr_multipliers == {"attention.pooled": 100.0, "ffn.gate": 100.0}

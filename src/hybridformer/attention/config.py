@@ -42,7 +42,7 @@ class AttentionConfig:
     with `global_queries_attend_all` the [CLS] query then reads the whole sequence). Non-causal only.
     selection="pooled": they are in every query window's set, the pooled selection picking the other
     global_k − pinned_global per window."""
-    selection: Literal["scorer", "compressed", "pooled"] = "scorer"
+    selection: Literal["scorer", "compressed", "pooled"] = "pooled"
     """How `kind="hybrid"` picks its global tokens. `scorer`: a per-token score from the hidden state,
     learnt straight-through (``scorer.py``). `compressed`: NSA's compressed-block selection
     (``compressed.py``): each query block attends to mean-pooled summaries of `compress_block`-token
