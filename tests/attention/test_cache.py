@@ -13,7 +13,7 @@ D_MODEL, HEADS, WINDOW, K = 16, 2, 4, 3
 
 def make_layer(**fields) -> HybridAttention:
     torch.manual_seed(0)
-    fields = dict(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=K, causal=True) | fields
+    fields = dict(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=K, causal=True, selection="scorer") | fields
     layer = HybridAttention(AttentionConfig(**fields))
     if layer.config.kind == "hybrid":
         nn.init.normal_(layer.scorer.net.weight)  # random scores, so selection changes from block to block

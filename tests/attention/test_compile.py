@@ -25,7 +25,7 @@ KINDS = [
 
 def make_layer(fields: dict) -> HybridAttention:
     torch.manual_seed(0)
-    layer = HybridAttention(AttentionConfig(d_model=16, n_heads=2, window=4, global_k=3, **fields))
+    layer = HybridAttention(AttentionConfig(selection="scorer", d_model=16, n_heads=2, window=4, global_k=3, **fields))
     if layer.config.kind == "hybrid":
         nn.init.normal_(layer.scorer.net.weight)  # non-trivial selection
     return layer.eval()

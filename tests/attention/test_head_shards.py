@@ -66,7 +66,7 @@ CASES = [(f, False) for f in LAYERS] + [(f, True) for f in LAYERS if f.get("caus
 )
 def test_half_head_shards_sum_to_the_whole_layer(fields, cached):
     torch.manual_seed(0)
-    layer = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=3, **fields))
+    layer = HybridAttention(AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS, window=4, global_k=3, **fields))
     if layer.config.kind == "hybrid":
         nn.init.normal_(layer.scorer.net.weight)
     layer = layer.double().eval()

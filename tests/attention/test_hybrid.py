@@ -25,6 +25,7 @@ def make_layer(seed: int = 0, dtype: torch.dtype = torch.float64, **fields) -> H
     """A seeded layer in eval mode; a hybrid layer's scorer gets random weights (it starts at zero,
     where every score ties) so selection is non-trivial."""
     torch.manual_seed(seed)
+    fields.setdefault("selection", "scorer")  # the scorer's kernel path (selection="pooled": test_pooled.py)
     layer = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, **fields))
     if layer.config.kind == "hybrid":
         nn.init.normal_(layer.scorer.net.weight)
@@ -233,7 +234,8 @@ def test_impossible_configurations_fail_at_construction():
     with pytest.raises(ConfigError, match="dropout"):
         HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, kind="hybrid", dropout=0.1))
     with pytest.raises(ConfigError, match="global_queries_attend_all.*causal"):
-        HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, causal=True, global_queries_attend_all=True))
+        HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, causal=True, global_queries_attend_all=True,
+                                        selection="scorer"))
 
 
 def test_module_layout_is_the_public_contract():
@@ -241,5 +243,6 @@ def test_module_layout_is_the_public_contract():
     for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
         proj = getattr(layer, name)
         assert isinstance(proj, nn.Linear) and proj.weight.shape == (D_MODEL, D_MODEL) and proj.bias is None
-    assert hasattr(layer, "scorer")
+    assert hasattr(layer, "pooled") and not hasattr(layer, "scorer")  # the default selection
+    assert hasattr(HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, selection="scorer")), "scorer")
     assert not hasattr(HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, kind="full")), "scorer")

@@ -10,9 +10,9 @@ from hybridformer.attention import AttentionConfig, HybridAttention
 from hybridformer.attention.scorer import TokenScorer
 
 BUILDERS = {
-    "full": lambda: HybridAttention(AttentionConfig(d_model=16, n_heads=2, kind="full")),
-    "union": lambda: HybridAttention(AttentionConfig(d_model=16, n_heads=2, scorer_hidden=8)),
-    "gated": lambda: HybridAttention(AttentionConfig(d_model=16, n_heads=2, combine="gated")),
+    "full": lambda: HybridAttention(AttentionConfig(selection="scorer", d_model=16, n_heads=2, kind="full")),
+    "union": lambda: HybridAttention(AttentionConfig(selection="scorer", d_model=16, n_heads=2, scorer_hidden=8)),
+    "gated": lambda: HybridAttention(AttentionConfig(selection="scorer", d_model=16, n_heads=2, combine="gated")),
     "scorer-linear": lambda: TokenScorer(16),
     "scorer-mlp": lambda: TokenScorer(16, hidden=8),
 }
@@ -52,7 +52,7 @@ def test_meta_build_then_init_weights_equals_eager_build(name):
 
 def test_init_weights_keeps_the_distributions():
     torch.manual_seed(0)
-    layer = HybridAttention(AttentionConfig(d_model=64, n_heads=4, combine="gated", scorer_hidden=32))
+    layer = HybridAttention(AttentionConfig(selection="scorer", d_model=64, n_heads=4, combine="gated", scorer_hidden=32))
     layer.init_weights()
     bound = 64**-0.5  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias
     for proj in (layer.q_proj, layer.k_proj, layer.v_proj, layer.o_proj, layer.gate_proj, layer.scorer.net[0]):

@@ -33,7 +33,7 @@ def layers(window: int, global_k: int) -> tuple[HybridAttention, LongformerSelfA
     theirs.value_global.load_state_dict(theirs.value.state_dict())
     ours = HybridAttention(
         AttentionConfig(
-            d_model=D_MODEL, n_heads=HEADS, window=window, local="sliding", global_k=global_k,
+            d_model=D_MODEL, n_heads=HEADS, window=window, local="sliding", global_k=global_k, selection="scorer",
             global_queries_attend_all=True,
         )
     ).eval()

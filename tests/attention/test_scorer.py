@@ -68,10 +68,10 @@ def test_pinned_positions_are_always_selected_and_the_rest_by_score():
 
 def test_pinned_cls_with_global_queries_reads_the_whole_sequence():
     torch.manual_seed(0)
-    cfg = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=2, pinned_global=1,
+    cfg = AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS, window=4, global_k=2, pinned_global=1,
                           global_queries_attend_all=True)
     layer = HybridAttention(cfg).eval()
-    full = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, kind="full")).eval()
+    full = HybridAttention(AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS, kind="full")).eval()
     full.load_state_dict(layer.state_dict(), strict=False)  # same projections; full has no scorer
     x = torch.randn(2, 16, D_MODEL)
     out = layer(x)
@@ -86,7 +86,7 @@ def test_pinned_cls_with_global_queries_reads_the_whole_sequence():
 
 def test_selection_noise_explores_in_training_only():
     torch.manual_seed(0)
-    layer = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=2))
+    layer = HybridAttention(AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS, window=4, global_k=2))
     nn.init.normal_(layer.scorer.net.weight)
     x = torch.randn(4, 16, D_MODEL)
     evaluated = layer.eval()(x).global_indices
@@ -98,7 +98,7 @@ def test_selection_noise_explores_in_training_only():
 
 
 def test_scorer_starts_with_equal_scores():
-    layer = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, scorer_hidden=8))
+    layer = HybridAttention(AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS, scorer_hidden=8))
     scores = layer.scorer(torch.randn(2, 5, D_MODEL))
     assert scores.shape == (2, 5) and bool((scores == scores[0, 0]).all())
 
@@ -133,7 +133,7 @@ def biased_attention(q: Tensor, k: Tensor, v: Tensor, sees: Tensor, bias: Tensor
 )
 def test_scorer_gradient_equals_dense_score_weighted_reference(fields):
     torch.manual_seed(0)
-    layer = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=3, **fields))
+    layer = HybridAttention(AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS, window=4, global_k=3, **fields))
     nn.init.normal_(layer.scorer.net.weight)
     layer = layer.double().eval()
     cfg = layer.config
@@ -194,6 +194,7 @@ def retrieval_batch(generator: torch.Generator, batch: int) -> tuple[Tensor, Ten
 class Retriever(nn.Module):
     def __init__(self, global_k: int, **fields) -> None:
         super().__init__()
+        fields = {"selection": "scorer", **fields}
         config = AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=WINDOW, global_k=global_k, **fields)
         self.attention = HybridAttention(config)
         self.head = nn.Linear(D_MODEL, CLASSES)

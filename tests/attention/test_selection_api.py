@@ -89,7 +89,7 @@ def test_ties_are_broken_by_position():
 
 
 def test_untrained_scorer_selects_the_first_real_tokens_in_eval():
-    layer = HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS, window=4, global_k=3)).eval()
+    layer = HybridAttention(AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS, window=4, global_k=3)).eval()
     mask = torch.ones(2, 10, dtype=torch.bool)
     mask[1, :2] = False
     out = layer(torch.randn(2, 10, D_MODEL), mask)
@@ -114,4 +114,4 @@ def test_scores_are_bounded_by_the_cap_and_keep_the_ranking():
     assert bounded.abs().max() < 5.0
     torch.testing.assert_close(bounded, 5.0 * torch.tanh(unbounded / 5.0))
     assert torch.equal(bounded.argsort(dim=-1, stable=True), unbounded.argsort(dim=-1, stable=True))
-    assert HybridAttention(AttentionConfig(d_model=D_MODEL, n_heads=HEADS)).scorer.cap == 5.0  # the default
+    assert HybridAttention(AttentionConfig(selection="scorer", d_model=D_MODEL, n_heads=HEADS)).scorer.cap == 5.0  # the default

@@ -43,9 +43,11 @@ def _relative_error(model, reference, inputs) -> float:
 def test_int8_multimodal_logits_stay_close_to_fp32(tiny, inputs, mode, tolerance):
     q = quantize_multimodal(tiny, mode)
     spec = quantization_of(q)
-    assert spec.embeddings and len(spec.linears) == 45
-    # Every Linear but the token scorers (which decide what is attended) is int8; the scorers stay float.
-    assert all(".scorer." not in name for name in spec.linears)
+    assert spec.embeddings and len(spec.linears) == 47
+    # Every Linear but the decoders' token scorers and the text encoder's pooling (which decide what is
+    # attended) is int8; those stay float (the pooled branch's gate is int8).
+    assert all(".scorer." not in name and ".pool_proj" not in name for name in spec.linears)
+    assert sum(".pooled.gate_proj" in name for name in spec.linears) == 2
     assert any(".scorer." in name for name, m in q.named_modules() if type(m) is torch.nn.Linear)
     stored = stored_int8(q)
     assert "decoder.token_embeddings.weight" in stored and sum("encoder.trunk" in n for n in stored) == 18
@@ -98,7 +100,7 @@ def test_quantize_command_on_a_multimodal_folder_then_generate(tiny, tmp_path: P
     save_model(tiny, tmp_path / "mm", tokenizer=minilm_tokenizer())
     assert main(["quantize", "--model", str(tmp_path / "mm"), "--out", str(tmp_path / "q")]) == 0
     out = capsys.readouterr().out
-    assert "45 Linear layers and the word embeddings" in out and "stored int8" in out
+    assert "47 Linear layers and the word embeddings" in out and "stored int8" in out
     assert main(["quantize", "--model", str(tmp_path / "mm"), "--out", str(tmp_path / "q2"), "--smooth", "0.5"]) == 2
     assert "smoothing is calibrated on text-classification batches" in capsys.readouterr().err
     Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "red.png")

@@ -77,7 +77,7 @@ def launches(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.sync_scorer_grad])
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.sync_selection])
 def test_case_matches_single_process(launches, name):
     case = CASES[name]
     result = launches(case.world)[0][name]
@@ -92,6 +92,13 @@ def test_tp_without_the_scorer_gradient_all_reduce_drifts(launches):
     """Each TP rank's scorer gradient covers only its own heads: unsynced, the scorer learns wrong."""
     result = launches(2)[0]["tp2_scorer_unsynced"]
     assert result["scorer_rel_diff"] > 1e-3
+
+
+def test_tp_without_the_pooled_importance_sum_picks_different_sets(launches):
+    """Each TP rank holds half the heads: without summing the keys' importance over the ranks, they
+    rank keys by different heads and pick different sets."""
+    result = launches(2)[0]["tp2_pooled_unsummed"]
+    assert not result["tp_same_selection"]
 
 
 def test_checkpoint_resume_same_mesh_and_resharded(launches):

@@ -44,9 +44,12 @@ class Case:
     """Examples per step in all; 0 = 2 per chunk (dp x microbatches chunks)."""
     rtol: float = 1e-5
     """Relative tolerance on every step's loss."""
-    sync_scorer_grad: bool = True
-    """False removes parallelize's all-reduce of the scorer's gradient (a negative control: the
-    scorer's weights must then drift from the reference)."""
+    selection: str = "pooled"
+    """The hybrid layers' global selection (AttentionConfig's default, or "scorer")."""
+    sync_selection: bool = True
+    """False removes what parallelize adds to the selection under TP (negative controls): the
+    all-reduce of the scorer's gradient (its weights must then drift from the reference), or the
+    pooled selection's importance sum over the TP ranks (the ranks must then pick different sets)."""
     param_rtol: float = 1e-5
     """Tolerance on each parameter after the last step: norm of the difference / norm."""
 
@@ -65,15 +68,16 @@ def build_model(case: Case, seed: int = 0) -> TextClassifier:
     # Unbounded scores (score_cap 0): with the default tanh cap the toy's scores sit in near-ties, where
     # a rounding-level difference between the sharded and the single-process run can flip a discrete
     # top-k choice (seen: dp2 x tp2 weights 5.6e-4 apart after 5 steps, against 2e-6 uncapped).
+    # Pooled: blocks of 8 tokens, so the 12-token sequences have two pool blocks.
     attention = AttentionConfig(kind="hybrid", window=4, global_k=2, selection_noise=0.0, combine=case.combine,
-                                score_cap=0.0)
+                                score_cap=0.0, selection=case.selection, pool_block=8)
     sparsity = SparsityConfig(enabled=case.gated, n_groups=4, target_active=0.5)
     config = TextEncoderConfig(
         vocab_size=VOCAB, d_model=32, n_layers=4, n_heads=4, d_ff=64, max_positions=SEQ,
         dropout=0.0, attention=attention, sparsity=sparsity,
     )
     model = TextClassifier(TextEncoder(config), LABELS, dropout=0.0)
-    with torch.no_grad():  # the scorer's output layer starts at zero: give it signal to test TP on
+    with torch.no_grad():  # the scorer's output layer and the pooling start at zero: give them signal to test TP on
         for p in model.parameters():
             if not p.abs().sum():
                 p.normal_(std=0.05)
@@ -82,8 +86,10 @@ def build_model(case: Case, seed: int = 0) -> TextClassifier:
         # gradient is 0 up to rounding; Adam would turn that noise into +-lr steps that differ between
         # any two summation orders. Frozen, so the weight comparison measures the parallelism.
         block.attention.k_proj.bias.requires_grad_(False)
-        if case.combine == "gated":  # the same for the scorer's bias: the global branch's own softmax
-            block.attention.scorer.net.bias.requires_grad_(False)  # spans only the selected keys
+        if case.combine == "gated" and case.selection == "scorer":  # the same for the scorer's bias: the global
+            block.attention.scorer.net.bias.requires_grad_(False)  # branch's own softmax spans only the selected keys
+        if case.selection == "pooled":  # the same for the pooling bias: one constant per head in a softmax
+            block.attention.pooled.pool_proj.bias.requires_grad_(False)
     return model
 
 

@@ -54,9 +54,12 @@ class Run:
             )
         else:
             self.module = parallelize(model, self.mesh, activation_checkpointing=case.ac)
-        if not case.sync_scorer_grad:
+        if not case.sync_selection:
             for _, block in find_blocks(self.module):
-                block.attention.scorer._forward_hooks.clear()
+                if case.selection == "scorer":
+                    block.attention.scorer._forward_hooks.clear()
+                else:
+                    block.attention.pooled.head_sum = None
         self.optimizer = toy.make_optimizer(self.module)
         self.indices: list = []  # every block call's selected global tokens, in call order
         for _, block in find_blocks(self.module):
@@ -101,7 +104,7 @@ def run_case(case: toy.Case) -> dict:
     params = run.params()
     scorer = {n: p for n, p in params.items() if ".scorer." in n}
     mine = (_compare(params, reference), all(g == selections[0] for g in selections), bool(run.indices),
-            _compare(scorer, reference))
+            _compare(scorer, reference) if scorer else 0.0)
     ranks = [None] * dist.get_world_size()
     dist.all_gather_object(ranks, mine)
     return {

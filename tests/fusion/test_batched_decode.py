@@ -23,7 +23,7 @@ LAYOUTS = {
 
 def _decoder(layout: str):
     dims = {} if layout == "text-only" else None
-    decoder = tiny_decoder(attention=AttentionConfig(**LAYOUTS[layout]), dims=dims)
+    decoder = tiny_decoder(attention=AttentionConfig(**{"selection": "scorer", **LAYOUTS[layout]}), dims=dims)
     for block in decoder.blocks:  # a scorer that ranks tokens differently (it starts at zero)
         torch.nn.init.normal_(block.self_attention.scorer.out.weight) if hasattr(block.self_attention, "scorer") else None
     return decoder

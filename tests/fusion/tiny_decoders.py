@@ -5,16 +5,24 @@ from __future__ import annotations
 import torch
 
 from hybridformer.attention import AttentionConfig
-from hybridformer.fusion import DecoderConfig, JointDecoder, ModalityTokens
+from hybridformer.fusion import DECODER_SELECTION, DecoderConfig, JointDecoder, ModalityTokens
 
 DIMS = {"text": 24, "image": 16, "video": 20}
+
+
+def attention_of(kind: str) -> AttentionConfig:
+    """`kind` "hybrid": the decoders' selection (the scorer, which the batched ring decodes); "pooled":
+    the pooled selection with 8-token pool blocks (so blocks close within a short generation)."""
+    if kind == "pooled":
+        return AttentionConfig(kind="hybrid", window=4, global_k=2, selection="pooled", pool_block=8)
+    return AttentionConfig(kind=kind, window=4, global_k=2, selection=DECODER_SELECTION)
 
 
 def tiny_decoder_config(kind: str = "hybrid", dims: dict[str, int] | None = None, **overrides) -> DecoderConfig:
     dims = DIMS if dims is None else dims
     fields = dict(
         vocab_size=40, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_positions=96, dropout=0.0,
-        attention=AttentionConfig(kind=kind, window=4, global_k=2), bos_token_id=1, eos_token_id=2,
+        attention=attention_of(kind), bos_token_id=1, eos_token_id=2,
         text_dim=dims.get("text", 0), image_dim=dims.get("image", 0), video_dim=dims.get("video", 0),
     )
     fields.update(overrides)

@@ -20,9 +20,10 @@ from multimodal_small import VOCAB, small_model  # noqa: E402
 
 def _model(kind: str):
     model = small_model(seed=3)
-    if kind == "hybrid":  # a window shorter than prompt + answer: the ring buffer wraps
+    if kind != "full":  # a window shorter than prompt + answer: the ring buffer wraps (pooled: blocks close)
         config = model.config
-        attention = AttentionConfig(kind="hybrid", window=4, global_k=2, causal=True)
+        attention = AttentionConfig(kind="hybrid", window=4, global_k=2, causal=True, selection=kind.removeprefix("hybrid-"),
+                                    pool_block=4)
         config = dataclasses.replace(config, decoder=dataclasses.replace(config.decoder, attention=attention))
         torch.manual_seed(3)
         model = build_initialised(config)
@@ -46,7 +47,7 @@ def _hand_loop(model, prompts, candidates, images):
     return out
 
 
-@pytest.mark.parametrize("kind", ["full", "hybrid"])
+@pytest.mark.parametrize("kind", ["full", "hybrid-scorer", "hybrid-pooled"])
 def test_batched_ranking_equals_one_candidate_at_a_time(kind):
     model = _model(kind)
     g = torch.Generator().manual_seed(0)

@@ -27,7 +27,7 @@ def _rows(decoder):
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
-@pytest.mark.parametrize("kind", ["hybrid", "full"])
+@pytest.mark.parametrize("kind", ["hybrid", "pooled", "full"])  # pooled: beams fork its in-place key history
 def test_cached_generation_equals_uncached_token_for_token(strategy, kind):
     decoder = tiny_decoder(kind)
     rows = _rows(decoder)

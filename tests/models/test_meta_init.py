@@ -20,16 +20,20 @@ BUILDERS = {
 
 
 def _config(gates: bool, kind: str, norm: str) -> TextEncoderConfig:
+    """`kind` "full", "hybrid" (the default pooled selection) or "hybrid-scorer" (an MLP scorer)."""
+    scorer = kind == "hybrid-scorer"
+    attention = AttentionConfig(kind=kind.removesuffix("-scorer"), window=8, global_k=4, scorer_hidden=8 if scorer else 0,
+                                selection="scorer" if scorer else "pooled")
     return TextEncoderConfig(
         vocab_size=97, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_positions=40, norm=norm,
-        attention=AttentionConfig(kind=kind, window=8, global_k=4, scorer_hidden=8 if kind == "hybrid" else 0),
+        attention=attention,
         sparsity=SparsityConfig(enabled=gates, n_groups=4, layer_skip=gates, gate_hidden=8 if gates else 0),
     )
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 @pytest.mark.parametrize("gates", [False, True])
-@pytest.mark.parametrize("kind,norm", [("full", "post"), ("hybrid", "pre")])
+@pytest.mark.parametrize("kind,norm", [("full", "post"), ("hybrid", "pre"), ("hybrid-scorer", "pre")])
 def test_meta_build_then_init_equals_eager_build(name: str, gates: bool, kind: str, norm: str) -> None:
     cfg = _config(gates, kind, norm)
     torch.manual_seed(11)
@@ -61,7 +65,9 @@ def test_init_weights_keeps_the_documented_distributions() -> None:
     assert emb.word_embeddings.weight[cfg.pad_token_id].abs().sum() == 0  # padding row zero
     assert 0.015 < emb.word_embeddings.weight.std().item() < 0.025  # BERT's N(0, 0.02)
     block = model.encoder.blocks[0]
-    scorer_out = block.attention.scorer.net[-1]
+    pooling = block.attention.pooled.pool_proj
+    assert pooling.weight.abs().sum() == 0 and pooling.bias.abs().sum() == 0  # mean pooling at start
+    scorer_out = TextEncoder(_config(gates=True, kind="hybrid-scorer", norm="post")).blocks[0].attention.scorer.net[-1]
     assert scorer_out.weight.abs().sum() == 0 and scorer_out.bias.abs().sum() == 0  # equal scores at start
     gate = block.ffn.gate
     assert torch.allclose(torch.sigmoid(gate.groups.bias), torch.full_like(gate.groups.bias, gate.target / 0.9526), atol=1e-3)

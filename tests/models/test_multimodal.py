@@ -101,8 +101,8 @@ def test_base_has_the_articles_sizes():
     with torch.device("meta"):
         base = multimodal_base()
         roberta_trunk = torchvision.models.resnet152()
-    scorers = sum(_count(b.attention.scorer) for b in base.text_encoder.blocks)
-    assert _count(base.text_encoder) - scorers == 124_645_632  # Hugging Face RobertaModel (roberta-base)
+    selection = sum(_count(b.attention.pooled) for b in base.text_encoder.blocks)  # the default selection
+    assert _count(base.text_encoder) - selection == 124_645_632  # Hugging Face RobertaModel (roberta-base)
     trunk_params = _count(roberta_trunk) - _count(roberta_trunk.fc)
     assert _count(base.image_encoder.trunk) == trunk_params
     assert len(base.decoder.blocks) == 12 and base.decoder.config.d_model == 768

@@ -70,12 +70,13 @@ def test_classifier_loss_includes_the_gate_loss() -> None:
     assert scored.metrics["aux_loss"].item() == pytest.approx(out.aux_loss.item())
 
 
-def test_training_step_reaches_scorer_gates_and_embeddings() -> None:
+def test_training_step_reaches_selection_gates_and_embeddings() -> None:
     model = TextClassifier(tiny_encoder(sparsity=SparsityConfig(enabled=True, n_groups=4)), num_labels=2).train()
     ClassificationObjective()(model, batch(torch.tensor([1, 0, 1]))).loss.backward()
     block = model.encoder.blocks[0]
     for name, param in {
-        "scorer": next(block.attention.scorer.parameters()),
+        "pooling": block.attention.pooled.pool_proj.weight,
+        "branch gate": block.attention.pooled.gate_proj.weight,
         "gate": block.ffn.gate.groups.weight,
         "word_embeddings": model.encoder.embeddings.word_embeddings.weight,
     }.items():

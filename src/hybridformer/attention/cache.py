@@ -21,6 +21,7 @@ O(H·D·(window + K)).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,17 @@ class KVCache:
     pooled: Any = None
     """selection="pooled" only: its :class:`~hybridformer.attention.pooled_cache.PooledState` (every
     token's keys/values, the current block's queries; the fields above stay empty)."""
+
+    def fork(self) -> KVCache:
+        """An independent copy (a beam that branches). The tensors above are shared: an update builds
+        new ones, never writes in place. The selector states are objects the layer updates in place
+        (and the pooled one's key/value buffers are written in place), so each copy gets its own."""
+        twin = copy.copy(self)
+        if self.compressed is not None:
+            twin.compressed = copy.copy(self.compressed)
+        if self.pooled is not None:
+            twin.pooled = self.pooled.fork()
+        return twin
 
     @property
     def _selector_state(self) -> Any:

@@ -45,6 +45,7 @@ of blocks at a time that stays in cache, reusing the branch's log-sum-exp on CPU
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -182,6 +183,7 @@ def select_keys(
     exclude_own: bool,
     lse: Tensor | None = None,
     pinned: int = 0,
+    head_sum: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Each query window's top `global_k` keys by its pool block's branch probabilities summed over the
     heads (non-causal: its own window's keys left out; causal: the branch's keys all lie before the
@@ -200,6 +202,8 @@ def select_keys(
         exclude_own: leave out the keys of each query window (non-causal).
         lse: (B, H, P) the branch's log-sum-exp per pooled query (from the fused kernel), or None.
         pinned: positions below this are never picked (the layer adds them to every set itself).
+        head_sum: adds the importance of heads held elsewhere to this one's (in place or not) and returns
+            the total, when the layer holds a shard of the heads (:attr:`PooledSelection.head_sum`).
 
     Returns:
         LongTensor (B, ceil(N / window), K), -1 = empty slot.
@@ -226,6 +230,8 @@ def select_keys(
                 else:
                     norm = lse[b, :, g0:g1, None].to(logits.dtype)
                 importance = torch.exp(logits - norm).sum(dim=0)  # (c, N)
+                if head_sum is not None:
+                    importance = head_sum(importance)
                 if exclude_own:
                     candidates = ranked_positions(importance, sees & pickable, global_k + window)  # (c, K + window)
                     first = torch.arange(g0, g1, device=k.device) * per_block
@@ -280,6 +286,10 @@ class PooledSelection(nn.Module):
         if pinned and (causal or pinned > global_k):
             raise ValueError(f"pinned: needs causal=False and pinned <= global_k={global_k}, got {pinned}")
         self.window, self.block, self.global_k, self.causal, self.pinned = window, block, global_k, causal, pinned
+        self.head_sum: Callable[[Tensor], Tensor] | None = None
+        """Sums the keys' importance over heads this layer does not hold (set from outside when the
+        heads are sharded, e.g. a tensor-parallel all-reduce, so every shard picks the same sets);
+        None: every head is here."""
         with allocating():
             self.pool_proj = nn.Linear(d_model, n_heads)
             self.gate_proj = nn.Linear(d_model, n_heads)
@@ -361,7 +371,7 @@ class PooledSelection(nn.Module):
             indices = select_keys(
                 pooled.detach(), k.detach(), visible, scale, self.global_k - self.pinned, window=self.window,
                 block=self.block, exclude_own=not self.causal, lse=None if lse is None else lse.detach(),
-                pinned=self.pinned,
+                pinned=self.pinned, head_sum=self.head_sum,
             )
         if self.pinned:
             indices = self.with_pinned(indices, batch, n, key_padding_mask, q.device)

@@ -14,6 +14,7 @@ window and the set. State (:class:`PooledState`, held in ``KVCache.pooled``):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,12 @@ class PooledState:
     """(B, K) the set in force for the current pool block, -1 = empty."""
     branch: Tensor
     """(B, H, 1, D) the pooled branch's output (before the gate) for the current pool block."""
+
+    def fork(self) -> PooledState:
+        """An independent copy: the buffers, written in place, are copied (their first `length` slots)."""
+        return dataclasses.replace(
+            self, key_buffer=self.keys.clone(), value_buffer=self.values.clone(), valid_buffer=self.valid.clone()
+        )
 
     @property
     def keys(self) -> Tensor:
@@ -102,7 +109,7 @@ def _close_block(state: PooledState, module: PooledSelection, scale: float) -> N
     if module.global_k > 0:
         state.global_positions = select_keys(
             pooled, state.keys, visible, scale, module.global_k, window=module.block, block=module.block,
-            exclude_own=False, lse=lse,
+            exclude_own=False, lse=lse, head_sum=module.head_sum,
         )[:, 0]
     state.queries, state.pool_logits = state.queries[:, :, :0], state.pool_logits[:, :0]
 

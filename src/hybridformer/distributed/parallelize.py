@@ -11,6 +11,12 @@ What is split, and what stays replicated on every TP rank (and why it stays corr
 - ``attention.q_proj/k_proj/v_proj``: column-wise (each rank computes its shard of the heads);
   ``attention.o_proj``: row-wise (partial sums all-reduced into the replicated hidden state).
   ``attention.gate_proj`` (``combine="gated"``): column-wise, its 2 gates per head follow the heads.
+- The pooled selection (``selection="pooled"``, the default): ``attention.pooled.pool_proj`` and
+  ``attention.pooled.gate_proj`` give one pooling logit and one gate per head, so they are split
+  column-wise with the heads, and each rank computes its heads' pooled queries and branch. The keys
+  are ranked by the branch probabilities summed over *all* heads: each rank's partial sum is
+  all-reduced over the TP group before the top-k (``PooledSelection.head_sum``), so every rank picks
+  the same sets as one process holding every head (up to the order of the float sum).
 - The learned token scorer reads the replicated full hidden state with replicated weights, so its
   scores, hence the top-k selection, are bitwise the same on every TP rank. Its gradient is not:
   the scores enter the logits of this rank's heads only (the straight-through bias), so each rank
@@ -30,10 +36,11 @@ What is split, and what stays replicated on every TP rank (and why it stays corr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.distributed.device_mesh import DeviceMesh
@@ -52,7 +59,8 @@ from hybridformer.distributed.dims import ParallelDims
 
 __all__ = [
     "Replicated", "apply_ac", "apply_fsdp", "apply_fsdp_units", "apply_tp", "attention_tp_plan", "block_tp_plan",
-    "check_divisible", "check_selection", "ffn_tp_plan", "find_blocks", "materialize", "parallelize", "sum_grad_over",
+    "check_divisible", "check_selection", "connect_selection", "ffn_tp_plan", "find_blocks", "materialize", "parallelize",
+    "sum_grad_over", "sum_over",
 ]
 
 
@@ -82,6 +90,9 @@ def attention_tp_plan(prefix: str, attention: nn.Module) -> dict[str, ParallelSt
     plan[f"{prefix}.o_proj"] = RowwiseParallel()
     if hasattr(attention, "gate_proj"):
         plan[f"{prefix}.gate_proj"] = ColwiseParallel()
+    if hasattr(attention, "pooled"):  # one pooling logit and one branch gate per head
+        plan[f"{prefix}.pooled.pool_proj"] = ColwiseParallel()
+        plan[f"{prefix}.pooled.gate_proj"] = ColwiseParallel()
     return plan
 
 
@@ -124,6 +135,28 @@ def sum_grad_over(tp_mesh: DeviceMesh):
     return hook
 
 
+def sum_over(tp_mesh: DeviceMesh) -> Callable[[Tensor], Tensor]:
+    """A :attr:`PooledSelection.head_sum`: the all-reduced sum of a (no-gradient) tensor over ``tp_mesh``."""
+    group = tp_mesh.get_group()
+
+    def head_sum(partial: Tensor) -> Tensor:
+        dist.all_reduce(partial, group=group)
+        return partial
+
+    return head_sum
+
+
+def connect_selection(attention: nn.Module, tp_mesh: DeviceMesh) -> None:
+    """After the plan: the scorer's gradient summed over the TP ranks (:func:`sum_grad_over`), or the
+    pooled selection's importance summed over them (:func:`sum_over`)."""
+    scorer = getattr(attention, "scorer", None)
+    if scorer is not None:
+        scorer.register_forward_hook(sum_grad_over(tp_mesh))
+    pooled = getattr(attention, "pooled", None)
+    if pooled is not None:
+        pooled.head_sum = sum_over(tp_mesh)
+
+
 def check_divisible(name: str, n_heads: int, ffn: nn.Module, tp: int) -> None:
     """Raise a ValueError naming the block when ``tp`` does not divide its heads or dense FFN width."""
     if n_heads % tp:
@@ -134,12 +167,12 @@ def check_divisible(name: str, n_heads: int, ffn: nn.Module, tp: int) -> None:
 
 def check_selection(name: str, config: AttentionConfig, tp: int) -> None:
     """Raise a ValueError naming the block when its global selection cannot be split by heads: the
-    compressed and pooled selections rank keys by probabilities summed over *all* heads, so ranks
-    holding different heads would pick different sets (and their per-head projections do not shard)."""
-    if tp > 1 and config.kind == "hybrid" and config.selection in ("compressed", "pooled"):
-        raise ValueError(f"parallel.tp: {name} uses selection={config.selection!r}, which ranks keys over all heads "
+    compressed selection ranks blocks by probabilities summed over *all* heads, so ranks holding
+    different heads would pick different sets (and its per-head projections are not in the plan)."""
+    if tp > 1 and config.kind == "hybrid" and config.selection == "compressed":
+        raise ValueError(f"parallel.tp: {name} uses selection={config.selection!r}, which ranks blocks over all heads "
                          f"and is not split by heads yet; use parallel.tp 1 (data and pipeline parallelism work) or "
-                         f"selection='scorer', got tp={tp}")
+                         f"selection='pooled' (the default) or 'scorer', got tp={tp}")
 
 
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
@@ -153,9 +186,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
         check_selection(name, block.attention.config, tp)
     for _, block in blocks:
         parallelize_module(block, tp_mesh, block_tp_plan(block))
-        scorer = getattr(block.attention, "scorer", None)
-        if scorer is not None:
-            scorer.register_forward_hook(sum_grad_over(tp_mesh))
+        connect_selection(block.attention, tp_mesh)
     # Norms, scorer, gated FFNs, embeddings, heads: replicated DTensors, so every parameter is one.
     parallelize_module(model, tp_mesh, _replicated_leaves(model))
 

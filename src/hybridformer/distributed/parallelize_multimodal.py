@@ -45,7 +45,7 @@ from hybridformer.blocks import TransformerBlock
 from hybridformer.distributed.batchnorm import sync_batch_norms
 from hybridformer.distributed.dims import ParallelDims
 from hybridformer.distributed.parallelize import (
-    apply_fsdp_units, attention_tp_plan, block_tp_plan, check_divisible, check_selection, ffn_tp_plan, sum_grad_over,
+    apply_fsdp_units, attention_tp_plan, block_tp_plan, check_divisible, check_selection, connect_selection, ffn_tp_plan,
 )
 from hybridformer.fusion.decoder import DecoderBlock
 
@@ -165,9 +165,7 @@ def apply_tp_multimodal(module: TrainingModule, tp_mesh: DeviceMesh) -> set[tupl
         parallelize_module(block, tp_mesh, decoder_block_tp_plan(block))
         attentions.append(block.self_attention)
     for attention in attentions:
-        scorer = getattr(attention, "scorer", None)
-        if scorer is not None:
-            scorer.register_forward_hook(sum_grad_over(tp_mesh))
+        connect_selection(attention, tp_mesh)
     replicated = set()
     for owner in module.modules():
         for name, param in list(owner._parameters.items()):

@@ -8,10 +8,11 @@ from hybridformer.fusion.cross_modal import (
     ModalityTokens,
     stack_kv,
 )
-from hybridformer.fusion.decoder import DecoderBlock, DecoderBlockOutput, DecoderConfig
+from hybridformer.fusion.decoder import DECODER_SELECTION, DecoderBlock, DecoderBlockOutput, DecoderConfig
 from hybridformer.fusion.joint_decoder import DecoderOutput, JointDecoder
 
 __all__ = [
+    "DECODER_SELECTION",
     "MODALITIES",
     "CrossModalAttention",
     "CrossModalConfig",

@@ -30,11 +30,18 @@ from hybridformer.fusion.cross_modal import CrossModalAttention, CrossModalConfi
 from hybridformer.initialization import allocating, init_children
 from hybridformer.sparsity import GatedFFN, GateStats, SparsityConfig
 
-__all__ = ["DecoderConfig", "DecoderBlock", "DecoderBlockOutput"]
+__all__ = ["DECODER_SELECTION", "DecoderConfig", "DecoderBlock", "DecoderBlockOutput"]
+
+
+DECODER_SELECTION = "scorer"
+"""The decoders' global selection. Not the pooled default: the server decodes many sequences in one
+batch over constant-size ring caches (``fusion/batched_decode.py``), which the scorer's causal
+selection fits, while the pooled branch reads every earlier key, so pooled layers decode through the
+per-sequence cache. Captions and answers are shorter than a window anyway."""
 
 
 def _causal_attention() -> AttentionConfig:
-    return AttentionConfig(causal=True)
+    return AttentionConfig(causal=True, selection=DECODER_SELECTION)
 
 
 @dataclass

@@ -22,7 +22,6 @@ step (right-padded; the reference the cached path is tested against).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,9 +51,9 @@ class SequenceState:
     ``caches`` through ``batch.members``, which brings them up to date."""
 
     def fork(self) -> SequenceState:
-        """An independent copy (a beam that branches). Cheap: cache tensors are never modified in
-        place (a cache update builds new tensors), so copying the cache objects shares the tensors."""
-        caches = None if self.caches is None else [copy.copy(c) for c in self.caches]
+        """An independent copy (a beam that branches). Cheap: the caches share their tensors, except the
+        pooled selection's key/value history, which is written in place and so copied (:meth:`KVCache.fork`)."""
+        caches = None if self.caches is None else [c.fork() for c in self.caches]
         return SequenceState(list(self.tokens), self.kv, caches)
 
 

@@ -23,7 +23,7 @@ from hybridformer.encoders.image import ImageEncoderConfig
 from hybridformer.encoders.text import TextEncoder
 from hybridformer.encoders.text_config import TextEncoderConfig
 from hybridformer.encoders.video import VideoEncoderConfig
-from hybridformer.fusion import DecoderConfig
+from hybridformer.fusion import DECODER_SELECTION, DecoderConfig
 from hybridformer.initialization import allocating
 from hybridformer.models.multimodal import MultimodalModel
 from hybridformer.models.multimodal_checkpoint import build_multimodal
@@ -48,7 +48,7 @@ def tiny_config(heads: HeadsConfig | None = None, *, video: bool = True) -> Mult
                                frame_size=32) if video else None
     decoder = DecoderConfig(
         vocab_size=BERT_VOCAB, d_model=d, n_layers=2, n_heads=4, d_ff=4 * d, max_positions=1024,
-        attention=AttentionConfig(kind="hybrid", window=32, global_k=16, causal=True),
+        attention=AttentionConfig(kind="hybrid", window=32, global_k=16, causal=True, selection=DECODER_SELECTION),
         text_dim=d, image_dim=d, video_dim=d if video else 0, bos_token_id=101, eos_token_id=102, pad_token_id=0,
     )
     return MultimodalConfig(text=text, decoder=decoder, image=image, video=clips, heads=heads or HeadsConfig(embed_dim=d))
@@ -64,7 +64,7 @@ def base_config(heads: HeadsConfig | None = None) -> MultimodalConfig:
     )
     decoder = DecoderConfig(
         vocab_size=ROBERTA_VOCAB, d_model=d, n_layers=12, n_heads=12, d_ff=3072, max_positions=1024,
-        attention=AttentionConfig(kind="hybrid", window=128, global_k=64, causal=True),
+        attention=AttentionConfig(kind="hybrid", window=128, global_k=64, causal=True, selection=DECODER_SELECTION),
         text_dim=d, image_dim=d, video_dim=d, bos_token_id=0, eos_token_id=2, pad_token_id=1,
     )
     return MultimodalConfig(
