@@ -417,7 +417,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pooling", default="cls", choices=["cls", "mean"],
                         help="classification head input: [CLS] or the mean of the real tokens")
     parser.add_argument("--scorer-lr-scale", type=float, default=100.0,
-                        help="lr factor of the hybrid variants' token scorers (new, untrained modules)")
+                        help="lr factor of the hybrid variants' selection (the pooled selection's pooling and "
+                             "branch gates, or the scorer: new, untrained modules)")
     parser.add_argument("--gate-lr-scale", type=float, default=100.0,
                         help="lr factor of hybrid-pruned's FFN gates (new, untrained modules)")
     parser.add_argument("--no-rewire", action="store_true",
