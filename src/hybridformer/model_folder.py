@@ -12,7 +12,8 @@ folder (tokenizer files, ``generation_config.json``, ...) belong to whoever wrot
 never rewrites them, and :func:`copy_extras` carries them into a derived folder unchanged.
 
 Folders written before the format was shared still read: the text models' ``{"format": "hybridformer",
-"encoder": {...}, ...}`` (format 1) and int8 weights in ``model.int8.safetensors``.
+"encoder": {...}, ...}`` (format 1) and int8 weights in ``model.int8.safetensors``; an attention config
+that names no ``selection`` keeps the scorer, the default it was written under (before issue 24).
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ def _from_text_v1(meta: dict[str, Any], file: Path) -> FolderMeta:
     return FolderMeta(architecture, config, meta.get("quantization"), format_version=1)
 
 
+def _keep_old_selection(config: Any) -> Any:
+    """Every attention config in ``config`` (a dict with ``kind``, ``window`` and ``global_k``) that names
+    no ``selection`` gets ``"scorer"``: it was written when that was the default (before issue 24 made
+    it ``"pooled"``), and its weights hold a scorer."""
+    if isinstance(config, dict):
+        if {"kind", "window", "global_k"} <= config.keys() and "selection" not in config:
+            config = {**config, "selection": "scorer"}
+        return {key: _keep_old_selection(value) for key, value in config.items()}
+    return config
+
+
 def read_meta(path: str | Path) -> FolderMeta:
     """The ``hybridformer.json`` of a model folder, converted to the current schema.
 
@@ -98,7 +110,8 @@ def read_meta(path: str | Path) -> FolderMeta:
     if not isinstance(meta, dict):
         raise ValueError(f"{file}: not a hybridformer model config (expected a JSON object)")
     if meta.get("format") == "hybridformer" and "encoder" in meta:
-        return _from_text_v1(meta, file)
+        old = _from_text_v1(meta, file)
+        return FolderMeta(old.architecture, _keep_old_selection(old.config), old.quantization, format_version=1)
     if not isinstance(meta.get("architecture"), str) or not isinstance(meta.get("config"), dict):
         raise ValueError(f"{file}: not a hybridformer model config (needs 'architecture' and 'config')")
     version = meta.get("format_version", 1)
@@ -106,7 +119,7 @@ def read_meta(path: str | Path) -> FolderMeta:
         raise ValueError(f"{file}: format_version {version!r} is newer than this hybridformer reads ({FORMAT_VERSION})")
     known = {"architecture", "format_version", "config", "quantization"}
     extra = {k: v for k, v in meta.items() if k not in known}
-    return FolderMeta(meta["architecture"], meta["config"], meta.get("quantization"), extra, version)
+    return FolderMeta(meta["architecture"], _keep_old_selection(meta["config"]), meta.get("quantization"), extra, version)
 
 
 def read_tensors(path: str | Path) -> tuple[dict[str, Tensor], str]:

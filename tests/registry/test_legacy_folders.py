@@ -133,3 +133,22 @@ def test_unknown_old_folder_says_how_to_convert(tmp_path: Path) -> None:
     (tmp_path / "hybridformer.json").write_text(json.dumps({"architecture": "X", "format_version": 9, "config": {}}))
     with pytest.raises(ValueError, match="format_version 9 is newer"):
         load_model(tmp_path)
+
+
+def test_a_folder_without_selection_keeps_the_scorer_it_was_written_with(tmp_path):
+    """Before issue 24 the default selection was the scorer and folders may name none: they load with
+    the scorer (whose weights they hold) and give the writer's outputs, not the new pooled default."""
+    torch.manual_seed(0)
+    scorer = AttentionConfig(kind="hybrid", window=4, global_k=2, selection="scorer")
+    model = TextClassifier(TextEncoder(TextEncoderConfig(
+        vocab_size=60, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_positions=32, dropout=0.0, attention=scorer,
+    )), num_labels=3).eval()
+    folder = save_model(model, tmp_path / "old")
+    meta = json.loads((folder / "hybridformer.json").read_text())
+    del meta["config"]["encoder"]["attention"]["selection"]  # as written before the field had to be named
+    (folder / "hybridformer.json").write_text(json.dumps(meta))
+    loaded = load_model(folder).eval()
+    assert loaded.encoder.config.attention.selection == "scorer" and hasattr(loaded.encoder.blocks[0].attention, "scorer")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**_batch()).logits, model(**_batch()).logits)
+    assert AttentionConfig().selection == "pooled"  # what a folder naming none would otherwise get
