@@ -12,9 +12,12 @@ DIMS = {"text": 24, "image": 16, "video": 20}
 
 def attention_of(kind: str) -> AttentionConfig:
     """`kind` "hybrid": the decoders' selection (the scorer, which the batched ring decodes); "pooled":
-    the pooled selection with 8-token pool blocks (so blocks close within a short generation)."""
+    the pooled selection with 8-token pool blocks (so blocks close within a short generation);
+    "compressed": blocks of 2."""
     if kind == "pooled":
         return AttentionConfig(kind="hybrid", window=4, global_k=2, selection="pooled", pool_block=8)
+    if kind == "compressed":
+        return AttentionConfig(kind="hybrid", window=4, global_k=2, selection="compressed", compress_block=2)
     return AttentionConfig(kind=kind, window=4, global_k=2, selection=DECODER_SELECTION)
 
 

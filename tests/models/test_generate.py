@@ -27,7 +27,8 @@ def _rows(decoder):
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
-@pytest.mark.parametrize("kind", ["hybrid", "pooled", "full"])  # pooled: beams fork its in-place key history
+# pooled / compressed: beams fork their selection's state, which the layer updates in place
+@pytest.mark.parametrize("kind", ["hybrid", "pooled", "compressed", "full"])
 def test_cached_generation_equals_uncached_token_for_token(strategy, kind):
     decoder = tiny_decoder(kind)
     rows = _rows(decoder)
