@@ -7,6 +7,8 @@ backward of the summed last hidden state into every parameter):
   hybrid      the project's TextEncoder with `AttentionConfig`'s default hybrid attention (window 128,
               global_k 64, the default `selection`, or `--selection`)
   full        the same encoder with `kind="full"` (dense SDPA over all N keys)
+  local       (on request, --variants local) the same encoder with `kind="local"`: window attention
+              alone, the floor under any global selection's cost
   longformer  transformers' LongformerModel of the same shape (attention_window 128, global attention
               on the first token as in its classification recipe, attention dropout 0 as ours)
 
@@ -43,6 +45,7 @@ LAYERS, D_MODEL, HEADS, D_FF, WINDOW, VOCAB = 6, 384, 12, 1536, 128, 30522
 SIZES = [4096, 8192, 16384]
 QUICK_SIZES = [4096, 8192]
 VARIANTS = ["hybrid", "full", "longformer"]
+EXTRA_VARIANTS = ["local"]  # run on request only
 SELECTIONS = typing.get_args(typing.get_type_hints(AttentionConfig)["selection"])
 # Dense attention's fwd+bwd at 16k: ~3x its forward (62 s a call on 2 loaded cores), cold and timed
 # call each round: several minutes for a figure whose ratio the 8k row already gives.
@@ -183,7 +186,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help=f"sequence lengths (default {SIZES})")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per inference cell (default 3, quick 1)")
     parser.add_argument("--train-rounds", type=int, help="rounds per fwd+bwd cell (default: --rounds)")
-    parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=VARIANTS, help="variants")
+    parser.add_argument("--variants", nargs="*", choices=VARIANTS + EXTRA_VARIANTS, default=VARIANTS, help="variants")
     parser.add_argument("--inference-only", action="store_true", help="skip the forward+backward cases")
     parser.add_argument("--selection", choices=SELECTIONS, help="hybrid's selection (default: AttentionConfig's)")
     parser.add_argument("--threads", type=int, help="torch threads in every child (default: torch's)")
