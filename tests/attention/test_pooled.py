@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hybridformer.attention import AttentionConfig, HybridAttention, KVCache, dense_mask, reference_attention
+from hybridformer.attention import pooled as pooled_module
 from hybridformer.attention.pooled import pool_queries, select_keys, topk_positions
 from hybridformer.config import ConfigError
 from test_hybrid import D_MODEL, HEADS, HEAD_DIM, merge, padding, qkv
@@ -147,6 +148,15 @@ def test_pinned_tokens_are_in_every_set_and_read_every_token(pinned, attend_all,
     layer = make_layer(False, combine, pinned=pinned, attend_all=attend_all)
     params = [layer.pooled.pool_proj.weight, layer.q_proj.weight, layer.k_proj.weight, layer.v_proj.weight]
     assert_layer_equals_reference(layer, n, pad, False, params)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_selection_a_pool_block_at_a_time_equals_loop_reference(causal, monkeypatch):
+    """select_keys computes its logits a chunk of pool blocks at a time (``CHUNK_ELEMENTS``, one chunk at
+    these sizes); with chunks of one block the sets, output and gradient still equal the reference."""
+    monkeypatch.setattr(pooled_module, "CHUNK_ELEMENTS", 1)
+    layer = make_layer(causal)
+    assert_layer_equals_reference(layer, 21, "holes", causal, [layer.q_proj.weight, layer.k_proj.weight])
 
 
 def test_topk_positions_breaks_ties_by_position():

@@ -59,9 +59,11 @@ __all__ = [
     "ranked_positions", "topk_positions", "window_sets",
 ]
 
-CHUNK_ELEMENTS = 1 << 18
-"""Logits (heads × blocks × keys) per selection chunk: ~1 MiB of float32, so a chunk's softmax and
-head sum stay in cache."""
+CHUNK_ELEMENTS = 1 << 20
+"""Logits (heads × blocks × keys) per selection chunk: ~4 MiB of float32. Each chunk's product re-reads
+every key, so fewer, larger chunks win until the chunk leaves the cache: on the 2-core Zen 5, 12 heads,
+d=384, one attention layer (inference) took 63 / 124 / 331 ms at N = 4k / 8k / 16k against 68 / 137 /
+376 ms with 1 MiB chunks (interleaved, median of 7)."""
 
 
 @dataclass
