@@ -83,7 +83,7 @@ def test_padded_keys_do_not_reach_real_tokens() -> None:
         a = block(x, key_padding_mask=real)
         b = block(changed, key_padding_mask=real)
     assert torch.allclose(a.hidden_states[0, :6], b.hidden_states[0, :6], atol=1e-6)
-    assert a.global_indices.shape[-1] == 2 and int(a.global_indices.max()) < 6  # (1, windows, K): pooled sets
+    assert a.global_indices.shape == (1, 3, 2) and int(a.global_indices.max()) < 6  # (1, windows, K): pooled sets
 
 
 def test_block_config_rejects_mismatched_attention_width() -> None:
